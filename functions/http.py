@@ -1,0 +1,64 @@
+"""The one place where domain errors become HTTP status codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable
+
+import azure.functions as func
+
+from shared import errors
+
+log = logging.getLogger("crmflow.http")
+
+_STATUS: tuple[tuple[type[errors.CrmflowError], int], ...] = (
+    (errors.PayloadTooLarge, 413),
+    (errors.InvalidInput, 400),
+    (errors.Unauthorized, 401),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Throttled, 429),
+    (errors.ConfigError, 500),
+    (errors.RetryableError, 503),
+    (errors.PermanentError, 400),
+)
+
+
+def status_for(error: errors.CrmflowError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, ensure_ascii=False, default=str), status_code=status,
+                             mimetype="application/json", charset="utf-8", headers=headers)
+
+
+def error_response(error: errors.CrmflowError) -> func.HttpResponse:
+    status = status_for(error)
+    headers = {}
+    if isinstance(error, errors.Throttled):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
+    return json_response(error.to_dict(), status, headers)
+
+
+def handle_errors(handler: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:
+    """Wrap an HTTP function: domain errors → JSON error with the mapped status; anything else → 500."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs) -> func.HttpResponse:
+        try:
+            return handler(*args, **kwargs)
+        except errors.CrmflowError as exc:
+            log.warning("%s: %s", type(exc).__name__, exc.message if status_for(exc) >= 500 else type(exc).__name__)
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error in %s", handler.__name__)
+            return json_response({"error": "InternalError", "message": "internal error", "retryable": True}, 500)
+
+    return wrapper

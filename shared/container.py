@@ -1,0 +1,52 @@
+"""The composition root: builds settings, stores, broker and senders once per process.
+
+Functions get it through `get_container()`; tests build their own with `Container(settings)` pointed at Azurite and
+local adapters. Every component is created lazily on first use, so a function only pays for what it touches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from shared.customer_store import CustomerStore
+from shared.settings import Settings
+from shared.tables import TableAccess
+
+
+class Container:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    # --- storage -------------------------------------------------------------------------------------------
+    @cached_property
+    def tables(self) -> TableAccess:
+        return TableAccess(self.settings)
+
+    @cached_property
+    def customers(self) -> CustomerStore:
+        return CustomerStore(self.tables, self.settings.customer_shards)
+
+    # --- rules (issue 3) -----------------------------------------------------------------------------------
+
+    # --- pipeline: broker, ledger (issue 4) ----------------------------------------------------------------
+
+    # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
+
+    # --- CRM webhooks and write-back (issue 6) -------------------------------------------------------------
+
+
+_container: Container | None = None
+
+
+def get_container() -> Container:
+    """The process-wide container, built on first use from the environment (fails fast on bad settings)."""
+    global _container
+    if _container is None:
+        _container = Container(Settings.from_env())
+    return _container
+
+
+def set_container(container: Container | None) -> None:
+    """Install a container (tests, the local host) or clear it."""
+    global _container
+    _container = container

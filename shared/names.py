@@ -1,0 +1,24 @@
+"""Queue and table names from DESIGN.md, defined once."""
+
+from typing import Final
+
+# Queues (Service Bus in Azure, the local durable broker on a workstation).
+CRM_EVENTS: Final = "crm-events"
+SWEEP_SHARDS: Final = "sweep-shards"
+TEAMS: Final = "teams"
+EMAIL: Final = "email"
+CRM_TASKS: Final = "crm-tasks"
+QUEUES: Final = (CRM_EVENTS, SWEEP_SHARDS, TEAMS, EMAIL, CRM_TASKS)
+
+# Tables.
+CUSTOMERS: Final = "Customers"
+OPPORTUNITIES: Final = "Opportunities"
+DELIVERIES: Final = "Deliveries"
+SUPPRESSIONS: Final = "Suppressions"
+APPROVALS: Final = "Approvals"
+RATE_LIMITS: Final = "RateLimits"
+TASKS: Final = "Tasks"
+TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS)
+
+# Action channels and the queue each one is delivered from.
+CHANNEL_QUEUES: Final = {"teams": TEAMS, "email": EMAIL, "crm_task": CRM_TASKS}
