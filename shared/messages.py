@@ -41,6 +41,10 @@ class ActionMessage:
     after: str | None = None  # dedupe key of the action that must be delivered first (`after: email`)
     importance: str | None = None
     properties: Mapping[str, str] = field(default_factory=dict)
+    # Actions released only once this one was delivered (`after: email`), as ActionMessage JSON. The sender
+    # publishes them after success, and again when a redelivery finds the send already completed: their own
+    # dedupe keys (broker message ids) absorb the repeat.
+    followups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.dedupe_key or len(self.dedupe_key) > MAX_MESSAGE_ID:
@@ -59,6 +63,7 @@ class ActionMessage:
             data["planned_at"] = datetime.fromisoformat(data["planned_at"])
             if data.get("not_before"):
                 data["not_before"] = datetime.fromisoformat(data["not_before"])
+            data["followups"] = tuple(data.get("followups") or ())
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"not an action message: {exc}") from None
