@@ -18,12 +18,14 @@ from shared.settings import APP_ROOT
 DEMO_NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 09:00 Tuesday in Tokyo
 SAMPLES = APP_ROOT / "samples"
 
+TANAKA = {"name": "田中 一郎", "email": "ichiro.tanaka@contoso.com"}
+LEE = {"name": "Sarah Lee", "email": "sarah.lee@contoso.com"}
 OWNERS = [
-    ({"name": "佐藤 花子", "email": "hanako.sato@contoso.com"}, {"name": "田中 一郎", "email": "ichiro.tanaka@contoso.com"}),
-    ({"name": "鈴木 健", "email": "ken.suzuki@contoso.com"}, {"name": "田中 一郎", "email": "ichiro.tanaka@contoso.com"}),
-    ({"name": "高橋 美咲", "email": "misaki.takahashi@contoso.com"}, {"name": "田中 一郎", "email": "ichiro.tanaka@contoso.com"}),
-    ({"name": "John Miller", "email": "john.miller@contoso.com"}, {"name": "Sarah Lee", "email": "sarah.lee@contoso.com"}),
-    ({"name": "Emma Brown", "email": "emma.brown@contoso.com"}, {"name": "Sarah Lee", "email": "sarah.lee@contoso.com"}),
+    ({"name": "佐藤 花子", "email": "hanako.sato@contoso.com"}, TANAKA),
+    ({"name": "鈴木 健", "email": "ken.suzuki@contoso.com"}, TANAKA),
+    ({"name": "高橋 美咲", "email": "misaki.takahashi@contoso.com"}, TANAKA),
+    ({"name": "John Miller", "email": "john.miller@contoso.com"}, LEE),
+    ({"name": "Emma Brown", "email": "emma.brown@contoso.com"}, LEE),
 ]
 JA_FAMILY = ["山田", "佐々木", "伊藤", "渡辺", "中村", "小林", "加藤", "吉田", "山本", "松本", "井上", "木村"]
 JA_GIVEN = ["太郎", "花子", "健一", "美穂", "大輔", "由美", "翔太", "彩", "直樹", "恵子"]
@@ -115,7 +117,8 @@ def customer_rows(count: int, now: datetime = DEMO_NOW, seed: int = 7) -> tuple[
             products |= {"A", "B", "C", "D"}
         # Everyone has some purchase history of what they own.
         for product in sorted(products):
-            bought.append((product, local_today - timedelta(days=rng.randrange(400, 900)), rng.randrange(50, 400) * 1000))
+            since = timedelta(days=rng.randrange(400, 900))
+            bought.append((product, local_today - since, rng.randrange(50, 400) * 1000))
         missing = i % 7 == 3  # optional fields left empty: the model must treat them as null
         if i % 29 == 5:
             email = "not-an-email"  # suppressed at planning: invalid recipient

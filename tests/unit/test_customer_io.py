@@ -122,7 +122,7 @@ def test_samples_cover_every_scenario_without_errors():
 
 
 def test_model_rejects_bad_fields_by_name():
-    with pytest.raises(InvalidInput, match="purchases\\[0\\].date"):
+    with pytest.raises(InvalidInput, match=r"purchases\[0\]\.date"):
         Customer.from_dict({"id": "x", "purchases": [{"product": "A", "date": "soon"}]})
     with pytest.raises(InvalidInput, match="'timezone'"):
         Customer.from_dict({"id": "x", "timezone": "Tokyo"})
