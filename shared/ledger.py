@@ -237,7 +237,7 @@ class OpportunityLedger:
         entity = {
             "PartitionKey": partition, "RowKey": row_key(claim.key), "key": claim.key, "rule": claim.rule,
             "kind": claim.kind, "customer_id": claim.customer_id,
-            "status": DETECTED if claim.messages else claim.status,
+            "status": DETECTED if claim.messages else claim.status, "target_status": claim.status,
             "month": claim.local_date[:7], "local_date": claim.local_date, "detected_at": now, "updated_at": now,
             "published": not claim.messages, "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
@@ -253,8 +253,9 @@ class OpportunityLedger:
     def _claim_from_entity(self, row: dict) -> Claim:
         return Claim(
             key=row["key"], rule=row["rule"], kind=row["kind"], customer_id=row["customer_id"],
-            owner_name=row.get("owner_name"), owner_email=row.get("owner_email"), status=row["status"],
-            recommendation=row.get("recommendation"), local_date=row.get("local_date", ""),
+            owner_name=row.get("owner_name"), owner_email=row.get("owner_email"),
+            status=row.get("target_status", row["status"]), recommendation=row.get("recommendation"),
+            local_date=row.get("local_date", ""),
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
             messages=tuple(QueuedMessage.from_dict(m) for m in _unchunk(row, "messages_json")),
             held=tuple(QueuedMessage.from_dict(m) for m in _unchunk(row, "held_json")))
