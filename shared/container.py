@@ -11,6 +11,8 @@ from functools import cached_property
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
+from shared.ledger import OpportunityLedger
+from shared.pipeline import Planner
 from shared.settings import Settings
 from shared.tables import TableAccess
 
@@ -39,6 +41,14 @@ class Container:
         from shared.broker.servicebus import ServiceBusBroker  # azure-servicebus loads only where it is used
 
         return ServiceBusBroker.from_settings(self.settings)
+
+    @cached_property
+    def ledger(self) -> OpportunityLedger:
+        return OpportunityLedger(self.tables, self.settings.customer_shards)
+
+    @cached_property
+    def planner(self) -> Planner:
+        return Planner(self.settings, self.ledger, self.broker)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
 
