@@ -257,6 +257,11 @@ class Settings:
                 if meta["required"]:
                     raise ConfigError(f"app setting {meta['name']} is required: {meta['doc']}")
                 continue
+            if raw.lstrip().startswith("@Microsoft.KeyVault("):
+                # App Service leaves the reference text in place when it cannot resolve it; using it as a
+                # value (a predictable signing key, say) would be worse than not starting.
+                raise ConfigError(f"app setting {meta['name']} is an unresolved Key Vault reference: check the "
+                                  "secret exists and the app's identity has Key Vault Secrets User")
             try:
                 values[f.name] = meta["parse"](raw)
             except (ValueError, json.JSONDecodeError) as exc:

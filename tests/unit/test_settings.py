@@ -84,3 +84,9 @@ def test_settings_module_is_the_only_place_names_are_read():
         if "os.environ[" in text or "os.getenv(" in text:
             offenders.append(path.name)
     assert offenders == []
+
+
+def test_unresolved_key_vault_reference_fails_at_cold_start():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/unsubscribe-signing-key/)"
+    with pytest.raises(ConfigError, match="UNSUBSCRIBE_SIGNING_KEY is an unresolved Key Vault reference"):
+        Settings.from_env({**BASE, "UNSUBSCRIBE_SIGNING_KEY": reference})
