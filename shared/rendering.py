@@ -39,6 +39,14 @@ _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
+class TemplateProblems(InvalidInput):
+    """Broken or incomplete template files; `problems` lists (location, message) pairs."""
+
+    def __init__(self, problems: list[tuple[Location, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{where}: {message}" for where, message in problems))
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
@@ -151,7 +159,7 @@ class Renderer:
         self._text: dict[str, jinja2.Environment] = {}
         self._cards: dict[tuple[str, str], _CardTemplate] = {}
         self._inline: dict[tuple[str, str], jinja2.Template] = {}
-        problems: list[InvalidInput] = []
+        problems: list[tuple[Location, str]] = []
         names: dict[str, set[str]] = {CARD: set(), EMAIL: set()}
         for locale in self.locales:
             loader = jinja2.FileSystemLoader(str(self.dir / locale))
@@ -168,9 +176,9 @@ class Renderer:
                         data = json.loads(path.read_text(encoding="utf-8"))
                         self._cards[(locale, name)] = _CardTemplate(data, card_text, card_url, card_plain)
                     except json.JSONDecodeError as exc:
-                        problems.append(InvalidInput(f"not valid JSON: {exc.msg}", Location(str(path), exc.lineno)))
+                        problems.append((Location(str(path), exc.lineno), f"not valid JSON: {exc.msg}"))
                     except jinja2.TemplateSyntaxError as exc:
-                        problems.append(InvalidInput(f"template error: {exc.message}", Location(str(path))))
+                        problems.append((Location(str(path)), f"template error: {exc.message}"))
                 elif path.name.endswith(".subject.txt"):
                     names[EMAIL].add(path.name.removesuffix(".subject.txt"))
             for name in names[EMAIL]:
@@ -179,20 +187,20 @@ class Renderer:
                     try:
                         env.get_template(name + suffix)
                     except jinja2.TemplateNotFound:
-                        problems.append(InvalidInput(f"email template {name!r} has no {part} part ({name}{suffix})",
-                                                     Location(str(self.dir / locale))))
+                        problems.append((Location(str(self.dir / locale)),
+                                         f"email template {name!r} has no {part} part ({name}{suffix})"))
                     except jinja2.TemplateSyntaxError as exc:
-                        problems.append(InvalidInput(f"template error: {exc.message}",
-                                                     Location(str(self.dir / locale / (name + suffix)), exc.lineno)))
+                        problems.append((Location(str(self.dir / locale / (name + suffix)), exc.lineno),
+                                         f"template error: {exc.message}"))
         self.names = {form: frozenset(found) for form, found in names.items()}
         for form, found in self.names.items():
             for name in found:
                 for locale in self.locales:
                     if not self.has(name, form, locale):
-                        problems.append(InvalidInput(f"{form} template {name!r} is missing for locale {locale}",
-                                                     Location(str(self.dir / locale))))
+                        problems.append((Location(str(self.dir / locale)),
+                                         f"{form} template {name!r} is missing for locale {locale}"))
         if problems:
-            raise InvalidInput("; ".join(str(p) for p in problems))
+            raise TemplateProblems(problems)
 
     # --- lookup ----------------------------------------------------------------------------------------------
     def has(self, name: str, form: str, locale: str | None = None) -> bool:

@@ -242,14 +242,15 @@ def _get(obj: Any, key: Any) -> Any:
     return None
 
 
-def _contains(container: Any, item: Any) -> bool:
+def _contains(container: Any, item: Any, negate: bool = False) -> bool:
+    """`in` / `not in` for run-time-typed containers: null or a non-container on either side is false both ways."""
     if item is None or container is None:
         return False
     if isinstance(container, str):
-        return isinstance(item, str) and item in container
+        return isinstance(item, str) and (item in container) != negate
     if isinstance(container, list | tuple | set | frozenset | Mapping):
         try:
-            return item in container
+            return (item in container) != negate
         except TypeError:  # unhashable item against a mapping
             return False
     return False
@@ -653,8 +654,7 @@ class _Compiler:
                 and item.type != container.item:
             raise self.fail(node, f"a list of {container.item} never contains a {item.type}")
         if container.type == ANY or (container.type == STR and item.type != STR):
-            test: ast.expr = _call("_contains", container.node, item.node)
-            return ast.UnaryOp(ast.Not(), test) if symbol == "not in" else test
+            return _call("_contains", container.node, item.node, _const(symbol == "not in"))
         checks: list[ast.expr] = []
         item_node, container_node = item.node, container.node
         if item.nullable:
@@ -673,9 +673,13 @@ class _Compiler:
 
     # --- calls -----------------------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> Typed:
+        if isinstance(node.func, ast.Attribute):
+            self.visit(node.func.value)  # reports what is wrong inside first (e.g. __import__(...).system)
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, f"only helper calls are allowed ({', '.join(ALL_HELPERS)}), not methods")
         name = node.func.id
+        if name.startswith("_"):
+            raise self.fail(node, "names starting with '_' are reserved")
         if any(isinstance(arg, ast.Starred) for arg in node.args) or any(k.arg is None for k in node.keywords):
             raise self.fail(node, "* and ** arguments are not allowed")
         if name == "today":

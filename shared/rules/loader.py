@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from shared.errors import InvalidInput, Location
-from shared.rendering import CARD, EMAIL, Renderer, template_context
+from shared.rendering import CARD, EMAIL, Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
     ANY,
@@ -89,7 +89,12 @@ def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = 
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         raise InvalidInput("rules directory does not exist", Location(file=_shown(rules_dir)))
-    renderer = Renderer(Path(templates_dir), default_locale)
+    try:
+        renderer = Renderer(Path(templates_dir), default_locale)
+    except TemplateProblems as exc:
+        raise RuleProblems(exc.problems) from None
+    except InvalidInput as exc:  # no such directory, no locale folders
+        raise RuleProblems([(exc.location, exc.reason)]) from None
     template_errors = renderer.check(_sample_context(renderer))
     checker = _Checker(renderer)
     checker.problems.extend((Location(file=_shown(Path(templates_dir))), e) for e in template_errors)
