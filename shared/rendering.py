@@ -134,7 +134,10 @@ class _CardTemplate:
             def render_object(context: Mapping[str, Any]) -> Any:
                 if condition is not None and not condition(**context):
                     return _DROP
-                return {k: v(context) for k, v in members}
+                rendered = {k: v(context) for k, v in members}
+                if any(rendered.get(k) == "" for k in _URL_KEYS):
+                    return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+                return rendered
 
             return render_object
         return lambda context: node
