@@ -13,6 +13,7 @@ from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
 from shared.ledger import OpportunityLedger
 from shared.pipeline import Planner
+from shared.rules import Evaluator, RuleSet, load_ruleset
 from shared.settings import Settings
 from shared.tables import TableAccess
 
@@ -31,6 +32,15 @@ class Container:
         return CustomerStore(self.tables, self.settings.customer_shards)
 
     # --- rules (issue 3) -----------------------------------------------------------------------------------
+    @cached_property
+    def ruleset(self) -> RuleSet:
+        """Rules and templates, checked and compiled once per process (InvalidInput lists every problem)."""
+        return load_ruleset(self.settings.rules_dir, self.settings.templates_dir,
+                            default_locale=self.settings.default_locale)
+
+    @cached_property
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.ruleset, self.settings)
 
     # --- pipeline: broker, ledger (issue 4) ----------------------------------------------------------------
     @cached_property

@@ -44,3 +44,12 @@ def local_stack(*, persistent: bool = True, quiet: bool = False) -> Iterator[Con
         container = Container(Settings.from_env({**env, "TABLES_CONNECTION_STRING": azurite.connection_string}))
         container.tables.ensure_tables()
         yield container
+
+
+def offline_settings() -> Settings:
+    """Settings for commands that never touch storage (validate, dry-run): a missing storage setting is fine."""
+    load_local_settings()
+    env = dict(os.environ)
+    if not (env.get("TABLES_CONNECTION_STRING") or env.get("TABLES_ACCOUNT_URL")):
+        env["TABLES_CONNECTION_STRING"] = "UseDevelopmentStorage=true"  # required by Settings; never contacted
+    return Settings.from_env(env)

@@ -1,0 +1,293 @@
+"""Templates → Adaptive Card 1.5 (Teams), HTML + plain-text email, and short text (subjects, task titles).
+
+Layout of a templates directory (one folder per locale, the same names in each):
+
+    <locale>/<name>.card.json      Adaptive Card; string values may hold Jinja ({{ customer.name }})
+    <locale>/<name>.subject.txt    email subject (one line)
+    <locale>/<name>.html           email HTML (autoescaped; usually `{% extends "_layout.html" %}`)
+    <locale>/<name>.txt            email plain text
+
+Hostile values cannot break out of any form: cards are parsed as JSON *before* rendering and each string leaf is
+rendered on its own (JSON breakers are impossible; values are markdown-escaped and kept on one line; URL leaves
+accept only http(s)), HTML is autoescaped, text values have CR/LF folded to spaces, subjects are one line.
+Templates use StrictUndefined, so a misspelt variable is an error when the template is checked at load time
+(`check()` renders everything with a full sample customer), not a silently empty mail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from shared.errors import InvalidInput, Location
+
+CARD, EMAIL = "card", "email"
+EMAIL_PARTS = {"subject": ".subject.txt", "html": ".html", "text": ".txt"}
+MAX_CARD_BYTES = 28 * 1024  # Teams Workflows webhook limit
+MAX_SUBJECT_CHARS = 255
+_URL_KEYS = frozenset({"url", "iconUrl", "backgroundImage"})
+_PLAIN_KEYS = frozenset({"fallbackText", "speak"})  # shown as plain text (notification previews), not markdown
+_MARKDOWN = re.compile(r"([\\*_\[\]()~`<>#|])")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+class TemplateProblems(InvalidInput):
+    """Broken or incomplete template files; `problems` lists (location, message) pairs."""
+
+    def __init__(self, problems: list[tuple[Location, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{where}: {message}" for where, message in problems))
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Value formatting shared by every form.
+# ---------------------------------------------------------------------------------------------------------------
+def one_line(value: Any) -> str:
+    """Text for places where a line break would forge structure (subjects, card text, plain-text values)."""
+    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", str(value))).strip()
+
+
+def _finalize_text(value: Any) -> Any:
+    if value is None:
+        return ""
+    return one_line(value) if isinstance(value, str) else value
+
+
+def _finalize_card_text(value: Any) -> str:
+    return "" if value is None else _MARKDOWN.sub(r"\\\1", one_line(value))
+
+
+def _finalize_url(value: Any) -> str:
+    text = "" if value is None else one_line(value)
+    return text if re.match(r"^https?://[^\s\"'<>]+$", text) else ""
+
+
+def _format_date(value: Any, locale: str) -> str:
+    if not isinstance(value, date):
+        return "" if value is None else str(value)
+    if locale.startswith("ja"):
+        return f"{value.year}年{value.month}月{value.day}日"
+    return value.strftime("%B ") + f"{value.day}, {value.year}"
+
+
+def _format_money(value: Any) -> str:
+    """Amounts are yen in every locale (the CRM's currency), e.g. ¥1,200,000."""
+    if value is None:
+        return ""
+    try:
+        return f"¥{float(value):,.0f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
+                 finalize: Callable[[Any], Any]) -> jinja2.Environment:
+    # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
+    env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
+                             finalize=finalize, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["date"] = lambda value: _format_date(value, locale)
+    env.filters["money"] = _format_money
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cards: JSON parsed once, string leaves compiled once, rendered into a fresh dict per firing.
+# ---------------------------------------------------------------------------------------------------------------
+_DROP = object()
+
+
+class _CardTemplate:
+    def __init__(self, data: Any, text_env: jinja2.Environment, url_env: jinja2.Environment,
+                 plain_env: jinja2.Environment):
+        self.text_env, self.url_env, self.plain_env = text_env, url_env, plain_env
+        self.render_root = self._compile(data, None)
+
+    def _compile(self, node: Any, key: str | None) -> Callable[[Mapping[str, Any]], Any]:
+        if isinstance(node, str):
+            if "{{" not in node and "{%" not in node:
+                return lambda context: node
+            env = self.url_env if key in _URL_KEYS else self.plain_env if key in _PLAIN_KEYS else self.text_env
+            template = env.from_string(node)
+            return lambda context: template.render(context)
+        if isinstance(node, list):
+            items = [self._compile(item, key) for item in node]
+            return lambda context: [v for v in (item(context) for item in items) if v is not _DROP]
+        if isinstance(node, dict):
+            condition = self.text_env.compile_expression(node["$when"]) if "$when" in node else None
+            members = [(k, self._compile(v, k)) for k, v in node.items() if k != "$when"]
+
+            def render_object(context: Mapping[str, Any]) -> Any:
+                if condition is not None and not condition(**context):
+                    return _DROP
+                rendered = {k: v(context) for k, v in members}
+                if any(rendered.get(k) == "" for k in _URL_KEYS):
+                    return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+                return rendered
+
+            return render_object
+        return lambda context: node
+
+    def render(self, context: Mapping[str, Any]) -> dict:
+        return self.render_root(context)
+
+
+class Renderer:
+    """All templates of one directory, compiled once per process. Thread-safe after construction."""
+
+    def __init__(self, templates_dir: Path, default_locale: str = "ja-JP"):
+        self.dir = Path(templates_dir)
+        if not self.dir.is_dir():
+            raise InvalidInput("templates directory does not exist", Location(file=str(self.dir)))
+        self.locales = tuple(sorted(p.name for p in self.dir.iterdir() if p.is_dir() and _is_locale(p.name)))
+        if not self.locales:
+            raise InvalidInput("no locale folders (ja-JP, en-US, ...) in the templates directory",
+                               Location(file=str(self.dir)))
+        self.default_locale = default_locale if default_locale in self.locales else self.locales[0]
+        self._html: dict[str, jinja2.Environment] = {}
+        self._text: dict[str, jinja2.Environment] = {}
+        self._cards: dict[tuple[str, str], _CardTemplate] = {}
+        self._inline: dict[tuple[str, str], jinja2.Template] = {}
+        problems: list[tuple[Location, str]] = []
+        names: dict[str, set[str]] = {CARD: set(), EMAIL: set()}
+        for locale in self.locales:
+            loader = jinja2.FileSystemLoader(str(self.dir / locale))
+            self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text)
+            self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text)
+            card_text = _environment(None, locale, autoescape=False, finalize=_finalize_card_text)
+            card_url = _environment(None, locale, autoescape=False, finalize=_finalize_url)
+            card_plain = _environment(None, locale, autoescape=False, finalize=_finalize_text)
+            for path in sorted((self.dir / locale).iterdir()):
+                if path.name.endswith(".card.json"):
+                    name = path.name.removesuffix(".card.json")
+                    names[CARD].add(name)
+                    try:
+                        data = json.loads(path.read_text(encoding="utf-8"))
+                        self._cards[(locale, name)] = _CardTemplate(data, card_text, card_url, card_plain)
+                    except json.JSONDecodeError as exc:
+                        problems.append((Location(str(path), exc.lineno), f"not valid JSON: {exc.msg}"))
+                    except jinja2.TemplateSyntaxError as exc:
+                        problems.append((Location(str(path)), f"template error: {exc.message}"))
+                elif path.name.endswith(".subject.txt"):
+                    names[EMAIL].add(path.name.removesuffix(".subject.txt"))
+            for name in names[EMAIL]:
+                for part, suffix in EMAIL_PARTS.items():
+                    env = self._html[locale] if part == "html" else self._text[locale]
+                    try:
+                        env.get_template(name + suffix)
+                    except jinja2.TemplateNotFound:
+                        problems.append((Location(str(self.dir / locale)),
+                                         f"email template {name!r} has no {part} part ({name}{suffix})"))
+                    except jinja2.TemplateSyntaxError as exc:
+                        problems.append((Location(str(self.dir / locale / (name + suffix)), exc.lineno),
+                                         f"template error: {exc.message}"))
+        self.names = {form: frozenset(found) for form, found in names.items()}
+        for form, found in self.names.items():
+            for name in found:
+                for locale in self.locales:
+                    if not self.has(name, form, locale):
+                        problems.append((Location(str(self.dir / locale)),
+                                         f"{form} template {name!r} is missing for locale {locale}"))
+        if problems:
+            raise TemplateProblems(problems)
+
+    # --- lookup ----------------------------------------------------------------------------------------------
+    def has(self, name: str, form: str, locale: str | None = None) -> bool:
+        locales = [locale] if locale else self.locales
+        if form == CARD:
+            return all((loc, name) in self._cards for loc in locales)
+        return all((self.dir / loc / f"{name}.subject.txt").is_file() for loc in locales)
+
+    def locale_for(self, customer_locale: str | None) -> str:
+        """The customer's locale when we have templates for it (or for its language), else the default."""
+        if customer_locale:
+            if customer_locale in self.locales:
+                return customer_locale
+            language = customer_locale.replace("_", "-").split("-")[0].lower()
+            for locale in self.locales:
+                if locale.split("-")[0].lower() == language:
+                    return locale
+        return self.default_locale
+
+    # --- rendering -------------------------------------------------------------------------------------------
+    def card(self, name: str, locale: str, context: Mapping[str, Any]) -> dict:
+        card = self._cards[(locale, name)].render(context)
+        size = len(json.dumps(card, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_CARD_BYTES:
+            raise InvalidInput(f"card {name!r} is {size:,} bytes; Teams accepts at most {MAX_CARD_BYTES:,}")
+        return card
+
+    def email(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
+        text_env = self._text[locale]
+        subject = one_line(text_env.get_template(name + EMAIL_PARTS["subject"]).render(context))
+        return RenderedEmail(
+            subject=subject[:MAX_SUBJECT_CHARS],
+            html=self._html[locale].get_template(name + EMAIL_PARTS["html"]).render(context),
+            text=text_env.get_template(name + EMAIL_PARTS["text"]).render(context))
+
+    def compile_text(self, source: str) -> Callable[[str, Mapping[str, Any]], str]:
+        """A one-line text template from a rule (task subject, recommendation, reason), compiled per locale."""
+        templates = {locale: self._text[locale].from_string(source) for locale in self.locales}
+        if "{{" not in source and "{%" not in source:
+            plain = one_line(source)
+            return lambda locale, context: plain
+        return lambda locale, context: one_line(templates[locale].render(context))
+
+    def check(self, sample_context: Callable[[str], dict]) -> list[str]:
+        """Render every template in every locale with a full sample context; the template errors found."""
+        errors: list[str] = []
+        for locale in self.locales:
+            context = sample_context(locale)
+            for name in sorted(self.names[CARD]):
+                try:
+                    card = self.card(name, locale, context)
+                    if card.get("type") != "AdaptiveCard" or str(card.get("version")) != "1.5":
+                        errors.append(f"{locale}/{name}.card.json: must be an AdaptiveCard of version 1.5")
+                except (jinja2.TemplateError, InvalidInput, TypeError) as exc:
+                    errors.append(f"{locale}/{name}.card.json: {exc}")
+            for name in sorted(self.names[EMAIL]):
+                try:
+                    mail = self.email(name, locale, context)
+                    if context.get("unsubscribe_url") and context["unsubscribe_url"] not in mail.text:
+                        errors.append(f"{locale}/{name}.txt: the plain-text mail must show {{{{ unsubscribe_url }}}}")
+                    if context.get("unsubscribe_url") and _html_attr(context["unsubscribe_url"]) not in mail.html:
+                        errors.append(f"{locale}/{name}.html: the HTML mail must link {{{{ unsubscribe_url }}}}")
+                except (jinja2.TemplateError, TypeError) as exc:
+                    errors.append(f"{locale}/{name}: {exc}")
+        return errors
+
+
+def template_context(*, customer: Any, rule_id: str, kind: str, locale: str, today: date, reason: str | None,
+                     recommendation: str | None, importance: str = "normal", due_date: date | None = None,
+                     window: int | None = None, unsubscribe_url: str | None = None,
+                     email: Mapping[str, Any] | None = None, approval: Mapping[str, Any] | None = None,
+                     params: Mapping[str, Any] | None = None) -> dict:
+    """The variables every template may use (documented in templates/README.md)."""
+    return {
+        "customer": customer, "owner": customer.owner, "rule": {"id": rule_id, "kind": kind}, "locale": locale,
+        "today": today, "reason": reason, "recommendation": recommendation, "importance": importance,
+        "due_date": due_date, "window": window, "crm_url": customer.crm_url, "unsubscribe_url": unsubscribe_url,
+        "email": email, "approval": approval, "params": params or {},
+    }
+
+
+def _html_attr(text: str) -> str:
+    return str(jinja2.utils.markupsafe.escape(text))
+
+
+def _is_locale(name: str) -> bool:
+    return re.fullmatch(r"[a-z]{2}-[A-Z]{2}", name) is not None

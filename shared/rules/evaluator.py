@@ -1,0 +1,206 @@
+"""Evaluate compiled rules against customers and plan each firing's actions (rendered, with dedupe keys).
+
+The hot loop of a sweep: per customer one local-date lookup (cached per time zone for the sweep's instant) and one
+compiled lambda call per rule. Only firing customers pay for planning and rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from shared.errors import InvalidInput
+from shared.model import Customer, Person
+from shared.rendering import one_line, template_context
+from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
+from shared.rules.expressions import as_date
+from shared.rules.model import (
+    NEEDS_APPROVAL,
+    PLANNED,
+    SUPPRESSED,
+    TRIGGERS,
+    ActionSpec,
+    Firing,
+    PlannedAction,
+    Rule,
+    RuleSet,
+)
+from shared.settings import Settings
+from shared.signing import unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DUE_DAYS = 7  # teams and crm_task actions without due_in_days
+NO_SIGNING_KEY = "no unsubscribe link: UNSUBSCRIBE_SIGNING_KEY is not set (sending will refuse this mail)"
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+
+
+def valid_address(address: str | None) -> bool:
+    return bool(address) and len(address) <= 254 and _EMAIL.fullmatch(address) is not None
+
+
+class Evaluator:
+    """Evaluates a RuleSet. Build once per process (rules and templates are compiled in the RuleSet)."""
+
+    def __init__(self, ruleset: RuleSet, settings: Settings):
+        self.ruleset = ruleset
+        self.settings = settings
+        self.renderer = ruleset.renderer
+        self._by_trigger = {t: tuple((r, r.when.fn) for r in ruleset.rules if t in r.on) for t in TRIGGERS}
+        self._default_zone = ZoneInfo(settings.default_timezone)
+        self._dates: tuple[datetime | None, dict[str | None, date]] = (None, {})
+        # Rules that raised on some customer's data (e.g. text where a number was expected): counted, not fatal.
+        self.errors: Counter[str] = Counter()
+
+    def local_date(self, timezone: str | None, now: datetime) -> date:
+        """`now` as a calendar date in the customer's time zone (cached per zone for one instant)."""
+        cached_now, dates = self._dates
+        if cached_now != now:
+            dates = {}
+            self._dates = (now, dates)
+        day = dates.get(timezone)
+        if day is None:
+            zone = ZoneInfo(timezone) if timezone else self._default_zone
+            day = dates[timezone] = now.astimezone(zone).date()
+        return day
+
+    def evaluate(self, customer: Customer, *, now: datetime, trigger: str, prev: Customer | None = None,
+                 today: date | None = None) -> list[Firing]:
+        """The firings of every rule whose `on` contains `trigger`; `today` overrides the customer-local date."""
+        rules = self._by_trigger.get(trigger)
+        if rules is None:
+            raise InvalidInput(f"trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
+        if now.tzinfo is None:
+            raise InvalidInput("now must be an aware instant (with a UTC offset)")
+        local = today or self.local_date(customer.timezone, now)
+        firings: list[Firing] = []
+        for rule, when in rules:
+            try:
+                if not when(customer, local, prev):
+                    continue
+                period, window = self._period(rule, customer, local, prev)
+                if period is None:
+                    continue
+                firings.append(self._plan(rule, customer, local, prev, period, window, now))
+            except Exception:  # one customer's odd data must not stop a sweep; counted and logged without PII
+                self.errors[rule.id] += 1
+                log.warning("rule %s failed on customer %s", rule.id, customer.id, exc_info=True)
+        return firings
+
+    # --- period and dedupe key -------------------------------------------------------------------------------
+    @staticmethod
+    def _period(rule: Rule, customer: Customer, local: date, prev: Customer | None) -> tuple[str | None, int | None]:
+        if rule.windows is not None:
+            anchor = as_date(rule.windows.field.fn(customer, local, prev))
+            if anchor is None:
+                return None, None
+            window = active_window((anchor - local).days, rule.windows.days_before)
+            return (None, None) if window is None else (window_period(window, anchor), window)
+        if rule.once_per is not None:
+            return per_period(rule.once_per.fn(customer, local, prev)), None
+        return period_of(rule.once, local), None
+
+    # --- planning --------------------------------------------------------------------------------------------
+    def _plan(self, rule: Rule, customer: Customer, local: date, prev: Customer | None, period: str,
+              window: int | None, now: datetime) -> Firing:
+        key = firing_key(rule.id, customer.id, period)
+        locale = self.renderer.locale_for(customer.locale)
+        context = template_context(customer=customer, rule_id=rule.id, kind=rule.kind, locale=locale, today=local,
+                                   reason=None, recommendation=None, window=window, params=rule.params)
+        if rule.reason:
+            context["reason"] = rule.reason(locale, context)
+        if rule.recommendation:
+            context["recommendation"] = rule.recommendation(locale, context)
+        actions: list[PlannedAction] = []
+        for index, spec in enumerate(rule.actions):
+            actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
+                                        context, actions, now))
+        owner = customer.owner.email if customer.owner else None
+        return Firing(rule_id=rule.id, kind=rule.kind, customer_id=customer.id, owner_email=owner, dedupe_key=key,
+                      recommendation=context["recommendation"], local_date=local, actions=tuple(actions),
+                      reason=context["reason"], window=window)
+
+    def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
+                prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
+                now: datetime) -> PlannedAction:
+        to, status, note = self._recipient(spec, customer)
+        waits_for = earlier[spec.after] if spec.after is not None else None
+        if status == PLANNED and waits_for is not None and waits_for.status == SUPPRESSED:
+            status, note = SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
+        if status == PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
+            status, note = NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
+        due_days = spec.due_in_days if spec.due_in_days is not None else \
+            (None if spec.channel == "email" else DEFAULT_DUE_DAYS)
+        due = local + timedelta(days=due_days) if due_days is not None else None
+        subject, content = None, {}
+        if status != SUPPRESSED:  # render only what may be sent (or previewed by an approver)
+            context = dict(base, importance=spec.importance, due_date=due)
+            if waits_for is not None and waits_for.channel == "email":
+                context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
+            subject, content, warning = self._render(rule, spec, customer, locale, context, now)
+            if warning:
+                note = f"{note}; {warning}" if note else warning
+        return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=status, reason=note,
+                             subject=subject, content=content, importance=spec.importance,
+                             after=waits_for.dedupe_key if waits_for else None, due_date=due,
+                             template=spec.template)
+
+    @staticmethod
+    def _recipient(spec: ActionSpec, customer: Customer) -> tuple[str, str, str | None]:
+        """(to, status, reason): suppressed with a reason when the action cannot or must not reach anyone."""
+        if spec.channel == "email":
+            address = customer.email or ""
+            if customer.email_opt_out:
+                return address, SUPPRESSED, "customer opted out of email"
+            if not address:
+                return "", SUPPRESSED, "customer has no email address"
+            if not valid_address(address):
+                return address, SUPPRESSED, "invalid recipient address"
+            return address, PLANNED, None
+        if spec.channel == "crm_task":
+            owner = customer.owner.email if customer.owner else None
+            return (owner if valid_address(owner) else "unassigned"), PLANNED, None
+        if spec.route.startswith("channel:"):
+            return spec.route, PLANNED, None
+        person: Person | None = customer.owner if spec.route == "owner" else customer.manager
+        address = person.email if person else None
+        if not address:
+            return "", SUPPRESSED, f"{spec.route} has no email address"
+        if not valid_address(address):
+            return address, SUPPRESSED, "invalid recipient address"
+        return address, PLANNED, None
+
+    def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
+                now: datetime) -> tuple[str | None, dict, str | None]:
+        """(subject, content, warning) in the shape shared.messages.ActionMessage documents per channel."""
+        if spec.channel == "teams":
+            card = self.renderer.card(spec.template, locale, context)
+            summary = one_line(card.get("fallbackText") or rule.id)
+            person = customer.owner if spec.route == "owner" else customer.manager if spec.route == "manager" \
+                else None
+            return summary, {"card": card, "summary": summary,
+                             "aad_object_id": person.aad_object_id if person else None}, None
+        if spec.channel == "email":
+            warning = None
+            if self.settings.unsubscribe_signing_key:
+                context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
+            else:
+                warning = NO_SIGNING_KEY
+            mail = self.renderer.email(spec.template, locale, context)
+            return mail.subject, {"html": mail.html, "text": mail.text, "locale": locale,
+                                  "unsubscribe_url": context["unsubscribe_url"]}, warning
+        subject = spec.subject(locale, context) if spec.subject else one_line(f"{rule.id}: {customer.name or ''}")
+        if spec.description:
+            description = spec.description(locale, context)
+        else:
+            description = "\n".join(part for part in (context["reason"], context["recommendation"]) if part)
+        return subject, {"description": description,
+                         "due": context["due_date"].isoformat() if context["due_date"] else None,
+                         "regarding_email": customer.email,
+                         "owner_email": customer.owner.email if customer.owner else None}, None

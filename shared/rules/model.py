@@ -1,0 +1,147 @@
+"""Compiled rules and what evaluating them produces: firings, each with its planned (rendered) actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from shared.messages import ActionMessage
+from shared.rules.expressions import CompiledExpression
+
+KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
+TRIGGERS = ("sweep", "change")
+CHANNELS = ("teams", "email", "crm_task")
+IMPORTANCE = ("low", "normal", "high")
+PLANNED, SUPPRESSED, NEEDS_APPROVAL = "planned", "suppressed", "needs_approval"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One `actions:` entry of a rule, checked at load time."""
+
+    channel: str  # teams | email | crm_task
+    route: str  # owner | manager | channel:<name> | customer | task
+    template: str | None
+    importance: str
+    approval: CompiledExpression | None
+    after: int | None  # index of the action (in the same rule) this one waits for
+    due_in_days: int | None
+    subject: Callable[[str, Mapping[str, Any]], str] | None = None  # crm_task subject (locale, context) → text
+    description: Callable[[str, Mapping[str, Any]], str] | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Windows:
+    field: CompiledExpression
+    days_before: tuple[int, ...]  # ascending
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    kind: str
+    on: frozenset[str]
+    when: CompiledExpression
+    actions: tuple[ActionSpec, ...]
+    once: str | None = None  # ever | year | month | week | day
+    once_per: CompiledExpression | None = None
+    windows: Windows | None = None
+    recommendation: Callable[[str, Mapping[str, Any]], str] | None = None
+    reason: Callable[[str, Mapping[str, Any]], str] | None = None
+    description: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # constants for templates (`params.product_name`)
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    renderer: Any  # shared.rendering.Renderer
+    files: tuple[str, ...] = ()
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action of a firing, rendered. `content` has the shape `shared.messages.ActionMessage` documents."""
+
+    dedupe_key: str
+    channel: str
+    to: str
+    status: str  # planned | suppressed | needs_approval
+    reason: str | None
+    subject: str | None
+    content: Mapping[str, Any] = field(default_factory=dict)
+    importance: str = "normal"
+    after: str | None = None  # dedupe key of the action this one waits for
+    due_date: date | None = None
+    template: str | None = None
+
+    def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
+                   followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:
+        """The queue message for this action; `followups` are the `after:` actions released once it is sent."""
+        properties = {"status": self.status}
+        if self.template:
+            properties["template"] = self.template
+        if self.due_date:
+            properties["due_date"] = self.due_date.isoformat()
+        return ActionMessage(
+            dedupe_key=self.dedupe_key, channel=self.channel, rule=firing.rule_id, kind=firing.kind,
+            customer_id=firing.customer_id, to=self.to, subject=self.subject, content=dict(self.content),
+            planned_at=planned_at, not_before=not_before, after=self.after, importance=self.importance,
+            properties=properties,
+            followups=tuple(f if isinstance(f, str) else f.to_json() for f in followups))
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A rule that fired for one customer in one period (the unit the ledger claims once)."""
+
+    rule_id: str
+    kind: str
+    customer_id: str
+    owner_email: str | None
+    dedupe_key: str
+    recommendation: str | None
+    local_date: date
+    actions: tuple[PlannedAction, ...]
+    reason: str | None = None
+    window: int | None = None  # days_before of the window that fired (windows rules)
+
+    def to_dry_run_dict(self) -> dict:
+        """Exactly the DESIGN dry-run shape."""
+        return {
+            "rule": self.rule_id, "customer": self.customer_id, "dedupe_key": self.dedupe_key,
+            "actions": [{"channel": a.channel, "to": a.to, "status": a.status, "reason": a.reason,
+                         "subject": a.subject} for a in self.actions],
+        }
+
+    def to_messages(self, planned_at: datetime,
+                    not_before: Callable[[PlannedAction], datetime | None] | None = None,
+                    ) -> list[tuple[PlannedAction, ActionMessage]]:
+        """Messages for every action that is not suppressed, `after:` actions nested as follow-ups.
+
+        Top-level actions only: an action waiting for another travels inside that one's message (released by the
+        sender once delivered). Check `action.status`: needs_approval messages go to the approval store, not to a
+        queue. `not_before(action)` lets the pipeline schedule mails into business hours.
+        """
+        waiting: dict[str, list[PlannedAction]] = {}
+        for action in self.actions:
+            if action.after and action.status != SUPPRESSED:
+                waiting.setdefault(action.after, []).append(action)
+
+        def build(action: PlannedAction) -> ActionMessage:
+            followups = tuple(build(child) for child in waiting.get(action.dedupe_key, ()))
+            return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
+
+        return [(action, build(action)) for action in self.actions
+                if action.status != SUPPRESSED and not action.after]

@@ -1,0 +1,80 @@
+"""`crmflow validate` and `crmflow dry-run` as a user runs them (the real console entry point, no storage)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+from shared.settings import APP_ROOT
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
+DEMO_NOW = "2026-11-24T00:00:00Z"
+
+
+@pytest.fixture(autouse=True)
+def no_local_settings(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("shared.commands._local.LOCAL_SETTINGS", tmp_path / "absent.json")
+    monkeypatch.delenv("UNSUBSCRIBE_SIGNING_KEY", raising=False)
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")]) == 0
+    out = capsys.readouterr().out
+    assert "renewal-reminder" in out and "windows [7, 30, 90]" in out
+    assert out.strip().splitlines()[-1].startswith("OK: 14 rules in 5 files")
+
+
+def test_validate_reports_every_problem(tmp_path, capsys):
+    rules = tmp_path / "rules"
+    shutil.copytree(APP_ROOT / "rules", rules)
+    (rules / "bad.yaml").write_text("- id: cross-sell-a-to-b\n  kind: nope\n  on: [sweep]\n  when: \"x ==\"\n"
+                                    "  once: ever\n  actions: [{teams: owner, template: cross_sell}]\n",
+                                    encoding="utf-8")
+    assert main(["validate", "--rules", str(rules), "--templates", str(APP_ROOT / "templates")]) == 1
+    err = capsys.readouterr().err
+    assert "3 problems in the rules" in err
+    assert "cross_sell.yaml:3, rule 'cross-sell-a-to-b', field 'id': duplicate rule id (also in rules/bad.yaml:1" \
+        in err
+    assert "bad.yaml:2, rule 'cross-sell-a-to-b', field 'kind'" in err
+    assert "bad.yaml:4, rule 'cross-sell-a-to-b', field 'when': syntax error" in err
+
+
+def test_dry_run_json_from_canonical_json(capsys):
+    code = main(["dry-run", "--input", str(FIXTURES / "customers.json"), "--now", "2025-11-22T00:30:00Z",
+                 "--format", "json", "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")])
+    captured = capsys.readouterr()
+    assert code == 0
+    firings = json.loads(captured.out)
+    assert {f["rule"] for f in firings if f["customer"] == "C-001"} >= {"cross-sell-a-to-b", "birthday-mail"}
+    assert all(set(f) == {"rule", "customer", "dedupe_key", "actions"} for f in firings)
+    assert all(set(a) == {"channel", "to", "status", "reason", "subject"} for f in firings for a in f["actions"])
+    assert not [f for f in firings if f["customer"] == "C-003"]
+    assert "Nothing was stored, queued or sent" in captured.err and "UNSUBSCRIBE_SIGNING_KEY" in captured.err
+
+
+def test_dry_run_today_versus_now(capsys):
+    args = ["dry-run", "--input", str(FIXTURES / "customers.json"), "--format", "json",
+            "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")]
+    main([*args, "--now", "2025-11-22T00:30:00Z"])
+    by_now = {(f["rule"], f["customer"]) for f in json.loads(capsys.readouterr().out)}
+    main([*args, "--today", "2025-11-22"])
+    by_today = {(f["rule"], f["customer"]) for f in json.loads(capsys.readouterr().out)}
+    assert ("birthday-mail", "C-002") in by_now  # still 21 Nov in New York at that instant
+    assert ("birthday-mail", "C-002") not in by_today  # every customer's date is 22 Nov
+
+
+def test_dry_run_csv_samples_table(capsys):
+    code = main(["dry-run", "--input", str(APP_ROOT / "samples" / "customers.csv"),
+                 "--purchases", str(APP_ROOT / "samples" / "purchases.csv"), "--now", DEMO_NOW,
+                 "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")])
+    captured = capsys.readouterr()
+    assert code == 0
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:5] == ["RULE", "CUSTOMER", "CHANNEL", "TO", "STATUS"]
+    for rule in ("cross-sell-a-to-b", "upsell-basic-to-premium", "birthday-mail", "purchase-anniversary-a",
+                 "renewal-reminder", "campaign-subdisplay-40s-pc"):
+        assert any(line.startswith(rule) for line in lines), rule
+    assert "customer opted out of email" in captured.out and "needs_approval" in captured.out

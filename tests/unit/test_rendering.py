@@ -1,0 +1,84 @@
+"""Rendering: hostile customer values stay harmless in cards, HTML, text and subjects; locales are chosen."""
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.model import Customer
+from shared.rendering import Renderer
+from shared.rules import Evaluator, load_ruleset
+from shared.settings import APP_ROOT, Settings
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
+NOW = datetime(2025, 11, 22, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def hostile_firings():
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true",
+                                  "UNSUBSCRIBE_SIGNING_KEY": "k" * 32})
+    evaluator = Evaluator(load_ruleset(APP_ROOT / "rules", APP_ROOT / "templates"), settings)
+    customer = Customer.from_json((FIXTURES / "hostile.json").read_text(encoding="utf-8"))
+    return {f.rule_id: f for f in evaluator.evaluate(customer, now=NOW, trigger="sweep")}
+
+
+def _all_strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _all_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _all_strings(value)
+
+
+def test_hostile_values_in_a_card(hostile_firings):
+    teams = hostile_firings["cross-sell-a-to-b"].actions[0]
+    card = teams.content["card"]
+    # The structure is the template's: the name's JSON breakers became text, not keys.
+    assert set(card) == {"type", "$schema", "version", "fallbackText", "body", "actions"}
+    assert json.loads(json.dumps(card)) == card
+    strings = list(_all_strings(card))
+    assert not any("\r" in s or "\n" in s for s in strings)
+    assert all("[click](" not in s and "**now**" not in s for s in strings)  # markdown is escaped
+    assert any("\\[click\\]\\(https://evil.example\\) \\*\\*now\\*\\*" in s for s in strings)
+    assert card["actions"] == []  # javascript: URL dropped, with the button that needed it
+    assert "\n" not in teams.subject and "Bcc:" in teams.subject  # the header text stays inert on one line
+
+
+def test_hostile_values_in_an_email(hostile_firings):
+    email = hostile_firings["birthday-mail"].actions[0]
+    html, text, subject = email.content["html"], email.content["text"], email.subject
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&#34;}],&#34;x&#34;" in html or "&quot;}]" in html
+    assert "\r" not in subject and "\n" not in subject
+    assert not re.search(r"^Bcc:", text, re.MULTILINE)  # CR/LF in names cannot start a new line
+    assert not re.search(r"^Please wire money", text, re.MULTILINE)
+    assert email.content["unsubscribe_url"] in text
+
+
+def test_locale_choice(tmp_path):
+    renderer = Renderer(APP_ROOT / "templates", "ja-JP")
+    assert renderer.locale_for("en-US") == "en-US"
+    assert renderer.locale_for("en-GB") == "en-US"
+    assert renderer.locale_for("ja") == "ja-JP"
+    assert renderer.locale_for("fr-FR") == "ja-JP"
+    assert renderer.locale_for(None) == "ja-JP"
+    assert Renderer(APP_ROOT / "templates", "en-US").locale_for(None) == "en-US"
+
+
+def test_english_customer_gets_english_content():
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    evaluator = Evaluator(load_ruleset(APP_ROOT / "rules", APP_ROOT / "templates"), settings)
+    customer = Customer.from_dict({"id": "C-5", "name": "Contoso", "contact_name": "Jane", "email": "j@example.com",
+                                   "locale": "en-US", "birthday": "1980-11-22",
+                                   "owner": {"name": "Emma", "email": "emma@contoso.com"}})
+    email, fyi = {f.rule_id: f for f in evaluator.evaluate(customer, now=NOW, trigger="sweep")}[
+        "birthday-mail"].actions
+    assert email.subject == "Happy birthday, Jane!" and "Dear Jane," in email.content["text"]
+    assert email.content["locale"] == "en-US" and fyi.subject == "Sent: email to Contoso"

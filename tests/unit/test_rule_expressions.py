@@ -1,0 +1,150 @@
+"""The rule expression language: semantics (null-safety, dates in the customer's calendar) and load-time rejection."""
+
+from datetime import date
+
+import pytest
+
+from shared.model import Customer
+from shared.rules.expressions import ExpressionError, compile_expression
+
+TODAY = date(2026, 1, 1)
+CUSTOMER = Customer.from_dict({
+    "id": "C-1", "name": "Sample", "products": ["A", "C"], "plan": "Basic", "contract_end": "2026-02-15",
+    "contract_status": "active", "birthday": "1980-02-29", "annual_spend": 1_200_000, "usage": {"reports": 120},
+    "owner": {"name": "Rep", "email": "rep@contoso.com"}, "stage": "onboarding",
+    "purchases": [{"product": "A", "date": "2025-11-22", "amount": 120000},
+                  {"product": "C", "date": "2023-06-01", "amount": 50000}],
+    "deals": [{"id": "D-1", "stage": "won", "amount": 500000, "segment": "smb"}],
+    "custom": {"industry": "retail", "since": "2020-05-01", "tags": ["vip"]},
+})
+EMPTY = Customer(id="C-2")
+
+
+def run(source: str, customer: Customer = CUSTOMER, today: date = TODAY, prev: Customer | None = None):
+    return compile_expression(source).fn(customer, today, prev)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("'A' in products and 'B' not in products", True),
+    ("'A' in products and 'C' in products and 'D' not in products", True),
+    ("plan == 'Basic' and days_until(contract_end) <= 90", True),
+    ("0 <= days_until(contract_end) < 30", False),
+    ("months_until(contract_end) < 3", True),
+    ("usage.reports >= 100 and usage['reports'] < 200", True),
+    ("owner.email == 'rep@contoso.com'", True),
+    ("annual_spend > 1000000", True),
+    ("plan in ['Basic', 'Standard']", True),
+    ("custom.industry == 'retail' and 'vip' in custom.tags", True),
+    ("days_since(custom.since) > 365", True),
+    ("any_purchase(product='A', within_days=60)", True),
+    ("any_purchase(product='C', within_days=60)", False),
+    ("any_purchase(min_amount=100000)", True),
+    ("count_purchases() == 2 and spend(within_days=365) == 120000", True),
+    ("last_purchase('A') == date('2025-11-22')", True),
+    ("any(d.stage == 'won' and d.amount >= 500000 for d in deals)", True),
+    ("count(p.amount > 100000 for p in purchases) == 1", True),
+    ("all(p.product in products for p in purchases)", True),
+    ("deals[0].segment == 'smb'", True),
+    ("age(birthday) == 45", True),
+    ("today.month == 1 and today == date('2026-01-01')", True),
+    ("len(products) == 2 and lower(plan) == 'basic'", True),
+    ("contract_end - today == 45", True),
+    ("annual_spend / 12 >= 100000", True),
+    ("rfm.label in ['new', 'potential', 'champions', 'loyal', 'at_risk', 'hibernating']", True),
+])
+def test_semantics(source, expected):
+    assert run(source) == expected
+
+
+@pytest.mark.parametrize("source", [
+    "plan == 'Basic'", "plan != 'Basic'", "annual_spend > 0", "annual_spend < 0", "days_until(contract_end) <= 90",
+    "usage.reports >= 100", "owner.email == 'x'", "owner.email != 'x'", "manager.name != 'x'",
+    "'A' in custom.tags", "'A' not in custom.tags", "custom.nope.deeper > 3", "contract_end < today",
+    "annual_spend + 1 > 0", "is_anniversary(birthday)", "any_purchase(product='A')",
+])
+def test_missing_fields_are_null_and_comparisons_with_null_are_false(source):
+    assert not run(source, EMPTY)
+
+
+def test_null_literal_tests_presence_and_not_null_is_true():
+    assert run("contract_end != null and manager == null")
+    assert run("contract_end == null and not contract_end", EMPTY)
+    assert run("annual_spend / 0", CUSTOMER) is None  # division by zero is null, not an error
+    assert run("custom.industry * 1000000000") is None  # text times a number: null, never a huge string
+
+
+def test_prev_is_the_previous_version_and_null_in_a_sweep():
+    rule = "stage == 'onboarding' and prev.stage != 'onboarding'"
+    assert run(rule, prev=Customer(id="C-1", stage="implementation"))
+    assert not run(rule, prev=Customer(id="C-1", stage="onboarding"))
+    assert not run(rule, prev=None)  # sweep: prev is null, so the transition is not seen
+    assert not run("any(d.stage == 'won' for d in prev.deals)", prev=None)
+
+
+@pytest.mark.parametrize(("birthday", "today", "expected"), [
+    ("1980-02-29", date(2025, 2, 28), True),  # common year: 29 Feb falls on 28 Feb
+    ("1980-02-29", date(2025, 3, 1), False),
+    ("1980-02-29", date(2024, 2, 28), False),  # leap year: the real day
+    ("1980-02-29", date(2024, 2, 29), True),
+    ("1980-11-22", date(2025, 11, 22), True),
+    ("2025-11-22", date(2025, 11, 22), False),  # the day itself is not an anniversary
+])
+def test_is_anniversary(birthday, today, expected):
+    assert run("is_anniversary(birthday)", Customer(id="C", birthday=date.fromisoformat(birthday)), today) == expected
+
+
+def test_is_anniversary_years_and_purchase_anniversary():
+    customer = Customer.from_dict({"id": "C", "purchases": [{"product": "A", "date": "2024-11-22"}]})
+    assert run("is_anniversary(first_purchase('A'), years=1)", customer, date(2025, 11, 22))
+    assert not run("is_anniversary(first_purchase('A'), years=1)", customer, date(2026, 11, 22))
+    assert run("years_since(first_purchase('A')) == 2", customer, date(2026, 11, 22))
+
+
+@pytest.mark.parametrize(("end", "today", "months"), [
+    ("2026-04-01", date(2026, 1, 1), 3), ("2026-03-31", date(2026, 1, 1), 2), ("2026-01-01", date(2026, 1, 1), 0),
+    ("2025-12-15", date(2026, 1, 1), 0), ("2025-11-30", date(2026, 1, 1), -1),
+])
+def test_months_until(end, today, months):
+    assert run("months_until(contract_end)", Customer(id="C", contract_end=date.fromisoformat(end)), today) == months
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("__import__('os').system('x')", "reserved"),
+    ("products.__class__", "not allowed"),
+    ("open('/etc/passwd')", "unknown function"),
+    ("eval('1')", "unknown function"),
+    ("(lambda: 1)()", "helper calls"),
+    ("[p for p in products]", "list comprehension"),
+    ("{p: 1 for p in products}", "dict comprehension"),
+    ("any(x for x in [1, 2, 3])", "list field"),
+    ("any(x for x in products for y in products)", "only one 'for'"),
+    ("products.pop()", "not methods"),
+    ("plann == 'Basic'", "did you mean 'plan'"),
+    ("owner.phone == 'x'", "no field 'phone'"),
+    ("contract_end > 5", "cannot compare a date with a number"),
+    ("contract_end == '2026-01-01'", "date('2026-01-31')"),
+    ("2 ** 1000", "'**'"),
+    ("'x' * 3", "cannot apply"),
+    ("(x := 1)", "':='"),
+    ("f'{plan}'", "f-string"),
+    ("plan is None", "'is'"),
+    ("products[0:2]", "slice"),
+    ("_rfm", "reserved"),
+    ("usage['__class__']", "not allowed"),
+    ("days_until()", "takes 1 argument"),
+    ("any_purchase(prodcut='A')", "no parameter 'prodcut'"),
+    ("date('tomorrow')", "date() takes one literal"),
+    ("plan ==", "syntax error"),
+    ("", "empty"),
+])
+def test_rejected_at_load(source, message):
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source)
+    assert message in str(caught.value)
+
+
+def test_compiled_once_into_a_plain_function():
+    compiled = compile_expression("'A' in products and days_until(contract_end) <= 90")
+    assert compiled.fn.__code__.co_name == "<lambda>"
+    assert compiled.uses == {"products", "contract_end", "today"}
+    assert compiled.fn(CUSTOMER, TODAY, None) is True

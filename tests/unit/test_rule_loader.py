@@ -1,0 +1,175 @@
+"""Rule files: the default catalog loads; every problem is reported at once with file:line, rule id and part."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shared.rules import RuleProblems, load_ruleset
+from shared.settings import APP_ROOT
+
+TEMPLATES = APP_ROOT / "templates"
+GOOD = """\
+- id: ok
+  kind: cross_sell
+  on: [sweep, change]
+  when: "'A' in products"
+  once: ever
+  actions:
+    - teams: owner
+      template: cross_sell
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return folder
+
+
+def problems(folder: Path) -> list[str]:
+    with pytest.raises(RuleProblems) as caught:
+        load_ruleset(folder, TEMPLATES)
+    return [f"{where}: {message}" for where, message in caught.value.problems]
+
+
+def test_default_catalog_covers_every_scenario():
+    ruleset = load_ruleset(APP_ROOT / "rules", TEMPLATES)
+    ids = {rule.id for rule in ruleset.rules}
+    assert {"cross-sell-a-to-b", "cross-sell-ac-to-d", "cross-sell-service-x-option-y", "upsell-basic-to-premium",
+            "upsell-standard-heavy-reports", "upsell-high-annual-spend", "birthday-mail", "purchase-anniversary-a",
+            "renewal-reminder", "campaign-subdisplay-40s-pc", "journey-onboarding"} <= ids
+    renewal = ruleset.rule("renewal-reminder")
+    assert renewal.windows.days_before == (7, 30, 90) and renewal.on == frozenset({"sweep"})
+    assert [a.channel for a in renewal.actions] == ["email", "teams"] and renewal.actions[1].after == 0
+
+
+def test_yaml_on_key_is_not_a_boolean(tmp_path):
+    ruleset = load_ruleset(write(tmp_path, GOOD), TEMPLATES)
+    assert ruleset.rules[0].on == frozenset({"sweep", "change"})
+
+
+def test_every_problem_is_reported_with_file_line_rule_and_part(tmp_path):
+    folder = write(tmp_path, """\
+        - id: first
+          kind: cross_sell
+          on: [sweep]
+          when: "'A' in products and plann == 'Basic'"
+          once: sometimes
+          colour: blue
+          actions:
+            - teams: owner
+              template: no_such_template
+            - email: owner
+              template: birthday
+            - fax: owner
+        - id: first
+          kind: upsell
+          on: [nightly]
+          when: "__import__('os')"
+          windows: {field: contract_end, days_before: [90, -1]}
+          actions:
+            - teams: channel:sales
+              template: upsell
+              after: email
+        - id: second
+          kind: lifecycle
+          on: [sweep]
+          when: "contract_end"
+          once: ever
+          windows: {field: contract_end, days_before: [30]}
+          actions: []
+        """)
+    found = "\n".join(problems(folder))
+    expected = [
+        "rules.yaml:4, rule 'first', field 'when': unknown field 'plann'; did you mean 'plan'?",
+        "rules.yaml:5, rule 'first', field 'once': once must be one of ever, year, month, week, day",
+        "rules.yaml:6, rule 'first', field 'colour': unknown key 'colour'",
+        "rules.yaml:9, rule 'first', field 'template': unknown card template 'no_such_template'",
+        "rules.yaml:10, rule 'first', field 'email': email must be customer, not 'owner'",
+        "rules.yaml:12, rule 'first': an action names exactly one channel",
+        "rules.yaml:13, rule 'first', field 'id': duplicate rule id (also in ",
+        "rules.yaml:15, rule 'first', field 'on': on must be a list of sweep and/or change",
+        "rules.yaml:16, rule 'first', field 'when': names starting with '_' are reserved",
+        "rules.yaml:17, rule 'first', field 'days_before': days_before must be a list of distinct whole days",
+        "rules.yaml:21, rule 'first', field 'after': after: email needs an earlier email action in this rule",
+        "rules.yaml:26, rule 'second', field 'once': say how often the rule may fire",
+        "rules.yaml:28, rule 'second', field 'actions': actions must be a non-empty list",
+    ]
+    for line in expected:
+        assert line in found
+    assert "fax" in found
+
+
+def test_duplicate_ids_across_files_and_duplicate_keys(tmp_path):
+    folder = write(tmp_path, GOOD, "a.yaml")
+    write(tmp_path, GOOD.replace("once: ever", "once: ever\n  once: year"), "b.yaml")
+    found = "\n".join(problems(folder))
+    assert "b.yaml:1, rule 'ok', field 'id': duplicate rule id (also in " in found and "a.yaml:1" in found
+    assert "b.yaml:6, rule 'ok', field 'once': key appears twice" in found
+
+
+def test_bad_yaml_and_bad_shape(tmp_path):
+    folder = write(tmp_path, "- id: [unclosed\n", "broken.yaml")
+    write(tmp_path, "id: not-a-list\n", "shape.yaml")
+    found = "\n".join(problems(folder))
+    assert "broken.yaml:2: not valid YAML" in found
+    assert "shape.yaml:1: a rule file is a YAML list of rules" in found
+
+
+def test_windows_field_must_be_a_date_and_per_expression_is_checked(tmp_path):
+    folder = write(tmp_path, """\
+        - id: w
+          kind: lifecycle
+          on: [sweep]
+          when: "true"
+          windows: {field: annual_spend, days_before: [30]}
+          actions: [{teams: owner, template: upsell}]
+        - id: p
+          kind: upsell
+          on: [sweep]
+          when: "true"
+          once: {per: "contract_end.__class__"}
+          actions: [{teams: owner, template: upsell}]
+        """)
+    found = "\n".join(problems(folder))
+    assert "rule 'w', field 'windows': windows.field must be a date, 'annual_spend' is a number" in found
+    assert "rule 'p', field 'once': attributes starting with '_' are not allowed" in found
+
+
+def test_template_bugs_are_load_errors(tmp_path):
+    templates = tmp_path / "templates"
+    for locale in ("ja-JP", "en-US"):
+        (templates / locale).mkdir(parents=True)
+        (templates / locale / "note.card.json").write_text(
+            '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}',
+            encoding="utf-8")
+    (templates / "ja-JP" / "only_ja.card.json").write_text('{"type": "AdaptiveCard", "version": "1.5"}')
+    folder = write(tmp_path, GOOD.replace("cross_sell\n", "note\n").replace("kind: note", "kind: cross_sell"))
+    with pytest.raises(RuleProblems) as caught:
+        load_ruleset(folder, templates)
+    message = caught.value.message
+    assert "card template 'only_ja' is missing for locale en-US" in message
+
+
+def test_misspelt_template_variable_is_caught_when_checked(tmp_path):
+    templates = tmp_path / "templates"
+    for locale in ("ja-JP", "en-US"):
+        (templates / locale).mkdir(parents=True)
+        (templates / locale / "cross_sell.card.json").write_text(
+            '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}',
+            encoding="utf-8")
+    found = "\n".join(problems_with(write(tmp_path, GOOD), templates))
+    assert "ja-JP/cross_sell.card.json: 'custmer' is undefined" in found
+
+
+def problems_with(folder: Path, templates: Path) -> list[str]:
+    with pytest.raises(RuleProblems) as caught:
+        load_ruleset(folder, templates)
+    return [f"{where}: {message}" for where, message in caught.value.problems]
+
+
+def test_disabled_rules_are_checked_but_not_loaded(tmp_path):
+    ruleset = load_ruleset(write(tmp_path, GOOD + "  enabled: false\n"), TEMPLATES)
+    assert ruleset.rules == ()
