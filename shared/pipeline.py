@@ -25,6 +25,7 @@ from shared.events import CrmEvent
 from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, Claim, OpportunityLedger, QueuedMessage, row_key
 from shared.model import Customer
 from shared.names import CHANNEL_QUEUES, SWEEP_SHARDS
+from shared.rules.model import Firing
 from shared.schedule import next_business_slot
 from shared.settings import Settings
 
@@ -63,39 +64,28 @@ class Planner:
         self.ledger = ledger
         self.broker = broker
 
-    def claim_for(self, customer: Customer, firing, now: datetime) -> Claim:
-        """The ledger claim for one firing: rendered messages per action, follow-ups attached, emails scheduled."""
+    def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> Claim:
+        """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
         timezone = customer.timezone or self.settings.default_timezone
         email_slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
-        followups: dict[str, list] = defaultdict(list)
-        for action in firing.actions:
-            if action.after:
-                followups[action.after].append(action)
-        messages, held, actions = [], [], []
-        for action in firing.actions:
-            actions.append({"key": action.dedupe_key, "channel": action.channel, "status": action.status,
-                            "reason": action.reason})
-            if action.after or action.status not in ("planned", "needs_approval"):
-                continue  # follow-ups ride on the action they wait for; suppressed ones are only recorded
-            not_before = email_slot if action.channel == "email" else None
-            riders = tuple(
-                rider.to_message(firing, now).to_json() for rider in followups.get(action.dedupe_key, ())
-                if rider.status == "planned")
-            message = action.to_message(firing, now, not_before=not_before, followups=riders)
+        properties = {"rule": firing.rule_id, "kind": firing.kind, "firing_key": firing.dedupe_key,
+                      "customer_id": customer.id}
+        messages, held = [], []
+        for action, message in firing.to_messages(
+                now, not_before=lambda action: email_slot if action.channel == "email" else None):
             queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
-                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=not_before,
-                subject=action.channel,
-                properties={"rule": firing.rule_id, "kind": firing.kind, "firing_key": firing.dedupe_key,
-                            "customer_id": customer.id}))
-            (messages if action.status == "planned" else held).append(queued)
+                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
+                subject=action.channel, properties=properties))
+            (held if action.status == NEEDS_APPROVAL else messages).append(queued)
         status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
-        owner = customer.owner
+        actions = tuple({"key": a.dedupe_key, "channel": a.channel, "status": a.status, "reason": a.reason}
+                        for a in firing.actions)
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
-                     owner_name=owner.name if owner else None, owner_email=firing.owner_email, status=status,
-                     recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=tuple(actions), messages=tuple(messages), held=tuple(held))
+                     owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
+                     status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
+                     actions=actions, messages=tuple(messages), held=tuple(held))
 
-    def plan(self, pairs: Sequence[tuple[Customer, object]], now: datetime,
+    def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime,
              known: dict[str, bool] | None = None) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing)."""
         report = PlanReport(firings=len(pairs))
@@ -177,7 +167,7 @@ def evaluate_shard(customers: CustomerStore, evaluator, planner: Planner, task: 
     partition = partition_key(task.shard)
     report = planner.recover(partition, task.now)
     known = planner.ledger.known_keys(partition)
-    pending: list[tuple[Customer, object]] = []
+    pending: list[tuple[Customer, Firing]] = []
     for customer in customers.iter_shard(task.shard):
         report.customers += 1
         for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today):
