@@ -122,6 +122,7 @@ class VendorMapping:
                     record.setdefault("custom", {})["crm_owner_id"] = owner_id
                     if not resolved:
                         unresolved = owner_id
+                        changed.append(rule.target)
                         continue  # keep the stored rep until the CRM is re-queried
             if rule.target == "updated_at" and value is not None:
                 updated_at = datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -272,15 +273,15 @@ def _owner(raw: Any, rule: FieldRule, vendor: VendorMapping) -> tuple[dict | Non
     owner_id = _reference_id(raw)
     if owner_id is None:
         return None, None, True
-    person: dict[str, str] = {}
-    known = vendor.owners.get(owner_id) or vendor.owners.get(owner_id.upper()) or {}
+    # Every key is present (None when unknown) so a new owner replaces all of the previous owner's details.
+    person: dict[str, str | None] = {}
+    known = vendor.owners.get(owner_id) or {}
     for key in _PERSON_KEYS:
         value = known.get(key)
         if value is None and isinstance(raw, Mapping):
             value = raw.get(key, raw.get(key.capitalize() if key != "aad_object_id" else key))
-        if isinstance(value, str) and value:
-            person[key] = value
-    return person, owner_id, bool(person.get("email"))
+        person[key] = value if isinstance(value, str) and value else None
+    return person, owner_id, bool(person["email"])
 
 
 def _list(raw: Any, rule: FieldRule, vendor: VendorMapping) -> list[str]:
