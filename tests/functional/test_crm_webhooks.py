@@ -9,7 +9,6 @@ import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
-import function_app
 from functions.crm_tasks import crm_tasks
 from functions.crm_webhooks import crm_dataverse, crm_generic, crm_hubspot, crm_salesforce, crm_zoho
 from shared.container import Container, set_container
@@ -27,6 +26,7 @@ from tests.crm_helpers import (
     wall_clock_now,
     zoho_request,
 )
+from tests.functional.registered import bindings_of, registered_functions
 
 FUNCTIONS = {"dataverse": crm_dataverse, "hubspot": crm_hubspot, "salesforce": crm_salesforce, "zoho": crm_zoho,
              "generic": crm_generic}
@@ -54,8 +54,7 @@ def queued(container) -> list:
 
 
 def test_routes_and_auth_levels():
-    bindings = {f.get_function_name(): [b.get_dict_repr() for b in f.get_bindings()]
-                for f in function_app.app.get_functions()}
+    bindings = {name: bindings_of(name) for name in registered_functions()}
     for source in FUNCTIONS:
         trigger = next(b for b in bindings[f"crm_{source}"] if b["type"] == "httpTrigger")
         assert trigger["route"] == f"crm/{source}"
