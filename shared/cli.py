@@ -13,6 +13,7 @@ from shared.errors import CrmflowError
 # has `func=<callable(args) -> int>` set as a default.
 COMMAND_MODULES = (
     "import_customers",
+    "sweep",
     "demo",
 )
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
+from shared.ledger import OpportunityLedger
+from shared.pipeline import Planner
 from shared.settings import Settings
 from shared.tables import TableAccess
 
@@ -45,6 +47,14 @@ class Container:
         from shared.broker.servicebus import ServiceBusBroker  # azure-servicebus loads only where it is used
 
         return ServiceBusBroker.from_settings(self.settings)
+
+    @cached_property
+    def ledger(self) -> OpportunityLedger:
+        return OpportunityLedger(self.tables, self.settings.customer_shards)
+
+    @cached_property
+    def planner(self) -> Planner:
+        return Planner(self.settings, self.ledger, self.broker)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
 

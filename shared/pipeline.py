@@ -1,0 +1,242 @@
+"""The event pipeline: daily sweep fan-out, shard evaluation, CRM change events → exactly-once planned actions.
+
+Order of work for a batch of firings (what makes it crash-safe):
+  1. claim each firing in the ledger (atomic insert; the claim stores the rendered messages, `published=False`);
+  2. publish the claimed firings' messages to their queues (message_id = action dedupe key);
+  3. mark the claims published.
+A crash after 1 leaves unpublished claims that the next evaluation of the shard publishes (step 0: recover); a
+crash after 2 makes that recovery publish twice, which broker duplicate detection drops. Firings already claimed
+are skipped before any write, so customers that fire nothing, or fire what was planned before, cost no writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from shared.broker import Broker, OutgoingMessage
+from shared.customer_store import CustomerStore, partition_key
+from shared.errors import Conflict, InvalidInput
+from shared.events import CrmEvent
+from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, Claim, OpportunityLedger, QueuedMessage, row_key
+from shared.model import Customer
+from shared.names import CHANNEL_QUEUES, SWEEP_SHARDS
+from shared.schedule import next_business_slot
+from shared.settings import Settings
+
+log = logging.getLogger("crmflow.pipeline")
+
+PLAN_CHUNK = 500  # firings claimed and published together (amortises transactions and broker calls)
+
+
+@dataclass
+class PlanReport:
+    """What one evaluation planned (counts only: safe to log)."""
+
+    customers: int = 0
+    firings: int = 0
+    planned: int = 0
+    already_planned: int = 0
+    recovered: int = 0
+    messages: int = 0
+    by_rule: Counter = field(default_factory=Counter)
+    by_channel: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+
+    def add(self, other: PlanReport) -> None:
+        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_rule.update(other.by_rule)
+        self.by_channel.update(other.by_channel)
+        self.by_status.update(other.by_status)
+
+
+class Planner:
+    """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
+
+    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker):
+        self.settings = settings
+        self.ledger = ledger
+        self.broker = broker
+
+    def claim_for(self, customer: Customer, firing, now: datetime) -> Claim:
+        """The ledger claim for one firing: rendered messages per action, follow-ups attached, emails scheduled."""
+        timezone = customer.timezone or self.settings.default_timezone
+        email_slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
+        followups: dict[str, list] = defaultdict(list)
+        for action in firing.actions:
+            if action.after:
+                followups[action.after].append(action)
+        messages, held, actions = [], [], []
+        for action in firing.actions:
+            actions.append({"key": action.dedupe_key, "channel": action.channel, "status": action.status,
+                            "reason": action.reason})
+            if action.after or action.status not in ("planned", "needs_approval"):
+                continue  # follow-ups ride on the action they wait for; suppressed ones are only recorded
+            not_before = email_slot if action.channel == "email" else None
+            riders = tuple(
+                rider.to_message(firing, now).to_json() for rider in followups.get(action.dedupe_key, ())
+                if rider.status == "planned")
+            message = action.to_message(firing, now, not_before=not_before, followups=riders)
+            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
+                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=not_before,
+                subject=action.channel,
+                properties={"rule": firing.rule_id, "kind": firing.kind, "firing_key": firing.dedupe_key,
+                            "customer_id": customer.id}))
+            (messages if action.status == "planned" else held).append(queued)
+        status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
+        owner = customer.owner
+        return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
+                     owner_name=owner.name if owner else None, owner_email=firing.owner_email, status=status,
+                     recommendation=firing.recommendation, local_date=str(firing.local_date),
+                     actions=tuple(actions), messages=tuple(messages), held=tuple(held))
+
+    def plan(self, pairs: Sequence[tuple[Customer, object]], now: datetime,
+             known: dict[str, bool] | None = None) -> PlanReport:
+        """Claim and publish firings (pairs of customer and firing)."""
+        report = PlanReport(firings=len(pairs))
+        if known is not None:  # skip what an earlier run planned before paying for messages or writes
+            fresh = [(customer, firing) for customer, firing in pairs if row_key(firing.dedupe_key) not in known]
+            report.already_planned = len(pairs) - len(fresh)
+            pairs = fresh
+        claims = [self.claim_for(customer, firing, now) for customer, firing in pairs]
+        result = self.ledger.claim(claims, now)
+        report.already_planned += result.already_planned
+        report.planned = len(result.to_publish)
+        self.publish(result.to_publish, now, report)
+        return report
+
+    def publish(self, claims: Sequence[Claim], now: datetime, report: PlanReport) -> None:
+        by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for claim in claims:
+            report.by_rule[claim.rule] += 1
+            report.by_status[claim.status] += 1
+            for action in claim.actions:
+                report.by_channel[f"{action['channel']}:{action['status']}"] += 1
+            for queued in claim.messages:
+                by_queue[queued.queue].append(queued.message)
+        for queue, messages in by_queue.items():
+            self.broker.publish(queue, messages)
+            report.messages += len(messages)
+        if claims:
+            self.ledger.mark_published(claims, now)
+
+    def recover(self, partition: str, now: datetime) -> PlanReport:
+        """Publish claims a crash left unpublished in this partition."""
+        report = PlanReport()
+        claims = self.ledger.unpublished(partition)
+        if claims:
+            log.warning("re-publishing %d unpublished claims of %s", len(claims), partition)
+            self.publish(claims, now, report)
+            report.recovered = len(claims)
+        return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Daily sweep
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShardTask:
+    """The body of a `sweep-shards` message."""
+
+    shard: int
+    now: datetime
+    today: date | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"shard": self.shard, "now": self.now.isoformat(),
+                           "today": self.today.isoformat() if self.today else None})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ShardTask:
+        try:
+            data = json.loads(text)
+            return cls(int(data["shard"]), datetime.fromisoformat(data["now"]),
+                       date.fromisoformat(data["today"]) if data.get("today") else None)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"not a shard task: {exc}") from None
+
+
+def plan_sweep(settings: Settings, broker: Broker, now: datetime, today: date | None = None) -> int:
+    """Fan out one sweep: a `sweep-shards` message per shard. The ids make a repeated timer firing a no-op."""
+    stamp = (today.isoformat() if today else now.strftime("%Y%m%dT%H%M"))
+    messages = [OutgoingMessage(body=ShardTask(shard, now, today).to_json(),
+                                message_id=f"sweep-{stamp}-{shard:04d}", subject="sweep-shard")
+                for shard in range(settings.customer_shards)]
+    broker.publish(SWEEP_SHARDS, messages)
+    return len(messages)
+
+
+def evaluate_shard(customers: CustomerStore, evaluator, planner: Planner, task: ShardTask,
+                   on_customer: Callable[[int], None] | None = None) -> PlanReport:
+    """Evaluate every customer of a shard against the `sweep` rules and plan what fires."""
+    partition = partition_key(task.shard)
+    report = planner.recover(partition, task.now)
+    known = planner.ledger.known_keys(partition)
+    pending: list[tuple[Customer, object]] = []
+    for customer in customers.iter_shard(task.shard):
+        report.customers += 1
+        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today):
+            pending.append((customer, firing))
+        if len(pending) >= PLAN_CHUNK:
+            report.add(planner.plan(pending, task.now, known))
+            pending.clear()
+        if on_customer:
+            on_customer(1)
+    if pending:
+        report.add(planner.plan(pending, task.now, known))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CRM change events
+# ---------------------------------------------------------------------------------------------------------------
+MERGE_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    customer_id: str
+    changed: bool
+    deleted: bool
+    report: PlanReport
+
+
+def handle_crm_event(customers: CustomerStore, evaluator, planner: Planner, event: CrmEvent, now: datetime,
+                     apply_event: Callable, customer_id_of: Callable[[CrmEvent], str],
+                     fetch_record: Callable[[CrmEvent], dict] | None = None) -> EventOutcome:
+    """Merge a CRM change into the store (ETag loop; older events never overwrite newer data), then plan `change` rules
+    with `prev` = the version before the change."""
+    customer_id = customer_id_of(event)
+    refetched = fetch_record(event) if event.needs_refetch and fetch_record else None
+    for _ in range(MERGE_ATTEMPTS):
+        stored = customers.get(customer_id)
+        current = stored.customer if stored else None
+        updated = apply_event(current, event, refetched)
+        if updated == current:
+            return EventOutcome(customer_id, False, False, PlanReport())
+        try:
+            if updated is None:
+                customers.delete(customer_id)
+                return EventOutcome(customer_id, True, True, PlanReport())
+            customers.put(updated, stored.etag if stored else None)
+            break
+        except Conflict:
+            continue  # another event for this customer won the race: re-read and merge again
+    else:
+        raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
+    firings = evaluator.evaluate(updated, now=now, trigger="change", prev=current)
+    report = planner.plan([(updated, f) for f in firings], now) if firings else PlanReport()
+    report.customers = 1
+    return EventOutcome(customer_id, True, False, report)
+
+
+def summarize_reports(reports: Iterable[PlanReport]) -> PlanReport:
+    total = PlanReport()
+    for report in reports:
+        total.add(report)
+    return total

@@ -1,0 +1,94 @@
+"""Opportunity ledger against Azurite: atomic claims, crash recovery state, status transitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.broker import OutgoingMessage
+from shared.errors import InvalidInput, NotFound
+from shared.ledger import (
+    DETECTED,
+    IN_PROGRESS,
+    NOTIFIED,
+    QUEUED,
+    SUPPRESSED,
+    WON,
+    Claim,
+    OpportunityLedger,
+    QueuedMessage,
+    row_key,
+)
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def claim(i: int, *, messages: int = 1, status: str = QUEUED, body: str = "{}") -> Claim:
+    key = f"cross-sell-b:C-{i:04d}:ever"
+    return Claim(key=key, rule="cross-sell-b", kind="cross_sell", customer_id=f"C-{i:04d}", owner_name="佐藤 花子",
+                 owner_email="hanako@contoso.com", status=status, recommendation="製品Bのデモ案内",
+                 local_date="2026-11-24", actions=({"key": key + "#0", "channel": "teams", "status": "planned",
+                                                    "reason": None},),
+                 messages=tuple(QueuedMessage("teams", OutgoingMessage(body=body, message_id=f"{key}#{n}"))
+                                for n in range(messages)))
+
+
+@pytest.fixture
+def ledger(container) -> OpportunityLedger:
+    return OpportunityLedger(container.tables, container.settings.customer_shards)
+
+
+def test_claims_are_atomic_and_once(ledger):
+    first = ledger.claim([claim(i) for i in range(150)], NOW)
+    assert len(first.to_publish) == 150 and first.already_planned == 0
+    # A second instance racing on an overlapping set only gets the new ones.
+    second = ledger.claim([claim(i) for i in range(140, 160)], NOW)
+    assert sorted(c.customer_id for c in second.to_publish) == [f"C-{i:04d}" for i in range(150, 160)]
+    assert second.already_planned == 10
+
+
+def test_unpublished_claims_keep_their_messages_until_marked(ledger):
+    big_body = "x" * 70_000  # longer than one string property: chunked
+    claims = ledger.claim([claim(1, messages=2, body=big_body), claim(2)], NOW).to_publish
+    partition = ledger.partition_of("C-0001")
+    [pending] = [c for c in ledger.unpublished(partition) if c.customer_id == "C-0001"]
+    original = next(c for c in claims if c.customer_id == "C-0001")
+    assert pending == original and pending.messages[0].message.body == big_body
+    assert ledger.get(f"{partition}~{row_key(pending.key)}").status == DETECTED
+    ledger.mark_published(claims, NOW)
+    assert ledger.unpublished(partition) == []
+    opportunity = ledger.get(f"{partition}~{row_key(pending.key)}")
+    assert opportunity.status == QUEUED and opportunity.queued_at == NOW and opportunity.published
+    assert ledger.known_keys(partition)[row_key(pending.key)] is True
+
+
+def test_claim_without_messages_is_final_at_once(ledger):
+    [only] = ledger.claim([claim(3, messages=0, status=SUPPRESSED)], NOW).to_publish
+    partition = ledger.partition_of("C-0003")
+    assert ledger.unpublished(partition) == []
+    assert ledger.get(f"{partition}~{row_key(only.key)}").status == SUPPRESSED
+
+
+def test_status_transitions(ledger):
+    [c] = ledger.claim([claim(4)], NOW).to_publish
+    ledger.mark_published([c], NOW)
+    oid = f"{ledger.partition_of('C-0004')}~{row_key(c.key)}"
+    ledger.mark_notified("C-0004", c.key, NOW)
+    assert ledger.get(oid).status == NOTIFIED and ledger.get(oid).notified_at == NOW
+    assert ledger.set_status(oid, IN_PROGRESS).status == IN_PROGRESS
+    won = ledger.set_status(oid, WON, amount=480000)
+    assert won.status == WON and won.amount == 480000
+    ledger.mark_notified("C-0004", c.key, NOW)  # a late delivery never moves it backwards
+    assert ledger.get(oid).status == WON
+    with pytest.raises(InvalidInput, match="cannot change"):
+        ledger.set_status(oid, NOTIFIED)
+    with pytest.raises(InvalidInput, match="unknown status"):
+        ledger.set_status(oid, "maybe")
+
+
+def test_unknown_opportunity_is_not_found(ledger):
+    with pytest.raises(NotFound):
+        ledger.get("s0000~nope")
+    with pytest.raises(NotFound):
+        ledger.get("garbage")
