@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import crm_tasks, crm_webhooks, health
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp,):
+for blueprint in (health.bp, crm_webhooks.bp, crm_tasks.bp):
     app.register_functions(blueprint)

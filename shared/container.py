@@ -7,6 +7,7 @@ local adapters. Every component is created lazily on first use, so a function on
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
@@ -16,6 +17,11 @@ from shared.pipeline import Planner
 from shared.rules import Evaluator, RuleSet, load_ruleset
 from shared.settings import Settings
 from shared.tables import TableAccess
+
+if TYPE_CHECKING:  # CRM modules load only where they are used
+    from shared.crm.dataverse import DataverseClient
+    from shared.crm.ingest import WebhookIntake
+    from shared.crm.tasks import TaskWriter
 
 
 class Container:
@@ -63,6 +69,34 @@ class Container:
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
 
     # --- CRM webhooks and write-back (issue 6) -------------------------------------------------------------
+    @cached_property
+    def crm_intake(self) -> WebhookIntake:
+        """Verifies CRM webhooks and publishes their events to crm-events."""
+        from shared.crm.ingest import WebhookIntake
+
+        return WebhookIntake(self.settings, self.broker)
+
+    @cached_property
+    def dataverse(self) -> DataverseClient | None:
+        """Dataverse Web API client (record re-query, tasks); None when DATAVERSE_URL is not set."""
+        if not self.settings.dataverse_url:
+            return None
+        from shared.crm.dataverse import DataverseClient, msal_token_provider
+        from shared.crm.mapping import load_mapping
+
+        s = self.settings
+        token = msal_token_provider(s.graph_tenant_id or "", s.graph_client_id or "", s.graph_client_secret,
+                                    s.authority_host, s.graph_use_managed_identity)
+        return DataverseClient(s.dataverse_url, token, load_mapping(s.mappings_dir, "dataverse"))
+
+    @cached_property
+    def task_writer(self) -> TaskWriter:
+        """Where crm_task actions go: the local Tasks table, or Dataverse (CRM_TASK_TARGET)."""
+        from shared.crm.tasks import DataverseTaskWriter, LocalTaskLedger
+
+        if self.settings.crm_task_target == "dataverse" and self.dataverse is not None:
+            return DataverseTaskWriter(self.dataverse)
+        return LocalTaskLedger(self.tables)
 
 
 _container: Container | None = None

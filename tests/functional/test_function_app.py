@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-import function_app
 from functions.health import health
 from shared.container import Container, set_container
-
-
-def bindings_of(name: str) -> list[dict]:
-    fn = next(f for f in function_app.app.get_functions() if f.get_function_name() == name)
-    return [b.get_dict_repr() for b in fn.get_bindings()]
+from tests.functional.registered import bindings_of
 
 
 def test_health_is_registered_as_anonymous_get():

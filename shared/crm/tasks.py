@@ -1,0 +1,164 @@
+"""CRM write-back: a `crm_task` action becomes a task in the local `Tasks` table or in Dataverse.
+
+`write_task(message, writer)` is the one domain call of the `crm-tasks` consumer. Both writers are idempotent by
+the message's dedupe key, so a redelivered message never creates a second task:
+- `LocalTaskLedger`: `create_entity` keyed by the dedupe key is an atomic claim (an existing row → "exists").
+- `DataverseTaskWriter`: the task is stamped with the key (`subcategory` = `crmflow:<key>`); before creating,
+  it looks for a task with that stamp. Regarding = the contact found by email; owner = the rep's systemuser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+from shared.crm.dataverse import TASK_STAMP_PREFIX, DataverseClient
+from shared.errors import InvalidInput, Location, TransientError
+from shared.messages import ActionMessage
+from shared.names import TASKS
+from shared.tables import TableAccess
+
+log = logging.getLogger("crmflow.crm.tasks")
+
+SUBJECT_LIMIT = 200  # Dataverse task.subject max length
+STAMP_LIMIT = 250  # task.subcategory max length
+
+
+@dataclass(frozen=True)
+class CrmTask:
+    """A validated crm_task action."""
+
+    dedupe_key: str
+    customer_id: str
+    rule: str
+    subject: str
+    description: str
+    due: date | None
+    regarding_email: str | None
+    owner_email: str | None
+
+    @classmethod
+    def from_message(cls, message: ActionMessage) -> CrmTask:
+        if message.channel != "crm_task":
+            raise InvalidInput(f"channel {message.channel!r} is not crm_task", Location(field="channel"))
+        content = message.content if isinstance(message.content, Mapping) else {}
+        due_text = content.get("due")
+        try:
+            due = date.fromisoformat(due_text) if due_text else None
+        except (TypeError, ValueError):
+            raise InvalidInput("must be YYYY-MM-DD", Location(field="content.due")) from None
+        description = content.get("description") or ""
+        if not isinstance(description, str):
+            raise InvalidInput("must be text", Location(field="content.description"))
+        return cls(
+            dedupe_key=message.dedupe_key, customer_id=message.customer_id, rule=message.rule,
+            subject=(message.subject or message.rule)[:SUBJECT_LIMIT], description=description, due=due,
+            regarding_email=_email(content.get("regarding_email"), "content.regarding_email"),
+            owner_email=_email(content.get("owner_email"), "content.owner_email"))
+
+
+def _email(value: Any, where: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or "@" not in value:
+        raise InvalidInput("must be an email address", Location(field=where))
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    status: str  # "created" | "exists"
+    target: str  # "local" | "dataverse"
+    task_id: str
+
+
+class TaskWriter(ABC):
+    target: str
+
+    @abstractmethod
+    def write(self, task: CrmTask) -> TaskResult: ...
+
+
+def write_task(message: ActionMessage, writer: TaskWriter) -> TaskResult:
+    """Record a crm_task action once (idempotent by dedupe key)."""
+    result = writer.write(CrmTask.from_message(message))
+    log.info("crm task %s in %s (%s)", result.status, result.target,
+             hashlib.sha256(message.dedupe_key.encode()).hexdigest()[:12])
+    return result
+
+
+def task_row_key(dedupe_key: str) -> str:
+    """RowKey for a dedupe key: itself when Table Storage allows it, else a stable hash."""
+    if len(dedupe_key) <= 200 and dedupe_key.isprintable() and not any(ch in dedupe_key for ch in "/\\#?"):
+        return dedupe_key
+    return hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()
+
+
+class LocalTaskLedger(TaskWriter):
+    """Tasks table: PartitionKey = customer id, RowKey = dedupe key (the dashboard lists them)."""
+
+    target = "local"
+
+    def __init__(self, tables: TableAccess, clock: Any = None):
+        self.tables = tables
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def write(self, task: CrmTask) -> TaskResult:
+        row_key = task_row_key(task.dedupe_key)
+        entity = {
+            "PartitionKey": task.customer_id, "RowKey": row_key, "dedupe_key": task.dedupe_key,
+            "rule": task.rule, "subject": task.subject, "description": task.description,
+            "due": task.due.isoformat() if task.due else None, "regarding_email": task.regarding_email,
+            "owner_email": task.owner_email, "status": "open", "created_at": self.clock().isoformat(),
+        }
+        try:
+            self.tables.table(TASKS).create_entity({k: v for k, v in entity.items() if v is not None})
+        except ResourceExistsError:
+            return TaskResult("exists", self.target, f"{task.customer_id}/{row_key}")
+        except HttpResponseError as exc:
+            status = getattr(exc, "status_code", 0) or 0
+            if status >= 500 or status in (408, 429):
+                raise TransientError(f"Tasks table: HTTP {status}") from None
+            raise InvalidInput(f"Tasks table rejected the task: HTTP {status}") from None
+        return TaskResult("created", self.target, f"{task.customer_id}/{row_key}")
+
+
+class DataverseTaskWriter(TaskWriter):
+    """Dataverse `tasks` through the Web API (the seeds' example 3)."""
+
+    target = "dataverse"
+
+    def __init__(self, client: DataverseClient):
+        self.client = client
+
+    @staticmethod
+    def stamp(dedupe_key: str) -> str:
+        stamp = f"{TASK_STAMP_PREFIX}{dedupe_key}"
+        if len(stamp) <= STAMP_LIMIT:
+            return stamp
+        return f"{TASK_STAMP_PREFIX}{hashlib.sha256(dedupe_key.encode('utf-8')).hexdigest()}"
+
+    def write(self, task: CrmTask) -> TaskResult:
+        stamp = self.stamp(task.dedupe_key)
+        existing = self.client.find_task_id(stamp)
+        if existing:
+            return TaskResult("exists", self.target, existing)
+        body: dict[str, Any] = {"subject": task.subject, "description": task.description, "subcategory": stamp}
+        if task.due:
+            body["scheduledend"] = f"{task.due.isoformat()}T00:00:00Z"
+        if task.regarding_email:
+            contact_id = self.client.find_contact_id(task.regarding_email)
+            if contact_id:
+                body["regardingobjectid_contact@odata.bind"] = f"/contacts({contact_id})"
+        if task.owner_email:
+            user_id = self.client.find_user_id(task.owner_email)
+            if user_id:
+                body["ownerid@odata.bind"] = f"/systemusers({user_id})"
+        return TaskResult("created", self.target, self.client.create_task(body))
