@@ -41,7 +41,8 @@ def crm_event(msg: func.ServiceBusMessage) -> None:
     """Merge one CRM change into the customer store and plan the `on: change` rules it triggers."""
     container = get_container()
     event = CrmEvent.from_json(msg.get_body())
+    fetch = container.dataverse.fetch_event_record if container.dataverse and event.source == "dataverse" else None
     outcome = handle_crm_event(container.customers, container.evaluator, container.planner, event,
-                               datetime.now(UTC), **container.crm_event_hooks)
+                               datetime.now(UTC), fetch_record=fetch)
     log.info("crm event %s/%s from %s: changed=%s deleted=%s planned=%d", event.entity, event.operation,
              event.source, outcome.changed, outcome.deleted, outcome.report.planned)

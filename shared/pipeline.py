@@ -15,16 +15,18 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from shared.broker import Broker, OutgoingMessage
+from shared.crm.merge import apply_event, customer_id_of
 from shared.customer_store import CustomerStore, partition_key
 from shared.errors import Conflict, InvalidInput
 from shared.events import CrmEvent
 from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, Claim, OpportunityLedger, QueuedMessage, row_key
 from shared.model import Customer
 from shared.names import CHANNEL_QUEUES, SWEEP_SHARDS
+from shared.rules import Evaluator
 from shared.rules.model import Firing
 from shared.schedule import next_business_slot
 from shared.settings import Settings
@@ -73,6 +75,8 @@ class Planner:
         messages, held = [], []
         for action, message in firing.to_messages(
                 now, not_before=lambda action: email_slot if action.channel == "email" else None):
+            # The sender reports deliveries against the firing (ledger status) through these properties.
+            message = replace(message, properties={**message.properties, **properties})
             queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
                 body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
                 subject=action.channel, properties=properties))
@@ -161,7 +165,7 @@ def plan_sweep(settings: Settings, broker: Broker, now: datetime, today: date | 
     return len(messages)
 
 
-def evaluate_shard(customers: CustomerStore, evaluator, planner: Planner, task: ShardTask,
+def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Planner, task: ShardTask,
                    on_customer: Callable[[int], None] | None = None) -> PlanReport:
     """Evaluate every customer of a shard against the `sweep` rules and plan what fires."""
     partition = partition_key(task.shard)
@@ -196,13 +200,21 @@ class EventOutcome:
     report: PlanReport
 
 
-def handle_crm_event(customers: CustomerStore, evaluator, planner: Planner, event: CrmEvent, now: datetime,
-                     apply_event: Callable, customer_id_of: Callable[[CrmEvent], str],
-                     fetch_record: Callable[[CrmEvent], dict] | None = None) -> EventOutcome:
-    """Merge a CRM change into the store (ETag loop; older events never overwrite newer data), then plan `change` rules
-    with `prev` = the version before the change."""
-    customer_id = customer_id_of(event)
-    refetched = fetch_record(event) if event.needs_refetch and fetch_record else None
+def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Planner, event: CrmEvent,
+                     now: datetime, fetch_record: Callable[[CrmEvent], dict] | None = None) -> EventOutcome:
+    """Merge a CRM change into the store, then plan the `on: change` rules with `prev` = the version before it.
+
+    The merge is a read-merge-write loop on the customer's ETag, so concurrent events for one customer never lose
+    each other's changes, and `apply_event` keeps the newer value per field when events arrive out of order.
+    """
+    refetched = None
+    if event.needs_refetch:
+        if fetch_record is None:
+            raise InvalidInput(f"{event.source} sent a stripped record and it cannot be re-queried here")
+        refetched = fetch_record(event)
+    customer_id = customer_id_of(event, refetched)
+    if not customer_id:
+        raise InvalidInput(f"{event.source} {event.entity} event {event.event_id} names no customer")
     for _ in range(MERGE_ATTEMPTS):
         stored = customers.get(customer_id)
         current = stored.customer if stored else None
@@ -220,7 +232,7 @@ def handle_crm_event(customers: CustomerStore, evaluator, planner: Planner, even
     else:
         raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
     firings = evaluator.evaluate(updated, now=now, trigger="change", prev=current)
-    report = planner.plan([(updated, f) for f in firings], now) if firings else PlanReport()
+    report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
     report.customers = 1
     return EventOutcome(customer_id, True, False, report)
 

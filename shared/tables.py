@@ -24,17 +24,21 @@ def azurite_connection_string(port: int, host: str = "127.0.0.1") -> str:
 class TableAccess:
     """Hands out table clients. Uses the connection string when set, else the managed identity."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, **client_options):
+        """`client_options` go to the SDK client (e.g. `raw_response_hook` to count requests in benchmarks)."""
         self.settings = settings
+        self.client_options = client_options
         self._clients: dict[str, TableClient] = {}
 
     @cached_property
     def service(self) -> TableServiceClient:
         if self.settings.tables_connection_string:
-            return TableServiceClient.from_connection_string(self.settings.tables_connection_string)
+            return TableServiceClient.from_connection_string(self.settings.tables_connection_string,
+                                                             **self.client_options)
         from azure.identity import DefaultAzureCredential
 
-        return TableServiceClient(endpoint=self.settings.tables_account_url, credential=DefaultAzureCredential())
+        return TableServiceClient(endpoint=self.settings.tables_account_url, credential=DefaultAzureCredential(),
+                                  **self.client_options)
 
     def name(self, table: str) -> str:
         return f"{self.settings.table_prefix}{table}"

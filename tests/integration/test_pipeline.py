@@ -1,0 +1,195 @@
+"""The pipeline against Azurite and the local broker: sweep, exactly-once claims, crash recovery, change events."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.container import Container
+from shared.customer_store import shard_of
+from shared.events import CrmEvent
+from shared.importer import import_customers
+from shared.ledger import QUEUED, row_key
+from shared.messages import ActionMessage
+from shared.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
+from shared.pipeline import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
+from shared.sample_data import DEMO_NOW
+from shared.tables import TableAccess
+
+SAMPLES = Path(__file__).parent.parent.parent / "samples"
+ACTION_QUEUES = (TEAMS, EMAIL, CRM_TASKS)
+
+
+@pytest.fixture
+def loaded(container) -> Container:
+    report = import_customers(container.customers, SAMPLES / "customers.csv",
+                              purchases_path=SAMPLES / "purchases.csv")
+    assert report.imported == 260
+    return container
+
+
+def sweep(container: Container, now: datetime = DEMO_NOW):
+    from shared.pipeline import summarize_reports
+
+    return summarize_reports(
+        evaluate_shard(container.customers, container.evaluator, container.planner, ShardTask(shard, now))
+        for shard in range(container.settings.customer_shards))
+
+
+def queued(container: Container) -> dict[str, int]:
+    return {queue: container.broker.count(queue) for queue in ACTION_QUEUES}
+
+
+def drain(container: Container, queue: str) -> list[ActionMessage]:
+    messages = []
+    while batch := container.broker.receive(queue, max_messages=100):
+        for message in batch:
+            messages.append(ActionMessage.from_json(message.body))
+            container.broker.complete(message)
+    return messages
+
+
+def test_sweep_plans_each_firing_once_and_a_rerun_writes_nothing(loaded):
+    first = sweep(loaded)
+    assert first.customers == 260 and first.planned == first.firings > 100
+    assert first.messages == sum(queued(loaded).values()) > 0
+    assert first.by_rule["birthday-mail"] > 0 and first.by_rule["cross-sell-a-to-b"] > 0
+
+    writes = Counter()
+    rerun_container = Container(loaded.settings)
+    rerun_container.tables = TableAccess(  # counts every request the rerun makes
+        loaded.settings, raw_response_hook=lambda response: writes.update([response.http_request.method]))
+    rerun_container.broker = loaded.broker
+    second = sweep(rerun_container)
+    assert second.planned == 0 and second.already_planned == first.planned and second.messages == 0
+    assert set(writes) == {"GET"}, writes  # reads only: no claim, no update, no publish
+    assert queued(loaded)["teams"] == first.messages - queued(loaded)["email"] - queued(loaded)["crm-tasks"]
+
+
+def test_messages_carry_rendered_content_and_emails_wait_for_business_hours(loaded):
+    sweep(loaded)
+    emails = drain(loaded, EMAIL)
+    assert emails and all(m.channel == "email" and m.content["html"] and m.subject for m in emails)
+    by_customer = {c.id: c for c in loaded.customers.iter_all()}
+    for message in emails:
+        zone = by_customer[message.customer_id].timezone or "Asia/Tokyo"
+        if zone == "Asia/Tokyo":  # 09:00 Tuesday: inside business hours, no delay
+            assert message.not_before is None
+        elif zone == "America/New_York":  # 19:00 Monday: next morning 09:00 EST
+            assert message.not_before == datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+    # `after: email` notices ride inside the email they wait for, never on the teams queue on their own.
+    fyis = [ActionMessage.from_json(f) for m in emails for f in m.followups]
+    assert fyis and all(f.channel == "teams" and f.after for f in fyis)
+    teams = drain(loaded, TEAMS)
+    assert not {f.dedupe_key for f in fyis} & {t.dedupe_key for t in teams}
+    assert all(t.content["card"]["type"] == "AdaptiveCard" for t in teams)
+
+
+def test_plan_sweep_fans_out_one_message_per_shard_once(container):
+    assert plan_sweep(container.settings, container.broker, DEMO_NOW) == 64
+    assert plan_sweep(container.settings, container.broker, DEMO_NOW) == 64  # a doubled timer firing
+    tasks = container.broker.receive(SWEEP_SHARDS, max_messages=200)
+    assert sorted(ShardTask.from_json(t.body).shard for t in tasks) == list(range(64))
+
+
+def test_two_instances_on_the_same_shards_plan_each_firing_once(loaded):
+    results = []
+    instances = [Container(loaded.settings) for _ in range(2)]
+
+    def work(container):
+        results.append(sweep(container))
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.planned for r in results) == results[0].firings
+    # An instance may re-publish claims the other has not marked yet; duplicate detection drops the repeats.
+    messages = [m for q in ACTION_QUEUES for m in drain(loaded, q)]
+    assert len(messages) == len({m.dedupe_key for m in messages}) == len(_reference(loaded))
+
+
+# --- crash safety: a worker process killed at the worst moments --------------------------------------------
+def _die_during(settings, step: str) -> None:
+    """Child process: sweep shard by shard, and hard-exit (no cleanup, like a killed host) at `step`."""
+    container = Container(settings)
+    if step == "publish":
+        container.broker.publish = lambda queue, messages: os._exit(17)
+    else:
+        container.ledger.mark_published = lambda claims, now: os._exit(17)
+    sweep(container)
+
+
+@pytest.mark.parametrize("step", ["publish", "mark"])
+def test_worker_killed_between_steps_loses_nothing_and_duplicates_nothing(loaded, step):
+    expected = _reference(loaded)
+    process = multiprocessing.get_context("fork").Process(target=_die_during, args=(loaded.settings, step))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 17
+    before = sum(queued(loaded).values())
+    assert (before == 0) if step == "publish" else before > 0  # killed before / after the first publish
+    recovered = sweep(Container(loaded.settings))
+    assert recovered.recovered >= 1
+    messages = [m for q in ACTION_QUEUES for m in drain(loaded, q)]
+    keys = [m.dedupe_key for m in messages]
+    assert len(keys) == len(set(keys)), "a message was published twice"
+    assert set(keys) == expected, "a planned action was lost"
+    assert all(loaded.ledger.unpublished(p) == [] for p in loaded.customers.shard_keys())
+
+
+def _reference(loaded) -> set[str]:
+    """The dedupe keys an uninterrupted sweep publishes (computed without touching the test's tables)."""
+    settings = loaded.settings.replace(table_prefix=loaded.settings.table_prefix + "r",
+                                       local_dir=loaded.settings.local_dir / "ref")
+    reference = Container(settings)
+    reference.tables.ensure_tables()
+    reference.customers.upsert_many(loaded.customers.iter_all())
+    sweep(reference)
+    return {m.dedupe_key for q in ACTION_QUEUES for m in drain(reference, q)}
+
+
+# --- change events ----------------------------------------------------------------------------------------
+def stage_event(customer_id: str, stage: str, at: str, event_id: str) -> CrmEvent:
+    return CrmEvent(source="generic", entity="customer", record_id=customer_id, operation="update",
+                    event_id=event_id, occurred_at=datetime.fromisoformat(at), changed_fields=("stage",),
+                    record={"id": customer_id, "stage": stage})
+
+
+def test_change_event_merges_and_fires_journey_rule_with_prev(loaded):
+    customer = next(c for c in loaded.customers.iter_all() if c.stage == "utilization" and c.owner)
+    moved = stage_event(customer.id, "renewal", "2026-11-24T01:00:00+00:00", "e-1")
+    outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW)
+    assert outcome.changed and outcome.report.by_rule == Counter({"journey-renewal": 1})
+    assert loaded.customers.get(customer.id).customer.stage == "renewal"
+    [notice] = drain(loaded, TEAMS)
+    assert notice.rule == "journey-renewal" and notice.customer_id == customer.id
+    [task] = drain(loaded, CRM_TASKS)
+    assert task.content["due"]
+    # The same event redelivered, and an older event arriving late, change nothing and plan nothing.
+    again = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW)
+    stale = stage_event(customer.id, "onboarding", "2026-11-23T00:00:00+00:00", "e-0")
+    late = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, stale, DEMO_NOW)
+    assert not again.changed and not late.changed
+    assert loaded.customers.get(customer.id).customer.stage == "renewal"
+    assert sum(queued(loaded).values()) == 0
+    opportunity = loaded.ledger.get(
+        f"s{shard_of(customer.id, 64):04d}~{row_key(notice.properties['firing_key'])}")
+    assert opportunity.status == QUEUED and opportunity.rule == "journey-renewal"
+
+
+def test_event_for_a_new_customer_creates_it(loaded):
+    event = CrmEvent(source="generic", entity="customer", record_id="NEW-1", operation="create", event_id="e-9",
+                     occurred_at=DEMO_NOW, record=json.loads(json.dumps(
+                         {"id": "NEW-1", "name": "New Co", "email": "new@example.com", "products": ["A"],
+                          "owner": {"name": "Rep", "email": "rep@contoso.com"}})))
+    outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, event, DEMO_NOW)
+    assert outcome.changed and loaded.customers.get("NEW-1").customer.products == ("A",)
