@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared.broker.limits import check_outgoing
 from shared.broker.port import Broker, OutgoingMessage, ReceivedMessage
 from shared.broker.replay import REPLAYS_PROPERTY, replayed_message_id
-from shared.errors import Conflict, InvalidInput, Location, PayloadTooLarge, TransientError
-from shared.messages import MAX_MESSAGE_ID
+from shared.errors import Conflict, TransientError
 
-MAX_MESSAGE_BYTES = 256 * 1024  # Service Bus Standard tier message size
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 
 _SCHEMA = """
@@ -123,7 +122,7 @@ class LocalBroker(Broker):
     # --- publish ---------------------------------------------------------------------------------------------
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         for message in messages:
-            _check(message)
+            check_outgoing(message)
         if not messages:
             return
         now = self._clock()
@@ -268,15 +267,6 @@ class LocalBroker(Broker):
         (n,) = self._connection().execute(
             "SELECT COUNT(*) FROM messages WHERE queue = ? AND dead = 0", (queue,)).fetchone()
         return n
-
-
-def _check(message: OutgoingMessage) -> None:
-    if not message.message_id or len(message.message_id) > MAX_MESSAGE_ID:
-        raise InvalidInput(f"message_id must be 1..{MAX_MESSAGE_ID} characters", Location(field="message_id"))
-    if message.scheduled_at is not None and message.scheduled_at.tzinfo is None:
-        raise InvalidInput("scheduled_at must be timezone-aware", Location(field="scheduled_at"))
-    if len(message.body.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        raise PayloadTooLarge(f"message {message.message_id} is over {MAX_MESSAGE_BYTES // 1024} KB")
 
 
 def _utc(epoch: float) -> datetime:
