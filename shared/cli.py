@@ -14,6 +14,8 @@ from shared.errors import CrmflowError
 COMMAND_MODULES = (
     "import_customers",
     "demo",
+    "serve",
+    "dlq",
 )
 
 
