@@ -86,10 +86,14 @@ def app_functions(app: func.FunctionApp) -> list[Any]:
 
     get_functions() records every name it validated and rejects them on a second call ("does not have a unique
     function name", azure-functions-python-worker#1867); the Functions worker calls it once per process, tests and
-    this host call it again. Forgetting the record keeps the duplicate check within each call.
+    this host call it again. Forgetting the record before and after keeps the duplicate check within each call and
+    leaves the app as a later plain get_functions() expects it.
     """
     app.functions_bindings = None
-    return app.get_functions()
+    try:
+        return app.get_functions()
+    finally:
+        app.functions_bindings = None
 
 
 def discover(app: func.FunctionApp, settings: Settings) -> Functions:
@@ -396,6 +400,9 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             started = time.monotonic()
             parts = urlsplit(self.path)
+            body = self._read_body()  # always, so a keep-alive connection stays in step
+            if body is None:
+                return
             fn, route_params, status = host.match(self.command, parts.path)
             params = dict(parse_qsl(parts.query, keep_blank_values=True))
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -405,9 +412,6 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             elif not host.authorised(fn, params, headers):
                 self._reply(401, {}, b"")
             else:
-                body = self._read_body()
-                if body is None:
-                    return
                 self._run(fn, func.HttpRequest(
                     self.command, f"{host.url}{self.path}", headers=headers, params=params,
                     route_params=route_params, body=body))
@@ -416,11 +420,14 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             log.debug("%s %s took %.0f ms", self.command, parts.path, (time.monotonic() - started) * 1000)
 
         def _read_body(self) -> bytes | None:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            declared = self.headers.get("Content-Length") or "0"
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not declared.isdigit():
+                self.close_connection = True  # the unread body would be taken for the next request
                 self._reply(411, {}, b"")
                 return None
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(declared)
             if length > MAX_REQUEST_BYTES:
+                self.close_connection = True
                 self._reply(413, {}, b"")
                 return None
             return self.rfile.read(length) if length else b""

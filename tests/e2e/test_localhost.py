@@ -176,3 +176,11 @@ def test_stop_releases_the_port(azurite, tmp_path):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/api/boom", timeout=2)
     container.broker.close()
+
+
+def test_a_keep_alive_connection_survives_a_refused_request_with_a_body(host):
+    with requests.Session() as session:
+        assert session.post(f"{host.url}/api/items/x", data=b"x" * 5000, timeout=10).status_code == 401
+        assert session.post(f"{host.url}/api/nothing", data=b"y" * 5000, timeout=10).status_code == 404
+        again = session.post(f"{host.url}/api/items/x?code={KEY}", data=b"z", timeout=10)
+    assert again.status_code == 201 and again.json()["body"] == "z"

@@ -86,3 +86,10 @@ def test_route_templates(route, path, params):
 def test_route_templates_do_not_overmatch():
     assert not route_pattern("opportunities/{id}").match("/opportunities/a/b")
     assert not route_pattern("health").match("/healthz")
+
+
+def test_discovery_leaves_the_app_usable_by_a_plain_get_functions(tmp_path):
+    discover(function_app.app, make_settings(tmp_path))
+    discover(function_app.app, make_settings(tmp_path))
+    assert "health" in [f.get_function_name() for f in function_app.app.get_functions()]
+    function_app.app.functions_bindings = None  # what a plain call leaves behind would break the next one
