@@ -53,6 +53,11 @@ CREATE INDEX IF NOT EXISTS seen_ids_expiry ON seen_ids (expires_at);
 """
 
 
+# Visible now: never settled, scheduled time reached, and not locked (a lock moves visible_at to its expiry).
+_READY = ("SELECT seq, message_id, body, subject, properties, enqueued_at, delivery_count FROM messages"
+          " WHERE queue = ? AND dead = 0 AND visible_at <= ? ORDER BY visible_at, seq")
+
+
 class LocalBroker(Broker):
     """Service Bus semantics on a SQLite file: duplicate detection, scheduling, peek-lock, dead-lettering.
 
@@ -161,52 +166,57 @@ class LocalBroker(Broker):
 
     def _receive_now(self, queue: str, max_messages: int) -> list[ReceivedMessage]:
         now = self._clock()
+        # A read first: idle polling never takes the write lock that publishers and other workers need.
+        if self._connection().execute(_READY + " LIMIT 1", (queue, now)).fetchone() is None:
+            return []
         received: list[ReceivedMessage] = []
         with self._write() as db:
-            # Locks that expired without settlement count as failed deliveries: past the limit they dead-letter.
-            db.execute(
-                "UPDATE messages SET dead = 1, dead_letter_reason = ?, dead_letter_description = ?,"
-                " lock_token = NULL, locked_until = NULL"
-                " WHERE queue = ? AND dead = 0 AND locked_until <= ? AND delivery_count >= ?",
-                (MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description(), queue, now, self.max_delivery_count))
-            rows = db.execute(
-                "SELECT seq, message_id, body, subject, properties, enqueued_at, delivery_count FROM messages"
-                " WHERE queue = ? AND dead = 0 AND visible_at <= ? AND (locked_until IS NULL OR locked_until <= ?)"
-                " ORDER BY visible_at, seq LIMIT ?",
-                (queue, now, now, max(1, max_messages))).fetchall()
-            for seq, message_id, body, subject, properties, enqueued_at, delivery_count in rows:
-                token = f"{seq}:{uuid.uuid4().hex}"
-                db.execute("UPDATE messages SET delivery_count = ?, lock_token = ?, locked_until = ? WHERE seq = ?",
-                           (delivery_count + 1, token, now + self.lock_duration, seq))
-                received.append(ReceivedMessage(
-                    queue=queue, body=body, message_id=message_id, delivery_count=delivery_count + 1,
-                    enqueued_at=_utc(enqueued_at), lock_token=token, subject=subject,
-                    properties=json.loads(properties)))
+            while len(received) < max_messages:
+                rows = db.execute(_READY + " LIMIT ?", (queue, now, max_messages - len(received))).fetchall()
+                if not rows:
+                    break
+                for seq, message_id, body, subject, properties, enqueued_at, delivery_count in rows:
+                    if delivery_count >= self.max_delivery_count:
+                        # Its last lock expired unsettled: a failed delivery past the limit.
+                        self._dead_letter(db, seq, MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description())
+                        continue
+                    token = f"{seq}:{uuid.uuid4().hex}"
+                    # A locked message is visible again when its lock expires: one indexed column answers both.
+                    db.execute("UPDATE messages SET delivery_count = ?, lock_token = ?, locked_until = ?,"
+                               " visible_at = ? WHERE seq = ?",
+                               (delivery_count + 1, token, now + self.lock_duration, now + self.lock_duration, seq))
+                    received.append(ReceivedMessage(
+                        queue=queue, body=body, message_id=message_id, delivery_count=delivery_count + 1,
+                        enqueued_at=_utc(enqueued_at), lock_token=token, subject=subject,
+                        properties=json.loads(properties)))
         return received
 
     def complete(self, message: ReceivedMessage) -> None:
         with self._write() as db:
-            self._locked_seq(db, message)
-            db.execute("DELETE FROM messages WHERE lock_token = ?", (message.lock_token,))
+            seq, _ = self._locked_row(db, message)
+            db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
 
     def abandon(self, message: ReceivedMessage) -> None:
         with self._write() as db:
-            seq, delivery_count = self._locked_seq(db, message)
+            seq, delivery_count = self._locked_row(db, message)
             if delivery_count >= self.max_delivery_count:
                 self._dead_letter(db, seq, MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description())
             else:
-                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?", (seq,))
+                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL, visible_at = ? WHERE seq = ?",
+                           (self._clock(), seq))
         self._notify()
 
     def dead_letter(self, message: ReceivedMessage, reason: str, description: str = "") -> None:
         with self._write() as db:
-            seq, _ = self._locked_seq(db, message)
+            seq, _ = self._locked_row(db, message)
             self._dead_letter(db, seq, reason, description)
 
-    def _locked_seq(self, db: sqlite3.Connection, message: ReceivedMessage) -> tuple[int, int]:
-        """The message's row while the caller still holds its lock; Conflict (lock lost) otherwise."""
-        row = db.execute("SELECT seq, delivery_count FROM messages WHERE lock_token = ? AND locked_until > ?",
-                         (message.lock_token, self._clock())).fetchone()
+    def _locked_row(self, db: sqlite3.Connection, message: ReceivedMessage) -> tuple[int, int]:
+        """(seq, delivery_count) while the caller still holds the lock; Conflict (lock lost) otherwise."""
+        seq_text, _, _ = message.lock_token.partition(":")
+        row = db.execute("SELECT seq, delivery_count FROM messages WHERE seq = ? AND lock_token = ?"
+                         " AND locked_until > ?",
+                         (int(seq_text) if seq_text.isdigit() else -1, message.lock_token, self._clock())).fetchone()
         if row is None:
             raise Conflict(f"lock lost on message {message.message_id} of queue {message.queue}: it expired or the "
                            "message was already settled")
