@@ -173,13 +173,24 @@ def route_pattern(route: str) -> re.Pattern[str]:
     return re.compile("^" + regex + "/?$")
 
 
+def host_json() -> dict[str, Any]:
+    try:
+        return json.loads((APP_ROOT / "host.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def route_prefix() -> str:
     """`extensions.http.routePrefix` of host.json (default `api`)."""
-    try:
-        host = json.loads((APP_ROOT / "host.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "api"
-    return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
+    return str(host_json().get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
+
+
+def max_lock_renewal() -> timedelta:
+    """`extensions.serviceBus.maxAutoLockRenewalDuration` of host.json (default 5 minutes, as in Azure)."""
+    text = str(host_json().get("extensions", {}).get("serviceBus", {}).get("maxAutoLockRenewalDuration", "00:05:00"))
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2})", text.strip())
+    return timedelta(hours=int(match[1]), minutes=int(match[2]), seconds=int(match[3])) if match \
+        else timedelta(minutes=5)
 
 
 def invoke(call: Callable[..., Any], arg: str, value: Any) -> Any:
@@ -227,6 +238,7 @@ class LocalHost:
         self._queue_workers = max(1, queue_workers)
         self._receive_wait = receive_wait_seconds
         self._clock = clock
+        self._max_renewal = max_lock_renewal()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: ThreadingHTTPServer | None = None
@@ -321,6 +333,8 @@ class LocalHost:
         """Run the function on one message; complete on success, abandon on failure. True when completed."""
         broker = self.container.broker
         started = time.monotonic()
+        done = threading.Event()
+        self._spawn_renewer(message, done)
         try:
             invoke(fn.call, fn.arg, servicebus_message(message))
         except Exception as exc:
@@ -328,11 +342,32 @@ class LocalHost:
             log.warning("%s failed on message %s (delivery %d): %s", fn.name, message.message_id,
                         message.delivery_count, type(exc).__name__)
             log.debug("%s failure", fn.name, exc_info=True)
+            done.set()
             self._settle(broker.abandon, message)
             return False
+        done.set()
         log.info("%s completed message %s in %.0f ms", fn.name, message.message_id,
                  (time.monotonic() - started) * 1000)
         return self._settle(broker.complete, message)
+
+    def _spawn_renewer(self, message: ReceivedMessage, done: threading.Event) -> None:
+        """Keep the message locked while its function runs, like the Functions host (up to host.json's limit)."""
+        broker = self.container.broker
+        renew = getattr(broker, "renew_lock", None)  # an adapter extra, not part of the port
+        if renew is None:
+            return
+        interval = float(getattr(broker, "lock_duration", 20.0)) / 2
+        deadline = time.monotonic() + self._max_renewal.total_seconds()
+
+        def keep_locked() -> None:
+            while not done.wait(interval) and time.monotonic() < deadline:
+                try:
+                    renew(message)
+                except CrmflowError as exc:
+                    log.warning("could not renew the lock of message %s: %s", message.message_id, exc.message)
+                    return
+
+        threading.Thread(target=keep_locked, name=f"renew-{message.message_id[:20]}", daemon=True).start()
 
     @staticmethod
     def _settle(settle: Callable[[ReceivedMessage], None], message: ReceivedMessage) -> bool:

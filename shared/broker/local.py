@@ -211,6 +211,13 @@ class LocalBroker(Broker):
             seq, _ = self._locked_row(db, message)
             self._dead_letter(db, seq, reason, description)
 
+    def renew_lock(self, message: ReceivedMessage) -> None:
+        """Extend the lock by another lock duration (the local host does it while a function runs)."""
+        with self._write() as db:
+            seq, _ = self._locked_row(db, message)
+            until = self._clock() + self.lock_duration
+            db.execute("UPDATE messages SET locked_until = ?, visible_at = ? WHERE seq = ?", (until, until, seq))
+
     def _locked_row(self, db: sqlite3.Connection, message: ReceivedMessage) -> tuple[int, int]:
         """(seq, delivery_count) while the caller still holds the lock; Conflict (lock lost) otherwise."""
         seq_text, _, _ = message.lock_token.partition(":")

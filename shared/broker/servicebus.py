@@ -180,6 +180,16 @@ class ServiceBusBroker(Broker):
         self._settle(message, "dead-letter",
                      lambda r, m: r.dead_letter_message(m, reason=reason, error_description=description))
 
+    def renew_lock(self, message: ReceivedMessage) -> None:
+        """Extend the lock by the queue's lock duration."""
+        with self._registry_lock:
+            held = self._locked.get(message.lock_token)
+        if held is None:
+            raise Conflict(f"renew lock of {message.message_id}: not locked by this broker (already settled?)")
+        receiver, original = held
+        with self._link_lock(("receive", message.queue)), mapped_errors(f"renew lock of {message.message_id}"):
+            receiver.renew_message_lock(original)
+
     # --- dead letters -------------------------------------------------------------------------------------------
     def peek_dead_letters(self, queue: str, max_messages: int = 100) -> list[ReceivedMessage]:
         receiver = self._receiver(queue, dead_letters=True)

@@ -72,6 +72,13 @@ def flaky(msg: func.ServiceBusMessage) -> None:
         raise RuntimeError("fails twice, then succeeds (poison always fails)")
 
 
+@bp.service_bus_queue_trigger(arg_name="msg", queue_name=names.EMAIL, connection="ServiceBusConnection")
+def slow(msg: func.ServiceBusMessage) -> None:
+    with seen.lock:
+        seen.deliveries.append({"id": msg.message_id, "count": msg.delivery_count})
+    time.sleep(2.5)  # longer than the lock: the host renews it, as the Functions host does
+
+
 @bp.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%")
 def tick(timer: func.TimerRequest) -> None:
     with seen.lock:
@@ -140,6 +147,22 @@ def test_a_poison_message_is_dead_lettered_after_max_delivery_count(host):
     [dead] = host.container.broker.peek_dead_letters(names.TEAMS)
     assert (dead.message_id, dead.dead_letter_reason, dead.delivery_count) == ("p-1", "MaxDeliveryCountExceeded", 4)
     assert len(seen.deliveries) == 4
+
+
+def test_a_long_running_function_keeps_its_lock(azurite, tmp_path):
+    settings = make_settings(tmp_path, TABLES_CONNECTION_STRING=azurite.connection_string)
+    container = Container(settings)
+    container.broker = LocalBroker(settings.local_dir / "broker.sqlite3", lock_duration=timedelta(seconds=1))
+    seen.deliveries.clear()
+    with LocalHost(test_app, container, port=0, queue_workers=2, receive_wait_seconds=0.1):
+        container.broker.publish(names.EMAIL, [OutgoingMessage("report", "long-1")])
+        seen.wait_for(lambda: len(seen.deliveries) >= 1)
+        deadline = time.monotonic() + 10
+        while container.broker.count(names.EMAIL) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert seen.deliveries == [{"id": "long-1", "count": 1}]  # the second worker never got it
+    assert container.broker.count(names.EMAIL) == 0
+    container.broker.close()
 
 
 def test_scheduled_message_is_triggered_only_when_due(host):

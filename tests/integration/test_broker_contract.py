@@ -269,6 +269,18 @@ def test_lock_expiry_redelivers_and_the_old_lock_is_lost(subject):
     assert subject.broker.receive(subject.queue, max_wait_seconds=0.5) == []
 
 
+def test_renewing_the_lock_keeps_the_message_past_its_first_expiry(subject):
+    needs_short(subject, subject.lock_seconds, "the lock duration")
+    subject.publish(msg("long job"))
+    [got] = subject.receive_all()
+    other = subject.make_broker()
+    for _ in range(3):
+        time.sleep(subject.lock_seconds * 0.6)
+        subject.broker.renew_lock(got)
+    assert other.receive(subject.queue, max_wait_seconds=0.3) == []  # 1.8 lock durations later: still locked
+    subject.broker.complete(got)
+
+
 def test_settling_twice_loses_the_lock(subject):
     subject.publish(msg())
     [got] = subject.receive_all()
