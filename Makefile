@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test lint bench clean install serve
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP) $(NODE_STAMP)
 
 demo: install
 	$(PY) -m shared.cli demo
+
+serve: install
+	$(PY) -m shared.cli serve
 
 test: install
 	$(PY) -m ruff check .

@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "dry_run",
     "sweep",
     "demo",
+    "serve",
+    "dlq",
 )
 
 

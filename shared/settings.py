@@ -193,6 +193,10 @@ class Settings:
         "BUSINESS_HOURS", _hours, "09:00-18:00", doc="Customer-local hours in which emails are delivered.")
     business_days: frozenset[int] = setting(
         "BUSINESS_DAYS", _weekdays, "mon-fri", doc="Customer-local weekdays on which emails are delivered.")
+    functions_key: str | None = setting(
+        "FUNCTIONS_KEY", secret=True,
+        doc="Function key the local host (crmflow serve) requires on function-level HTTP routes, as ?code= or "
+            "x-functions-key; empty: none required. In Azure the platform manages keys.")
 
     # --- delivery ------------------------------------------------------------------------------------------
     delivery_transport: str = setting(

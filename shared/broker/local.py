@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared.broker.limits import check_outgoing
 from shared.broker.port import Broker, OutgoingMessage, ReceivedMessage
 from shared.broker.replay import REPLAYS_PROPERTY, replayed_message_id
-from shared.errors import Conflict, InvalidInput, Location, PayloadTooLarge, TransientError
-from shared.messages import MAX_MESSAGE_ID
+from shared.errors import Conflict, TransientError
 
-MAX_MESSAGE_BYTES = 256 * 1024  # Service Bus Standard tier message size
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 
 _SCHEMA = """
@@ -52,6 +51,11 @@ CREATE TABLE IF NOT EXISTS seen_ids (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_ids_expiry ON seen_ids (expires_at);
 """
+
+
+# Visible now: never settled, scheduled time reached, and not locked (a lock moves visible_at to its expiry).
+_READY = ("SELECT seq, message_id, body, subject, properties, enqueued_at, delivery_count FROM messages"
+          " WHERE queue = ? AND dead = 0 AND visible_at <= ? ORDER BY visible_at, seq")
 
 
 class LocalBroker(Broker):
@@ -123,7 +127,7 @@ class LocalBroker(Broker):
     # --- publish ---------------------------------------------------------------------------------------------
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         for message in messages:
-            _check(message)
+            check_outgoing(message)
         if not messages:
             return
         now = self._clock()
@@ -162,52 +166,64 @@ class LocalBroker(Broker):
 
     def _receive_now(self, queue: str, max_messages: int) -> list[ReceivedMessage]:
         now = self._clock()
+        # A read first: idle polling never takes the write lock that publishers and other workers need.
+        if self._connection().execute(_READY + " LIMIT 1", (queue, now)).fetchone() is None:
+            return []
         received: list[ReceivedMessage] = []
         with self._write() as db:
-            # Locks that expired without settlement count as failed deliveries: past the limit they dead-letter.
-            db.execute(
-                "UPDATE messages SET dead = 1, dead_letter_reason = ?, dead_letter_description = ?,"
-                " lock_token = NULL, locked_until = NULL"
-                " WHERE queue = ? AND dead = 0 AND locked_until <= ? AND delivery_count >= ?",
-                (MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description(), queue, now, self.max_delivery_count))
-            rows = db.execute(
-                "SELECT seq, message_id, body, subject, properties, enqueued_at, delivery_count FROM messages"
-                " WHERE queue = ? AND dead = 0 AND visible_at <= ? AND (locked_until IS NULL OR locked_until <= ?)"
-                " ORDER BY visible_at, seq LIMIT ?",
-                (queue, now, now, max(1, max_messages))).fetchall()
-            for seq, message_id, body, subject, properties, enqueued_at, delivery_count in rows:
-                token = f"{seq}:{uuid.uuid4().hex}"
-                db.execute("UPDATE messages SET delivery_count = ?, lock_token = ?, locked_until = ? WHERE seq = ?",
-                           (delivery_count + 1, token, now + self.lock_duration, seq))
-                received.append(ReceivedMessage(
-                    queue=queue, body=body, message_id=message_id, delivery_count=delivery_count + 1,
-                    enqueued_at=_utc(enqueued_at), lock_token=token, subject=subject,
-                    properties=json.loads(properties)))
+            while len(received) < max_messages:
+                rows = db.execute(_READY + " LIMIT ?", (queue, now, max_messages - len(received))).fetchall()
+                if not rows:
+                    break
+                for seq, message_id, body, subject, properties, enqueued_at, delivery_count in rows:
+                    if delivery_count >= self.max_delivery_count:
+                        # Its last lock expired unsettled: a failed delivery past the limit.
+                        self._dead_letter(db, seq, MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description())
+                        continue
+                    token = f"{seq}:{uuid.uuid4().hex}"
+                    # A locked message is visible again when its lock expires: one indexed column answers both.
+                    db.execute("UPDATE messages SET delivery_count = ?, lock_token = ?, locked_until = ?,"
+                               " visible_at = ? WHERE seq = ?",
+                               (delivery_count + 1, token, now + self.lock_duration, now + self.lock_duration, seq))
+                    received.append(ReceivedMessage(
+                        queue=queue, body=body, message_id=message_id, delivery_count=delivery_count + 1,
+                        enqueued_at=_utc(enqueued_at), lock_token=token, subject=subject,
+                        properties=json.loads(properties)))
         return received
 
     def complete(self, message: ReceivedMessage) -> None:
         with self._write() as db:
-            self._locked_seq(db, message)
-            db.execute("DELETE FROM messages WHERE lock_token = ?", (message.lock_token,))
+            seq, _ = self._locked_row(db, message)
+            db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
 
     def abandon(self, message: ReceivedMessage) -> None:
         with self._write() as db:
-            seq, delivery_count = self._locked_seq(db, message)
+            seq, delivery_count = self._locked_row(db, message)
             if delivery_count >= self.max_delivery_count:
                 self._dead_letter(db, seq, MAX_DELIVERY_COUNT_EXCEEDED, self._exceeded_description())
             else:
-                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?", (seq,))
+                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL, visible_at = ? WHERE seq = ?",
+                           (self._clock(), seq))
         self._notify()
 
     def dead_letter(self, message: ReceivedMessage, reason: str, description: str = "") -> None:
         with self._write() as db:
-            seq, _ = self._locked_seq(db, message)
+            seq, _ = self._locked_row(db, message)
             self._dead_letter(db, seq, reason, description)
 
-    def _locked_seq(self, db: sqlite3.Connection, message: ReceivedMessage) -> tuple[int, int]:
-        """The message's row while the caller still holds its lock; Conflict (lock lost) otherwise."""
-        row = db.execute("SELECT seq, delivery_count FROM messages WHERE lock_token = ? AND locked_until > ?",
-                         (message.lock_token, self._clock())).fetchone()
+    def renew_lock(self, message: ReceivedMessage) -> None:
+        """Extend the lock by another lock duration (the local host does it while a function runs)."""
+        with self._write() as db:
+            seq, _ = self._locked_row(db, message)
+            until = self._clock() + self.lock_duration
+            db.execute("UPDATE messages SET locked_until = ?, visible_at = ? WHERE seq = ?", (until, until, seq))
+
+    def _locked_row(self, db: sqlite3.Connection, message: ReceivedMessage) -> tuple[int, int]:
+        """(seq, delivery_count) while the caller still holds the lock; Conflict (lock lost) otherwise."""
+        seq_text, _, _ = message.lock_token.partition(":")
+        row = db.execute("SELECT seq, delivery_count FROM messages WHERE seq = ? AND lock_token = ?"
+                         " AND locked_until > ?",
+                         (int(seq_text) if seq_text.isdigit() else -1, message.lock_token, self._clock())).fetchone()
         if row is None:
             raise Conflict(f"lock lost on message {message.message_id} of queue {message.queue}: it expired or the "
                            "message was already settled")
@@ -268,15 +284,6 @@ class LocalBroker(Broker):
         (n,) = self._connection().execute(
             "SELECT COUNT(*) FROM messages WHERE queue = ? AND dead = 0", (queue,)).fetchone()
         return n
-
-
-def _check(message: OutgoingMessage) -> None:
-    if not message.message_id or len(message.message_id) > MAX_MESSAGE_ID:
-        raise InvalidInput(f"message_id must be 1..{MAX_MESSAGE_ID} characters", Location(field="message_id"))
-    if message.scheduled_at is not None and message.scheduled_at.tzinfo is None:
-        raise InvalidInput("scheduled_at must be timezone-aware", Location(field="scheduled_at"))
-    if len(message.body.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        raise PayloadTooLarge(f"message {message.message_id} is over {MAX_MESSAGE_BYTES // 1024} KB")
 
 
 def _utc(epoch: float) -> datetime:

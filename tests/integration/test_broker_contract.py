@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +42,11 @@ class Subject:
     max_delivery_count: int
     queue: str = names.TEAMS
     other_queue: str = names.EMAIL
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def mid(self, name: str) -> str:
+        """A message id unique to this test run: a namespace remembers ids for its whole duplicate window."""
+        return f"{self.run}-{name}"
 
     def publish(self, *messages: OutgoingMessage, queue: str | None = None) -> None:
         self.broker.publish(queue or self.queue, list(messages))
@@ -140,7 +145,7 @@ def test_completed_message_is_gone(subject):
 
 
 def test_batch_of_many_arrives_once_each(subject):
-    bodies = {f"b{i}": "x" * 2000 for i in range(300)}  # ~600 KB: more than one Service Bus batch
+    bodies = {subject.mid(f"b{i}"): "x" * 2000 for i in range(300)}  # ~600 KB: more than one Service Bus batch
     subject.publish(*(msg(body + v, message_id=body) for body, v in bodies.items()))
     got = subject.receive_all()
     assert sorted(m.message_id for m in got) == sorted(bodies)
@@ -176,25 +181,26 @@ def test_receive_on_empty_queue_returns_nothing_after_wait(subject):
 
 # --- duplicate detection --------------------------------------------------------------------------------------------
 def test_duplicate_message_id_within_window_is_dropped(subject):
-    subject.publish(msg("first", "dup-1"))
-    subject.publish(msg("second", "dup-1"), msg("third", "dup-2"), msg("fourth", "dup-2"))
+    one, two = subject.mid("dup-1"), subject.mid("dup-2")
+    subject.publish(msg("first", one))
+    subject.publish(msg("second", one), msg("third", two), msg("fourth", two))
     got = subject.receive_all()
-    assert sorted((m.message_id, m.body) for m in got) == [("dup-1", "first"), ("dup-2", "third")]
+    assert sorted((m.message_id, m.body) for m in got) == [(one, "first"), (two, "third")]
     for m in got:
         subject.broker.complete(m)
 
 
 def test_duplicate_is_dropped_even_after_the_first_was_completed(subject):
-    subject.publish(msg("first", "done-1"))
+    subject.publish(msg("first", subject.mid("done-1")))
     [got] = subject.receive_all()
     subject.broker.complete(got)
-    subject.publish(msg("again", "done-1"))
+    subject.publish(msg("again", subject.mid("done-1")))
     assert subject.broker.receive(subject.queue, max_wait_seconds=0.5) == []
 
 
 def test_same_id_on_another_queue_is_not_a_duplicate(subject):
-    subject.publish(msg("teams", "shared-id"))
-    subject.publish(msg("email", "shared-id"), queue=subject.other_queue)
+    subject.publish(msg("teams", subject.mid("shared-id")))
+    subject.publish(msg("email", subject.mid("shared-id")), queue=subject.other_queue)
     [a] = subject.receive_all()
     [b] = subject.receive_all(queue=subject.other_queue)
     assert (a.body, b.body) == ("teams", "email")
@@ -204,9 +210,9 @@ def test_same_id_on_another_queue_is_not_a_duplicate(subject):
 
 def test_same_id_after_the_window_is_accepted(subject):
     needs_short(subject, subject.duplicate_window_seconds, "the duplicate-detection window")
-    subject.publish(msg("first", "late-dup"))
+    subject.publish(msg("first", subject.mid("late-dup")))
     time.sleep(subject.duplicate_window_seconds + 0.2)
-    subject.publish(msg("second", "late-dup"))
+    subject.publish(msg("second", subject.mid("late-dup")))
     got = subject.receive_all()
     assert sorted(m.body for m in got) == ["first", "second"]
 
@@ -263,6 +269,18 @@ def test_lock_expiry_redelivers_and_the_old_lock_is_lost(subject):
     assert subject.broker.receive(subject.queue, max_wait_seconds=0.5) == []
 
 
+def test_renewing_the_lock_keeps_the_message_past_its_first_expiry(subject):
+    needs_short(subject, subject.lock_seconds, "the lock duration")
+    subject.publish(msg("long job"))
+    [got] = subject.receive_all()
+    other = subject.make_broker()
+    for _ in range(3):
+        time.sleep(subject.lock_seconds * 0.6)
+        subject.broker.renew_lock(got)
+    assert other.receive(subject.queue, max_wait_seconds=0.3) == []  # 1.8 lock durations later: still locked
+    subject.broker.complete(got)
+
+
 def test_settling_twice_loses_the_lock(subject):
     subject.publish(msg())
     [got] = subject.receive_all()
@@ -273,36 +291,36 @@ def test_settling_twice_loses_the_lock(subject):
 
 # --- dead letters ---------------------------------------------------------------------------------------------------
 def test_past_max_delivery_count_the_message_is_dead_lettered(subject):
-    subject.publish(msg("poison", "poison-1"))
+    subject.publish(msg("poison", subject.mid("poison-1")))
     for attempt in range(1, subject.max_delivery_count + 1):
         [got] = subject.receive_all()
         assert got.delivery_count == attempt
         subject.broker.abandon(got)
     assert subject.broker.receive(subject.queue, max_wait_seconds=1) == []
     [dead] = subject.broker.peek_dead_letters(subject.queue)
-    assert (dead.message_id, dead.body) == ("poison-1", "poison")
+    assert (dead.message_id, dead.body) == (subject.mid("poison-1"), "poison")
     assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
 
 
 def test_expired_locks_count_towards_max_delivery_count(subject):
     needs_short(subject, subject.lock_seconds * subject.max_delivery_count, "lock duration × max delivery count")
-    subject.publish(msg("crashing consumer", "crash-1"))
+    subject.publish(msg("crashing consumer", subject.mid("crash-1")))
     for _ in range(subject.max_delivery_count):
         assert len(subject.receive_all()) == 1  # received, never settled: the consumer "crashed"
         time.sleep(subject.lock_seconds + 0.2)
     assert subject.broker.receive(subject.queue, max_wait_seconds=0.5) == []
     [dead] = subject.broker.peek_dead_letters(subject.queue)
-    assert (dead.message_id, dead.dead_letter_reason) == ("crash-1", "MaxDeliveryCountExceeded")
+    assert (dead.message_id, dead.dead_letter_reason) == (subject.mid("crash-1"), "MaxDeliveryCountExceeded")
 
 
 def test_dead_letter_keeps_reason_and_description_and_peek_does_not_remove(subject):
-    subject.publish(msg("bad", "bad-1"), msg("good", "good-1"))
+    subject.publish(msg("bad", subject.mid("bad-1")), msg("good", subject.mid("good-1")))
     got = {m.message_id: m for m in subject.receive_all()}
-    subject.broker.dead_letter(got["bad-1"], "InvalidInput", "field 'email' is not an address")
-    subject.broker.complete(got["good-1"])
+    subject.broker.dead_letter(got[subject.mid("bad-1")], "InvalidInput", "field 'email' is not an address")
+    subject.broker.complete(got[subject.mid("good-1")])
     for _ in range(2):
         [dead] = subject.broker.peek_dead_letters(subject.queue)
-        assert (dead.message_id, dead.body, dead.delivery_count) == ("bad-1", "bad", 1)
+        assert (dead.message_id, dead.body, dead.delivery_count) == (subject.mid("bad-1"), "bad", 1)
         assert (dead.dead_letter_reason, dead.dead_letter_description) == (
             "InvalidInput", "field 'email' is not an address")
     assert subject.broker.receive(subject.queue, max_wait_seconds=0.5) == []
@@ -310,16 +328,17 @@ def test_dead_letter_keeps_reason_and_description_and_peek_does_not_remove(subje
 
 
 def test_dead_letters_peek_oldest_first(subject):
-    subject.publish(*(msg(str(i), f"dl-{i}") for i in range(3)))
+    subject.publish(*(msg(str(i), subject.mid(f"dl-{i}")) for i in range(3)))
     got = sorted(subject.receive_all(), key=lambda m: m.message_id)
     for m in got:
         subject.broker.dead_letter(m, "Test")
-    assert [m.message_id for m in subject.broker.peek_dead_letters(subject.queue)] == ["dl-0", "dl-1", "dl-2"]
+    expected = [subject.mid(f"dl-{i}") for i in range(3)]
+    assert [m.message_id for m in subject.broker.peek_dead_letters(subject.queue)] == expected
     assert len(subject.broker.peek_dead_letters(subject.queue, max_messages=2)) == 2
 
 
 def test_replay_moves_dead_letters_back_with_a_fresh_delivery_count(subject):
-    subject.publish(msg("again", "replay-1", subject="s", properties={"rule": "r"}))
+    subject.publish(msg("again", subject.mid("replay-1"), subject="s", properties={"rule": "r"}))
     [got] = subject.receive_all()
     subject.broker.dead_letter(got, "Transient", "mailbox throttled for a day")
     assert subject.broker.replay_dead_letters(subject.queue) == 1
@@ -327,23 +346,24 @@ def test_replay_moves_dead_letters_back_with_a_fresh_delivery_count(subject):
     [back] = subject.receive_all()
     assert (back.body, back.subject, back.delivery_count) == ("again", "s", 1)
     # A new id, or duplicate detection would drop the replay; the original stays recognisable.
-    assert back.message_id != "replay-1" and original_message_id(back.message_id) == "replay-1"
+    original = subject.mid("replay-1")
+    assert back.message_id != original and original_message_id(back.message_id) == original
     assert back.properties["rule"] == "r" and back.properties[REPLAYS_PROPERTY] == 1
     subject.broker.dead_letter(back, "Again")
     assert subject.broker.replay_dead_letters(subject.queue) == 1
     [twice] = subject.receive_all()
-    assert original_message_id(twice.message_id) == "replay-1" and twice.properties[REPLAYS_PROPERTY] == 2
+    assert original_message_id(twice.message_id) == subject.mid("replay-1") and twice.properties[REPLAYS_PROPERTY] == 2
     subject.broker.complete(twice)
 
 
 def test_replay_only_the_named_ids(subject):
-    subject.publish(msg("a", "sel-a"), msg("b", "sel-b"), msg("c", "sel-c"))
+    subject.publish(msg("a", subject.mid("sel-a")), msg("b", subject.mid("sel-b")), msg("c", subject.mid("sel-c")))
     for m in subject.receive_all():
         subject.broker.dead_letter(m, "Test")
-    assert subject.broker.replay_dead_letters(subject.queue, ["sel-a", "sel-c", "unknown"]) == 2
-    assert [m.message_id for m in subject.broker.peek_dead_letters(subject.queue)] == ["sel-b"]
+    assert subject.broker.replay_dead_letters(subject.queue, [subject.mid("sel-a"), subject.mid("sel-c"), "?"]) == 2
+    assert [m.message_id for m in subject.broker.peek_dead_letters(subject.queue)] == [subject.mid("sel-b")]
     back = subject.receive_all()
-    assert sorted(original_message_id(m.message_id) for m in back) == ["sel-a", "sel-c"]
+    assert sorted(original_message_id(m.message_id) for m in back) == [subject.mid("sel-a"), subject.mid("sel-c")]
     for m in back:
         subject.broker.complete(m)
 
@@ -377,7 +397,7 @@ def _compete(spec: tuple, queue: str, results, ready) -> None:
 
 
 def test_two_processes_never_receive_the_same_message(subject):
-    ids = [f"p-{i}" for i in range(200)]
+    ids = [subject.mid(f"p-{i}") for i in range(200)]
     subject.publish(*(msg(i, i) for i in ids))
     ctx = multiprocessing.get_context("spawn")
     results, ready = ctx.Queue(), ctx.Barrier(2)
@@ -399,14 +419,14 @@ def _receive_and_die(spec: tuple, queue: str) -> None:
 
 def test_a_crashed_consumer_lock_expires_and_the_message_is_redelivered(subject):
     needs_short(subject, subject.lock_seconds, "the lock duration")
-    subject.publish(msg("survives", "crash-survivor"))
+    subject.publish(msg("survives", subject.mid("crash-survivor")))
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_receive_and_die, args=(subject.spec, subject.queue))
     child.start()
     child.join(60)
     assert child.exitcode == 1
     got = subject.broker.receive(subject.queue, max_wait_seconds=subject.lock_seconds + 5)
-    assert [(m.message_id, m.delivery_count) for m in got] == [("crash-survivor", 2)]
+    assert [(m.message_id, m.delivery_count) for m in got] == [(subject.mid("crash-survivor"), 2)]
     subject.broker.complete(got[0])
 
 
