@@ -23,6 +23,7 @@ ALLOWED_UNSET_IN_AZURE = {
     "ServiceBusConnection": "Identity-based connection: ServiceBusConnection__fullyQualifiedNamespace; SAS is off.",
     "LOCAL_DIR": "Only the local broker and outbox write there; Azure uses Service Bus and live delivery.",
     "TABLE_PREFIX": "One environment per storage account; tables are created without a prefix by the Bicep.",
+    "FUNCTIONS_KEY": "Only the local host (crmflow serve) checks it; in Azure the platform checks function keys.",
 }
 
 # Settings the Bicep sets for the Functions host and the platform, not read by shared/settings.py.
