@@ -1,0 +1,76 @@
+"""The pipeline's triggers called as the Functions host calls them, with real azure.functions objects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+from functions.pipeline import crm_event, sweep_shard, sweep_timer
+from shared.container import set_container
+from shared.events import CrmEvent
+from shared.importer import import_customers
+from shared.names import SWEEP_SHARDS, TEAMS
+from shared.pipeline import ShardTask
+from shared.sample_data import DEMO_NOW
+from tests.functional.registered import bindings_of
+
+SAMPLES = Path(__file__).parent.parent.parent / "samples"
+
+
+@pytest.fixture
+def installed(container):
+    set_container(container)
+    yield container
+    set_container(None)
+
+
+def sb_message(body: str, message_id: str) -> ServiceBusMessage:
+    return ServiceBusMessage(body=body.encode(), message_id=message_id, delivery_count=1,
+                             enqueued_time_utc=datetime.now(UTC), application_properties={}, user_properties={})
+
+
+def test_bindings_read_the_schedule_setting_and_the_queues():
+    [timer] = [b for b in bindings_of("sweep_timer") if b["type"] == "timerTrigger"]
+    assert timer["schedule"] == "%SWEEP_SCHEDULE%"
+    for name, queue in (("sweep_shard", SWEEP_SHARDS), ("crm_event", "crm-events")):
+        [trigger] = [b for b in bindings_of(name) if b["type"] == "serviceBusTrigger"]
+        assert trigger["queueName"] == queue and trigger["connection"] == "ServiceBusConnection"
+
+
+def test_timer_fans_out_one_message_per_shard(installed):
+    sweep_timer(TimerRequest(past_due=False))
+    assert installed.broker.count(SWEEP_SHARDS) == installed.settings.customer_shards
+
+
+def test_shard_message_evaluates_and_a_redelivery_plans_nothing_more(installed):
+    import_customers(installed.customers, SAMPLES / "customers.csv", purchases_path=SAMPLES / "purchases.csv")
+    body = ShardTask(0, DEMO_NOW).to_json()
+    for shard_number in range(64):  # the whole sweep, as the host would deliver it
+        sweep_shard(sb_message(ShardTask(shard_number, DEMO_NOW).to_json(), f"sweep-x-{shard_number}"))
+    queued = installed.broker.count(TEAMS)
+    assert queued > 0
+    sweep_shard(sb_message(body, "sweep-x-redelivered"))
+    assert installed.broker.count(TEAMS) == queued
+
+
+def test_bad_shard_message_raises_so_the_host_redelivers_then_dead_letters(installed):
+    from shared.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        sweep_shard(sb_message('{"shard": "x"}', "bad"))
+
+
+def test_crm_event_merges_and_plans_change_rules(installed):
+    import_customers(installed.customers, SAMPLES / "customers.csv", purchases_path=SAMPLES / "purchases.csv")
+    customer = next(c for c in installed.customers.iter_all() if c.stage == "onboarding" and c.owner)
+    event = CrmEvent(source="generic", entity="customer", record_id=customer.id, operation="update",
+                     event_id="evt-1", occurred_at=datetime.now(UTC), changed_fields=("stage",),
+                     record={"id": customer.id, "stage": "utilization"})
+    crm_event(sb_message(event.to_json(), "generic:evt-1"))
+    assert installed.customers.get(customer.id).customer.stage == "utilization"
+    [notice] = installed.broker.receive(TEAMS, max_messages=10)
+    assert notice.properties["rule"] == "journey-utilization"
