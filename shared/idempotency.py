@@ -57,7 +57,8 @@ class DedupeRecord:
     key: str
     status: str
     stage: str = CLAIMED
-    attempts: int = 1
+    attempts: int = 1  # claims, including takeovers after reschedules
+    failures: int = 0  # attempts that ended in a transient failure (drives backoff and the attempt limit)
     uncertain: bool = False
     lease_until: datetime | None = None
     expires_at: datetime | None = None
@@ -130,10 +131,12 @@ class BaseDedupeStore(ABC):
         """Record that the external send starts now (so a crash leaves the outcome flagged uncertain)."""
         return self._replace(replace(record, stage=SENDING, lease_until=self.clock() + self.lease))
 
-    def release(self, record: DedupeRecord, *, uncertain: bool) -> DedupeRecord:
-        """Give the record up without completing it (rescheduled): the next claim takes it over at once."""
+    def release(self, record: DedupeRecord, *, uncertain: bool, failed: bool = False) -> DedupeRecord:
+        """Give the record up without completing it (rescheduled): the next claim takes it over at once.
+        `failed` counts a transient failure; `uncertain` is sticky until the record completes."""
         return self._replace(replace(record, stage=CLAIMED, lease_until=self.clock(),
-                                     uncertain=record.uncertain or uncertain))
+                                     uncertain=record.uncertain or uncertain,
+                                     failures=record.failures + (1 if failed else 0)))
 
     def complete(self, record: DedupeRecord, result: Mapping[str, Any] | None = None) -> DedupeRecord:
         return self._replace(replace(record, status=COMPLETED, lease_until=None, result=dict(result or {}),
@@ -230,7 +233,8 @@ def _to_entity(record: DedupeRecord) -> dict:
     pk, rk = TableDedupeStore._keys(record.key)
     entity: dict[str, Any] = {
         "PartitionKey": pk, "RowKey": rk, "dedupe_key": record.key, "status": record.status,
-        "stage": record.stage, "attempts": record.attempts, "uncertain": record.uncertain,
+        "stage": record.stage, "attempts": record.attempts, "failures": record.failures,
+        "uncertain": record.uncertain,
         "result_json": json.dumps(dict(record.result), separators=(",", ":")),
     }
     if record.lease_until:
@@ -245,7 +249,7 @@ def _to_entity(record: DedupeRecord) -> dict:
 def _from_entity(entity: Mapping[str, Any]) -> DedupeRecord:
     return DedupeRecord(
         key=entity["dedupe_key"], status=entity["status"], stage=entity.get("stage", CLAIMED),
-        attempts=int(entity.get("attempts", 1)), uncertain=bool(entity.get("uncertain", False)),
+        attempts=int(entity.get("attempts", 1)), failures=int(entity.get("failures", 0)), uncertain=bool(entity.get("uncertain", False)),
         lease_until=_aware(entity.get("lease_until")), expires_at=_aware(entity.get("expires_at")),
         result=json.loads(entity.get("result_json") or "{}"), reason=entity.get("reason"),
         etag=entity.metadata["etag"])
