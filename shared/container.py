@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from shared.broker.local import LocalBroker
+from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
 from shared.settings import Settings
 from shared.tables import TableAccess
@@ -29,6 +31,14 @@ class Container:
     # --- rules (issue 3) -----------------------------------------------------------------------------------
 
     # --- pipeline: broker, ledger (issue 4) ----------------------------------------------------------------
+    @cached_property
+    def broker(self) -> Broker:
+        """Service Bus in Azure; the durable SQLite broker under LOCAL_DIR on a workstation."""
+        if self.settings.broker == "local":
+            return LocalBroker(self.settings.local_dir / "broker.sqlite3")
+        from shared.broker.servicebus import ServiceBusBroker  # azure-servicebus loads only where it is used
+
+        return ServiceBusBroker.from_settings(self.settings)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from azure.core import MatchConditions
@@ -126,25 +127,28 @@ class CustomerStore:
         return [partition_key(shard) for shard in range(self.shards)]
 
     # --- writes --------------------------------------------------------------------------------------------
-    def upsert_many(self, customers: Iterable[Customer], batch_size: int = BATCH_LIMIT) -> list[BatchFailure]:
+    def upsert_many(self, customers: Iterable[Customer], batch_size: int = BATCH_LIMIT,
+                    parallel: int = 4) -> list[BatchFailure]:
         """Replace-or-insert customers in transactions of ≤ batch_size per partition.
 
         A transaction is all-or-nothing, so a failure never leaves a customer half-written; failed batches are
-        returned (with the reason) instead of stopping the rest.
+        returned (with the reason) instead of stopping the rest. Transactions of different partitions are
+        independent, so up to `parallel` are in flight at once (the service works while we serialise the next).
         """
         by_partition: dict[str, list[dict]] = defaultdict(list)
-        failures: list[BatchFailure] = []
+        batches: list[list[dict]] = []
         for customer in customers:
             entity = customer_to_entity(customer, self.shards)
             bucket = by_partition[entity["PartitionKey"]]
             bucket.append(entity)
             if len(bucket) >= batch_size:
-                failures += self._submit(bucket)
+                batches.append(list(bucket))
                 bucket.clear()
-        for bucket in by_partition.values():
-            if bucket:
-                failures += self._submit(bucket)
-        return failures
+        batches += [bucket for bucket in by_partition.values() if bucket]
+        if parallel <= 1 or len(batches) <= 1:
+            return [failure for batch in batches for failure in self._submit(batch)]
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return [failure for failures in pool.map(self._submit, batches) for failure in failures]
 
     def _submit(self, entities: list[dict]) -> list[BatchFailure]:
         operations = [(TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE}) for entity in entities]
