@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import health, senders, unsubscribe
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp,):
+for blueprint in (health.bp, senders.bp, unsubscribe.bp):
     app.register_functions(blueprint)

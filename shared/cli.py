@@ -14,6 +14,7 @@ from shared.errors import CrmflowError
 COMMAND_MODULES = (
     "import_customers",
     "demo",
+    "outbox",
 )
 
 

@@ -249,7 +249,8 @@ def _to_entity(record: DedupeRecord) -> dict:
 def _from_entity(entity: Mapping[str, Any]) -> DedupeRecord:
     return DedupeRecord(
         key=entity["dedupe_key"], status=entity["status"], stage=entity.get("stage", CLAIMED),
-        attempts=int(entity.get("attempts", 1)), failures=int(entity.get("failures", 0)), uncertain=bool(entity.get("uncertain", False)),
+        attempts=int(entity.get("attempts", 1)), failures=int(entity.get("failures", 0)),
+        uncertain=bool(entity.get("uncertain", False)),
         lease_until=_aware(entity.get("lease_until")), expires_at=_aware(entity.get("expires_at")),
         result=json.loads(entity.get("result_json") or "{}"), reason=entity.get("reason"),
         etag=entity.metadata["etag"])

@@ -203,6 +203,11 @@ class Settings:
         "GRAPH_CLIENT_ID", doc="Client id of the Graph app registration (or of the user-assigned identity).")
     graph_client_secret: str | None = setting(
         "GRAPH_CLIENT_SECRET", secret=True, doc="Client secret of the Graph app (Key Vault reference in Azure).")
+    graph_certificate_path: Path | None = setting(
+        "GRAPH_CERTIFICATE_PATH", _path,
+        doc="PEM private key of the Graph app's certificate (instead of GRAPH_CLIENT_SECRET).")
+    graph_certificate_thumbprint: str | None = setting(
+        "GRAPH_CERTIFICATE_THUMBPRINT", doc="SHA-1 thumbprint of the certificate in GRAPH_CERTIFICATE_PATH.")
     graph_use_managed_identity: bool = setting(
         "GRAPH_USE_MANAGED_IDENTITY", _bool, "false", doc="Acquire Graph tokens with the managed identity.")
     authority_host: str = setting(

@@ -69,15 +69,15 @@ def _longest_list(node: Any, path: tuple = ()) -> tuple[tuple, int] | None:
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(value, list) and key in ("body", "items", "facts", "columns", "actions") and len(value) > 1:
-                candidate = (path + (key,), len(value))
+                candidate = ((*path, key), len(value))
                 if best is None or candidate[1] > best[1]:
                     best = candidate
-            found = _longest_list(value, path + (key,))
+            found = _longest_list(value, (*path, key))
             if found and (best is None or found[1] > best[1]):
                 best = found
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            found = _longest_list(value, path + (index,))
+            found = _longest_list(value, (*path, index))
             if found and (best is None or found[1] > best[1]):
                 best = found
     return best
@@ -103,7 +103,7 @@ def fit_card(card: dict[str, Any], limit: int = CARD_LIMIT_BYTES) -> dict[str, A
         # Drop about a quarter at a time (at least one item) so large cards converge quickly.
         drop = max(1, len(keep) // 4)
         keep = keep[:-drop]
-        parent[path[-1]] = (keep + [_TRIM_NOTE]) if path[-1] in ("body", "items") else keep
+        parent[path[-1]] = ([*keep, _TRIM_NOTE]) if path[-1] in ("body", "items") else keep
         if not keep and path[-1] not in ("body", "items"):
             parent.pop(path[-1])
     return trimmed

@@ -160,7 +160,7 @@ class DeliveryService:
             return True
         return bool(self.customer_opted_out and self.customer_opted_out(message.customer_id))
 
-    def _admit(self, message: ActionMessage, budgets: list[Budget]) -> Lease | None | tuple[float, float | None]:
+    def _admit(self, message: ActionMessage, budgets: list[Budget]) -> Lease | tuple[float, float | None] | None:
         """A lease (or None) when the message may go now; else (when to retry, reserved slot or None)."""
         now = self.clock()
         rates = [b for b in budgets if b.kind == RATE]
