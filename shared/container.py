@@ -6,6 +6,9 @@ local adapters. Every component is created lazily on first use, so a function on
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
 
 import requests
@@ -13,7 +16,7 @@ import requests
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
-from shared.delivery.http import ApiClient
+from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
 from shared.delivery.ratelimit import RateLimiter
 from shared.delivery.service import DeliveryService, Outcome
 from shared.delivery.tokens import (
@@ -61,6 +64,16 @@ class Container:
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
     @cached_property
+    def clock(self) -> Callable[[], float]:
+        """Epoch seconds for rate limits, leases and schedules (tests install a controllable one)."""
+        return time.time
+
+    @cached_property
+    def http_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for calls to Microsoft endpoints."""
+        return DEFAULT_TIMEOUT
+
+    @cached_property
     def http_session(self) -> requests.Session:
         """One pooled HTTP session for MSAL, Graph, the Bot Connector and webhooks (tests may set `verify`)."""
         return requests.Session()
@@ -94,10 +107,11 @@ class Container:
         if s.delivery_transport == "outbox":
             outbox = OutboxTransport(s.local_dir / "outbox", s.mail_sender)
             return {"email": outbox, "teams": outbox}
-        graph = ApiClient("graph", self.graph_tokens, self.http_session)
+        session, timeout = self.http_session, self.http_timeout
+        graph = ApiClient("graph", self.graph_tokens, session, timeout)
         teams = TeamsTransport(
-            bot=ApiClient("bot", _Lazy(lambda: self.bot_tokens), self.http_session), graph=graph,
-            webhook=ApiClient("webhook", None, self.http_session),
+            bot=ApiClient("bot", _Lazy(lambda: self.bot_tokens), session, timeout), graph=graph,
+            webhook=ApiClient("webhook", None, session, timeout),
             directory=DirectoryCache(self.tables.table(DELIVERIES)), settings=s)
         return {"email": GraphMailTransport(graph, graph_base_url=s.graph_base_url, mailbox=s.mail_sender or "",
                                             settings=s),
@@ -105,7 +119,8 @@ class Container:
 
     @cached_property
     def dedupe(self) -> TableDedupeStore:
-        return TableDedupeStore(self.tables.table(DELIVERIES))
+        return TableDedupeStore(self.tables.table(DELIVERIES),
+                                clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
 
     @cached_property
     def suppressions(self) -> SuppressionStore:
@@ -113,7 +128,7 @@ class Container:
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(self.tables.table(RATE_LIMITS))
+        return RateLimiter(self.tables.table(RATE_LIMITS), clock=self.clock)
 
     def on_delivered(self, message: ActionMessage, outcome: Outcome) -> None:
         """Called after every terminal delivery outcome (may repeat for one message). No-op until the ledger
@@ -125,7 +140,7 @@ class Container:
             transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
             broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
             audit=self.tables.table(DELIVERIES), on_delivered=self.on_delivered,
-            max_attempts=self.settings.delivery_max_attempts)
+            max_attempts=self.settings.delivery_max_attempts, clock=self.clock)
 
     def _customer_opted_out(self, customer_id: str) -> bool:
         stored = self.customers.get(customer_id)
