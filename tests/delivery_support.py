@@ -93,6 +93,7 @@ def live_stack(azurite, tmp_path: Path, *, mail_limit: int = 30, mail_window: fl
         broker = LocalBroker(settings.local_dir / "broker.sqlite3", clock=clock)
         container.__dict__.update(clock=clock, broker=broker, http_timeout=(2.0, 1.0))
         container.http_session.verify = str(ca)
+        container.http_session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides `verify`
         try:
             yield LiveStack(container, clock, issuer, token, graph, bot, webhook, broker)
         finally:
