@@ -3,7 +3,8 @@ mapping from platform answers to the app's error hierarchy (decided here once, n
 
 - 429 (and Retry-After on 503) → `Throttled(retry_after_seconds)`: reschedule, never sleep.
 - 408, 412 (bot), 5xx, timeouts, connection resets → `TransientError`: back off and retry.
-- 401 → refresh the token once and repeat the request; 401 again, or 403 → `Unauthorized` (permanent).
+- 401 → refresh the token once and repeat the request; 401 again → `Unauthorized` (credentials: raised).
+- 403 → `PermanentError` (forbidden for this target, e.g. the bot is not installed for the rep).
 - 413 → `PayloadTooLarge`; 404 → `NotFound`; other 4xx → `InvalidInput` (permanent: dead-letter with the reason).
 Error messages carry the status and the platform's error code, never the request or response body (personal data).
 """
@@ -19,7 +20,15 @@ from typing import Any
 import requests
 
 from shared.delivery.tokens import TokenProvider
-from shared.errors import InvalidInput, NotFound, PayloadTooLarge, Throttled, TransientError, Unauthorized
+from shared.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermanentError,
+    Throttled,
+    TransientError,
+    Unauthorized,
+)
 
 log = logging.getLogger("crmflow.delivery.http")
 
@@ -97,8 +106,12 @@ class ApiClient:
             return Throttled(what, retry_after_seconds(response.headers.get("Retry-After")))
         if status in RETRYABLE_STATUS or status >= 500:
             return TransientError(what)
-        if status in (401, 403):
+        if status == 401:
             return Unauthorized(what)
+        if status == 403:
+            # Forbidden for this target (bot not installed for the rep, mailbox outside the app's RBAC scope):
+            # permanent for this message, recorded with the reason.
+            return PermanentError(what)
         if status == 413:
             return PayloadTooLarge(what)
         if status == 404:

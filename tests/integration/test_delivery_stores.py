@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,7 +45,7 @@ def test_two_limiters_share_one_paced_rate(container):
 
     with ThreadPoolExecutor(10) as pool:
         slots = sorted(pool.map(take, range(10)))
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert slots[0] == 1000.0
     assert all(abs(gap - budget.interval) < 1e-6 for gap in gaps)  # no two instances got the same slot
     assert budget.interval >= 2.0  # never faster than 30/min

@@ -46,7 +46,7 @@ def test_wrong_secret_is_a_permanent_unauthorized(endpoints):
 
 
 def test_managed_identity_uses_the_functions_identity_endpoint(endpoints, monkeypatch):
-    token, graph, issuer, session = endpoints
+    token, _graph, issuer, session = endpoints
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"{token.url}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", token.identity_header)
     tokens = ManagedIdentityTokens(resource=GRAPH_RESOURCE, http_client=session)

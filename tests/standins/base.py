@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class StandIn:
         length = int(http.headers.get("Content-Length") or 0)
         body = http.rfile.read(length) if length else b""
         for method, pattern, name, handler, auth in self._routes:
-            match = pattern.match(parts.path)
+            match = pattern.match(unquote(parts.path))
             if method != http.command or not match:
                 continue
             with self._lock:
