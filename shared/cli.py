@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "demo",
     "serve",
     "dlq",
+    "outbox",
 )
 
 

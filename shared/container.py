@@ -6,16 +6,38 @@ local adapters. Every component is created lazily on first use, so a function on
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
+
+import requests
 
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
+from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
+from shared.delivery.ratelimit import RateLimiter
+from shared.delivery.service import DeliveryService, Outcome
+from shared.delivery.tokens import (
+    BOT_SCOPE,
+    GRAPH_RESOURCE,
+    GRAPH_SCOPE,
+    ClientCredentialTokens,
+    ManagedIdentityTokens,
+    TokenProvider,
+)
+from shared.delivery.transports import DirectoryCache, GraphMailTransport, OutboxTransport, TeamsTransport, Transport
+from shared.errors import ConfigError
+from shared.idempotency import TableDedupeStore
 from shared.ledger import OpportunityLedger
+from shared.messages import ActionMessage
+from shared.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
 from shared.pipeline import Planner
 from shared.rules import Evaluator, RuleSet, load_ruleset
 from shared.settings import Settings
+from shared.suppressions import SuppressionStore
 from shared.tables import TableAccess
 
 if TYPE_CHECKING:  # CRM modules load only where they are used
@@ -67,6 +89,89 @@ class Container:
         return Planner(self.settings, self.ledger, self.broker)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
+    @cached_property
+    def clock(self) -> Callable[[], float]:
+        """Epoch seconds for rate limits, leases and schedules (tests install a controllable one)."""
+        return time.time
+
+    @cached_property
+    def http_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for calls to Microsoft endpoints."""
+        return DEFAULT_TIMEOUT
+
+    @cached_property
+    def http_session(self) -> requests.Session:
+        """One pooled HTTP session for MSAL, Graph, the Bot Connector and webhooks (tests may set `verify`)."""
+        return requests.Session()
+
+    @cached_property
+    def graph_tokens(self) -> TokenProvider:
+        s = self.settings
+        if s.graph_use_managed_identity:
+            return ManagedIdentityTokens(resource=GRAPH_RESOURCE, client_id=s.graph_client_id,
+                                         http_client=self.http_session)
+        if not (s.graph_tenant_id and s.graph_client_id):
+            raise ConfigError("app settings GRAPH_TENANT_ID and GRAPH_CLIENT_ID are required for live delivery")
+        return ClientCredentialTokens(
+            tenant_id=s.graph_tenant_id, client_id=s.graph_client_id, scope=GRAPH_SCOPE,
+            authority_host=s.authority_host, client_secret=s.graph_client_secret,
+            certificate_pem=s.graph_certificate_path, certificate_thumbprint=s.graph_certificate_thumbprint,
+            http_client=self.http_session)
+
+    @cached_property
+    def bot_tokens(self) -> TokenProvider:
+        s = self.settings
+        if not (s.bot_tenant_id and s.bot_app_id):
+            raise ConfigError("app settings BOT_TENANT_ID and BOT_APP_ID are required for Teams 1:1 messages")
+        return ClientCredentialTokens(tenant_id=s.bot_tenant_id, client_id=s.bot_app_id, scope=BOT_SCOPE,
+                                      authority_host=s.authority_host, client_secret=s.bot_app_secret,
+                                      http_client=self.http_session)
+
+    @cached_property
+    def delivery_transports(self) -> dict[str, Transport]:
+        s = self.settings
+        if s.delivery_transport == "outbox":
+            outbox = OutboxTransport(s.local_dir / "outbox", s.mail_sender)
+            return {"email": outbox, "teams": outbox}
+        session, timeout = self.http_session, self.http_timeout
+        graph = ApiClient("graph", self.graph_tokens, session, timeout)
+        teams = TeamsTransport(
+            bot=ApiClient("bot", _Lazy(lambda: self.bot_tokens), session, timeout), graph=graph,
+            webhook=ApiClient("webhook", None, session, timeout),
+            directory=DirectoryCache(self.tables.table(DELIVERIES)), settings=s)
+        return {"email": GraphMailTransport(graph, graph_base_url=s.graph_base_url, mailbox=s.mail_sender or "",
+                                            settings=s),
+                "teams": teams}
+
+    @cached_property
+    def dedupe(self) -> TableDedupeStore:
+        return TableDedupeStore(self.tables.table(DELIVERIES),
+                                clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
+
+    @cached_property
+    def suppressions(self) -> SuppressionStore:
+        return SuppressionStore(self.tables.table(SUPPRESSIONS))
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.tables.table(RATE_LIMITS), clock=self.clock)
+
+    def on_delivered(self, message: ActionMessage, outcome: Outcome) -> None:
+        """Called after every terminal delivery outcome (may repeat for one message). No-op until the ledger
+        is wired here; the firing's key is `message.properties.get("firing_key")`."""
+
+    @cached_property
+    def delivery(self) -> DeliveryService:
+        return DeliveryService(
+            transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
+            broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
+            audit=self.tables.table(DELIVERIES), on_delivered=self.on_delivered,
+            max_attempts=self.settings.delivery_max_attempts, clock=self.clock)
+
+    def _customer_opted_out(self, customer_id: str) -> bool:
+        stored = self.customers.get(customer_id)
+        return bool(stored and stored.customer.email_opt_out)
+
 
     # --- CRM webhooks and write-back (issue 6) -------------------------------------------------------------
     @cached_property
@@ -97,6 +202,16 @@ class Container:
         if self.settings.crm_task_target == "dataverse" and self.dataverse is not None:
             return DataverseTaskWriter(self.dataverse)
         return LocalTaskLedger(self.tables)
+
+
+class _Lazy(TokenProvider):
+    """Builds the real provider on first use (a mail-only deployment never needs bot credentials)."""
+
+    def __init__(self, build):
+        self._build = build
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        return self._build().token(force_refresh=force_refresh)
 
 
 _container: Container | None = None

@@ -207,6 +207,11 @@ class Settings:
         "GRAPH_CLIENT_ID", doc="Client id of the Graph app registration (or of the user-assigned identity).")
     graph_client_secret: str | None = setting(
         "GRAPH_CLIENT_SECRET", secret=True, doc="Client secret of the Graph app (Key Vault reference in Azure).")
+    graph_certificate_path: Path | None = setting(
+        "GRAPH_CERTIFICATE_PATH", _path,
+        doc="PEM private key of the Graph app's certificate (instead of GRAPH_CLIENT_SECRET).")
+    graph_certificate_thumbprint: str | None = setting(
+        "GRAPH_CERTIFICATE_THUMBPRINT", doc="SHA-1 thumbprint of the certificate in GRAPH_CERTIFICATE_PATH.")
     graph_use_managed_identity: bool = setting(
         "GRAPH_USE_MANAGED_IDENTITY", _bool, "false", doc="Acquire Graph tokens with the managed identity.")
     authority_host: str = setting(
@@ -229,6 +234,28 @@ class Settings:
         doc="Public base URL of the app, used in unsubscribe and approval links.")
     unsubscribe_signing_key: str | None = setting(
         "UNSUBSCRIBE_SIGNING_KEY", secret=True, doc="HMAC key that signs unsubscribe and approval links.")
+    # Rate limits shared by every instance (RateLimits table). Defaults are Microsoft's documented limits.
+    mail_messages_per_minute: int = setting(
+        "MAIL_MESSAGES_PER_MINUTE", _int_between(1, 10000), "30",
+        doc="Messages per minute the shared mailbox may send (Exchange Online: 30).")
+    mail_recipients_per_day: int = setting(
+        "MAIL_RECIPIENTS_PER_DAY", _int_between(1, 1000000), "10000",
+        doc="Recipients per rolling 24 hours for the shared mailbox (Exchange Online: 10,000).")
+    mail_concurrent_requests: int = setting(
+        "MAIL_CONCURRENT_REQUESTS", _int_between(1, 64), "4",
+        doc="Concurrent Graph requests per mailbox across all instances (Graph Outlook limit: 4).")
+    bot_sends_per_second_per_conversation: int = setting(
+        "BOT_SENDS_PER_SECOND_PER_CONVERSATION", _int_between(1, 1000), "7",
+        doc="Bot messages per second into one conversation (Teams: 7).")
+    bot_requests_per_second: int = setting(
+        "BOT_REQUESTS_PER_SECOND", _int_between(1, 10000), "50",
+        doc="Bot Connector requests per second for the app in the tenant (Teams: 50).")
+    webhook_posts_per_second: int = setting(
+        "WEBHOOK_POSTS_PER_SECOND", _int_between(1, 1000), "4",
+        doc="Posts per second into one Teams Workflows webhook (channel).")
+    delivery_max_attempts: int = setting(
+        "DELIVERY_MAX_ATTEMPTS", _int_between(1, 100), "8",
+        doc="Send attempts after timeouts/5xx (exponential backoff with jitter) before a delivery is failed.")
 
     # --- CRM webhooks and write-back ------------------------------------------------------------------------
     hubspot_client_secret: str | None = setting(

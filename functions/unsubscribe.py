@@ -1,0 +1,55 @@
+"""GET|POST /api/unsubscribe?token=…: signed, expiring one-click unsubscribe (anonymous; the token is the key)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+import azure.functions as func
+
+from functions.http import handle_errors, status_for
+from shared import unsubscribe as domain
+from shared.container import get_container
+from shared.errors import CrmflowError, InvalidInput, Unauthorized
+
+bp = func.Blueprint()
+
+
+def _html(page: domain.Page) -> func.HttpResponse:
+    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
+                             headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+
+
+def _token(req: func.HttpRequest) -> str:
+    token = req.params.get("token")
+    if not token and req.method == "POST":
+        form = parse_qs(req.get_body().decode("utf-8", errors="replace"))
+        token = (form.get("token") or [""])[0]
+    if not token:
+        raise InvalidInput("the link has no token")
+    return token
+
+
+@bp.function_name("unsubscribe")
+@bp.route(route="unsubscribe", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@handle_errors
+def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
+    container = get_container()
+    settings = container.settings
+    token = _token(req)
+    locale = None
+    try:
+        stored = container.customers.get(domain.customer_id_of(settings, token))
+        locale = stored.customer.locale if stored else None
+    except CrmflowError:
+        pass  # a bad token is reported below, in the visitor's language
+    lang = domain.language(locale or None, req.headers.get("Accept-Language") or settings.default_locale)
+    try:
+        if req.method == "POST":
+            one_click = "List-Unsubscribe=One-Click" in req.get_body().decode("utf-8", "replace")
+            page = domain.unsubscribe(settings, container.suppressions, token, lang,
+                                      "one-click" if one_click else "link")
+        else:
+            page = domain.confirmation_page(settings, token, lang)
+    except (InvalidInput, Unauthorized) as exc:
+        page = domain.invalid_link_page(status_for(exc), lang)
+    return _html(page)

@@ -1,0 +1,278 @@
+"""The sender: one rendered ActionMessage in, exactly one delivery out (or a recorded reason why not).
+
+`DeliveryService.deliver(message)` never sleeps. Every path ends in one `Outcome`:
+- `sent`: the transport accepted it; the record is completed, follow-ups (`after: email`) are published, an audit
+  row is written and `on_delivered` is called.
+- `duplicate`: the record was already completed (a redelivery): nothing is sent, follow-ups are published again
+  (their own message ids make the broker drop repeats) and `on_delivered` is called again (it must be idempotent).
+- `suppressed`: the customer opted out (Suppressions table or the customer's flag), checked now, at send time.
+- `rescheduled`: over a rate budget, throttled (429 Retry-After), a transient failure (5xx, timeout: exponential
+  backoff with jitter) or another worker holds the record: a copy is published with `scheduled_at` and a new
+  message id `<dedupe_key>~r<n>`; the caller completes the original.
+- `failed`: permanent (4xx, bad content, too many attempts): recorded with the reason in `Deliveries`, acknowledged.
+Configuration problems (missing settings, rejected credentials) raise instead: fixing them must let the message
+through, so the trigger abandons it and the broker's redelivery/dead-letter queue keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.broker.port import Broker, OutgoingMessage
+from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget, Lease, RateLimiter
+from shared.delivery.transports import SendResult, Transport
+from shared.errors import ConfigError, PermanentError, RetryableError, Throttled, TransientError, Unauthorized
+from shared.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
+from shared.messages import MAX_MESSAGE_ID, ActionMessage
+from shared.names import CHANNEL_QUEUES
+from shared.suppressions import SuppressionStore, email_digest
+
+log = logging.getLogger("crmflow.delivery")
+
+SENT, DUPLICATE, SUPPRESSED, RESCHEDULED = "sent", "duplicate", "suppressed", "rescheduled"
+SLOT_PROPERTY = "rl_slot"  # epoch seconds of the rate-limit slot reserved for this message
+RESCHEDULES_PROPERTY = "reschedules"
+EARLY_TOLERANCE = 0.05  # a scheduled message may surface this much before its slot and still use it
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 900.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    dedupe_key: str
+    transport: str | None = None
+    reference: str | None = None
+    retry_at: datetime | None = None
+    reason: str | None = None
+    attempts: int = 0
+
+
+DeliveredHook = Callable[[ActionMessage, Outcome], None]
+
+
+def _no_hook(message: ActionMessage, outcome: Outcome) -> None:
+    """Default `on_delivered`: nothing (the lead wires the opportunity ledger here)."""
+
+
+def reschedule_id(dedupe_key: str, n: int) -> str:
+    """`<dedupe_key>~r<n>`, shortened with a digest when it would pass the 128-character MessageId limit."""
+    suffix = f"~r{n}"
+    if len(dedupe_key) + len(suffix) <= MAX_MESSAGE_ID:
+        return dedupe_key + suffix
+    return hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()[:64] + suffix
+
+
+class DeliveryService:
+    def __init__(self, *, transports: Mapping[str, Transport], dedupe: BaseDedupeStore, limiter: RateLimiter,
+                 broker: Broker, suppressions: SuppressionStore | None = None,
+                 customer_opted_out: Callable[[str], bool] | None = None, audit: TableClient | None = None,
+                 on_delivered: DeliveredHook = _no_hook, max_attempts: int = 8,
+                 clock: Callable[[], float] = time.time):
+        self.transports = transports
+        self.dedupe = dedupe
+        self.limiter = limiter
+        self.broker = broker
+        self.suppressions = suppressions
+        self.customer_opted_out = customer_opted_out
+        self.audit = audit
+        self.on_delivered = on_delivered
+        self.max_attempts = max_attempts
+        self.clock = clock
+
+    # --- the one entry point -------------------------------------------------------------------------------
+    def deliver(self, message: ActionMessage) -> Outcome:
+        transport = self.transports.get(message.channel)
+        if transport is None:
+            raise ConfigError(f"no transport for channel {message.channel!r}")
+        claim = self.dedupe.claim(message.dedupe_key)
+        record = claim.record
+        if claim.outcome == COMPLETED:
+            outcome = Outcome(DUPLICATE, message.dedupe_key, record.result.get("transport"),
+                              record.result.get("reference"), attempts=record.attempts)
+            if record.result.get("status", SENT) == SENT:
+                self._publish_followups(message)
+            self.on_delivered(message, outcome)
+            return outcome
+        if claim.outcome == FAILED:
+            return Outcome(FAILED, message.dedupe_key, reason=record.reason, attempts=record.attempts)
+        if claim.outcome == IN_PROGRESS:
+            # Another worker holds it; come back when its lease ends (then this copy is a duplicate or takes over).
+            at = (record.lease_until or datetime.now(UTC)).timestamp() + random.uniform(0.1, 1.0)
+            return self._reschedule(message, at, record, reason="in progress elsewhere", release=False)
+
+        if message.channel == "email" and self._opted_out(message):
+            record = self.dedupe.complete(record, {"status": SUPPRESSED})
+            outcome = Outcome(SUPPRESSED, message.dedupe_key, attempts=record.attempts)
+            self._audit(message, outcome)
+            self.on_delivered(message, outcome)
+            return outcome
+
+        budgets = transport.budgets(message)
+        admitted = self._admit(message, budgets)
+        if isinstance(admitted, tuple):
+            at, slot = admitted
+            later = message if slot is None else _with_property(message, SLOT_PROPERTY, repr(slot))
+            return self._reschedule(later, at, record, reason="rate limit")
+        lease = admitted
+        try:
+            record = self.dedupe.mark_sending(record)
+            result = transport.send(message, uncertain=record.uncertain)
+        except Throttled as exc:
+            until = self.clock() + exc.retry_after_seconds
+            for budget in budgets:
+                if budget.kind == RATE:
+                    self.limiter.block_until(budget, until)
+            # A throttled request was not carried out, but the Graph draft may exist: look before the next send.
+            return self._reschedule(_without_slot(message), until + random.uniform(0, 0.05), record,
+                                    reason=exc.message, uncertain=True)
+        except (ConfigError, Unauthorized):
+            self.dedupe.release(record, uncertain=True)
+            raise
+        except RetryableError as exc:
+            failures = record.failures + 1
+            if failures >= self.max_attempts:
+                return self._fail(message, record, f"{exc.message} (after {failures} failed attempts)")
+            # Exponential backoff with jitter ("equal jitter": half fixed, half random).
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            return self._reschedule(_without_slot(message), self.clock() + delay, record, reason=exc.message,
+                                    uncertain=True, failed=True)
+        except PermanentError as exc:
+            return self._fail(message, record, exc.message)
+        finally:
+            if lease is not None:
+                self._release(lease)
+        return self._succeed(message, record, result)
+
+    # --- steps ---------------------------------------------------------------------------------------------
+    def _opted_out(self, message: ActionMessage) -> bool:
+        if self.suppressions and self.suppressions.is_suppressed(customer_id=message.customer_id, email=message.to):
+            return True
+        return bool(self.customer_opted_out and self.customer_opted_out(message.customer_id))
+
+    def _admit(self, message: ActionMessage, budgets: list[Budget]) -> Lease | tuple[float, float | None] | None:
+        """A lease (or None) when the message may go now; else (when to retry, reserved slot or None)."""
+        now = self.clock()
+        rates = [b for b in budgets if b.kind == RATE]
+        if rates:
+            reserved = _slot_of(message)
+            longest = max(b.interval for b in rates)
+            if reserved is not None and now < reserved - EARLY_TOLERANCE:
+                return reserved, reserved  # surfaced early: keep the slot, wait for it
+            if reserved is None or now > reserved + longest:
+                slot = 0.0
+                for budget in rates:
+                    slot = self.limiter.reserve(budget, not_before=slot or None)
+                if slot > now + EARLY_TOLERANCE:
+                    return slot, slot
+        for budget in budgets:
+            if budget.kind == WINDOW:
+                wait = self.limiter.take_window(budget)
+                if wait > 0:
+                    return now + wait, None
+        lease: Lease | None = None
+        for budget in budgets:
+            if budget.kind == CONCURRENCY:
+                got = self.limiter.acquire(budget)
+                if not isinstance(got, Lease):
+                    return now + min(got, 1.0) + random.uniform(0, 0.05), None
+                lease = got
+        return lease
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self.limiter.release(lease)
+        except TransientError:
+            log.warning("could not release a concurrency lease; it expires on its own")
+
+    def _succeed(self, message: ActionMessage, record: DedupeRecord, result: SendResult) -> Outcome:
+        record = self.dedupe.complete(record, {"status": SENT, "transport": result.transport,
+                                               "reference": result.reference,
+                                               "found_existing": result.found_existing})
+        outcome = Outcome(SENT, message.dedupe_key, result.transport, result.reference, attempts=record.attempts)
+        self._publish_followups(message)
+        self._audit(message, outcome)
+        self.on_delivered(message, outcome)
+        log.info("delivered %s via %s (attempt %d%s)", message.dedupe_key, result.transport, record.attempts,
+                 ", found already sent" if result.found_existing else "")
+        return outcome
+
+    def _fail(self, message: ActionMessage, record: DedupeRecord, reason: str) -> Outcome:
+        record = self.dedupe.fail(record, reason)
+        outcome = Outcome(FAILED, message.dedupe_key, reason=reason, attempts=record.attempts)
+        log.warning("delivery %s failed permanently: %s", message.dedupe_key, reason)
+        self._audit(message, outcome)
+        self.on_delivered(message, outcome)
+        return outcome
+
+    def _reschedule(self, message: ActionMessage, at: float, record: DedupeRecord, *, reason: str,
+                    uncertain: bool = False, failed: bool = False, release: bool = True) -> Outcome:
+        n = int(message.properties.get(RESCHEDULES_PROPERTY, "0")) + 1
+        copy = _with_property(message, RESCHEDULES_PROPERTY, str(n))
+        when = datetime.fromtimestamp(at, UTC)
+        # Publish first: if publishing fails the original is abandoned and redelivered, nothing is lost.
+        self.broker.publish(CHANNEL_QUEUES[message.channel], [OutgoingMessage(
+            body=copy.to_json(), message_id=reschedule_id(message.dedupe_key, n), scheduled_at=when,
+            subject=message.channel)])
+        if release:
+            self.dedupe.release(record, uncertain=uncertain, failed=failed)
+        log.info("rescheduled %s to %s: %s", message.dedupe_key, when.isoformat(), reason)
+        return Outcome(RESCHEDULED, message.dedupe_key, retry_at=when, reason=reason, attempts=record.attempts)
+
+    def _publish_followups(self, message: ActionMessage) -> None:
+        by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for body in message.followups:
+            followup = ActionMessage.from_json(body)
+            by_queue[CHANNEL_QUEUES[followup.channel]].append(OutgoingMessage(
+                body=body, message_id=followup.dedupe_key, scheduled_at=followup.not_before,
+                subject=followup.channel))
+        for queue, messages in by_queue.items():
+            self.broker.publish(queue, messages)
+
+    def _audit(self, message: ActionMessage, outcome: Outcome) -> None:
+        """One row per terminal outcome, without personal data in clear (the recipient as a digest)."""
+        if self.audit is None:
+            return
+        now = datetime.now(UTC)
+        row = {
+            "PartitionKey": f"audit-{now:%Y%m%d}",
+            "RowKey": f"{hashlib.sha256(message.dedupe_key.encode('utf-8')).hexdigest()[:32]}-{outcome.status}",
+            "at": now, "dedupe_key": message.dedupe_key, "channel": message.channel, "rule": message.rule,
+            "kind": message.kind, "customer_id": message.customer_id,
+            "recipient_sha256": email_digest(message.to) if "@" in message.to else message.to,
+            "status": outcome.status, "transport": outcome.transport or "", "attempts": outcome.attempts,
+            "firing_key": message.properties.get("firing_key", ""), "reason": (outcome.reason or "")[:500],
+        }
+        try:
+            self.audit.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except (HttpResponseError, ServiceRequestError):
+            # The delivery itself is done and recorded; a missing audit row must not resend it.
+            log.warning("audit row for %s not written", message.dedupe_key)
+
+
+def _slot_of(message: ActionMessage) -> float | None:
+    raw = message.properties.get(SLOT_PROPERTY)
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _with_property(message: ActionMessage, name: str, value: str) -> ActionMessage:
+    return replace(message, properties={**message.properties, name: value})
+
+
+def _without_slot(message: ActionMessage) -> ActionMessage:
+    if SLOT_PROPERTY not in message.properties:
+        return message
+    return replace(message, properties={k: v for k, v in message.properties.items() if k != SLOT_PROPERTY})
