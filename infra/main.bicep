@@ -315,6 +315,14 @@ var appSettings = {
   TEAMS_CHANNEL_WEBHOOKS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=teams-channel-webhooks)'
   PUBLIC_BASE_URL: appBaseUrl
   UNSUBSCRIBE_SIGNING_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=unsubscribe-signing-key)'
+  // Microsoft's documented limits (Exchange Online per mailbox, Bot Framework, Teams Workflows webhooks).
+  MAIL_MESSAGES_PER_MINUTE: '30'
+  MAIL_RECIPIENTS_PER_DAY: '10000'
+  MAIL_CONCURRENT_REQUESTS: '4'
+  BOT_SENDS_PER_SECOND_PER_CONVERSATION: '7'
+  BOT_REQUESTS_PER_SECOND: '50'
+  WEBHOOK_POSTS_PER_SECOND: '4'
+  DELIVERY_MAX_ATTEMPTS: '8'
   // CRM webhooks and write-back
   HUBSPOT_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=hubspot-client-secret)'
   ZOHO_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=zoho-webhook-token)'

@@ -23,6 +23,8 @@ ALLOWED_UNSET_IN_AZURE = {
     "ServiceBusConnection": "Identity-based connection: ServiceBusConnection__fullyQualifiedNamespace; SAS is off.",
     "LOCAL_DIR": "Only the local broker and outbox write there; Azure uses Service Bus and live delivery.",
     "TABLE_PREFIX": "One environment per storage account; tables are created without a prefix by the Bicep.",
+    "GRAPH_CERTIFICATE_PATH": "Certificates are for self-hosted runs; Azure uses the managed identity or the secret.",
+    "GRAPH_CERTIFICATE_THUMBPRINT": "Goes with GRAPH_CERTIFICATE_PATH, which Azure does not use.",
     "FUNCTIONS_KEY": "Only the local host (crmflow serve) checks it; in Azure the platform checks function keys.",
 }
 
