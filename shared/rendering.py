@@ -59,13 +59,20 @@ class RenderedEmail:
 # ---------------------------------------------------------------------------------------------------------------
 def one_line(value: Any) -> str:
     """Text for places where a line break would forge structure (subjects, card text, plain-text values)."""
-    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", str(value))).strip()
+    text = str(value)
+    if text.isprintable():  # the common case, checked in C: no line breaks or control characters
+        return text.strip()
+    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
 
 def _finalize_text(value: Any) -> Any:
     if value is None:
         return ""
     return one_line(value) if isinstance(value, str) else value
+
+
+def _finalize_plain(value: Any) -> str:
+    return "" if value is None else one_line(value)
 
 
 def _finalize_card_text(value: Any) -> str:
@@ -96,54 +103,79 @@ def _format_money(value: Any) -> str:
 
 
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
-                 finalize: Callable[[Any], Any]) -> jinja2.Environment:
+                 finalize: Callable[[Any], Any], blocks_trim: bool = True) -> jinja2.Environment:
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
-                             finalize=finalize, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+                             finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
+                             lstrip_blocks=blocks_trim)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     return env
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cards: JSON parsed once, string leaves compiled once, rendered into a fresh dict per firing.
+# Cards: the JSON is parsed once at load; its string leaves (and `$when` conditions) are compiled into one Jinja
+# template per kind of leaf (text, url, plain), leaves separated by NUL, which no rendered value can contain (every
+# finalize drops control characters). Rendering a card is then three template renders plus a split, not one
+# render per leaf: creating a Jinja context is what costs.
 # ---------------------------------------------------------------------------------------------------------------
 _DROP = object()
+_SEP = "\x00"
+
+
+def _leaf_kind(key: str | None) -> str:
+    return "url" if key in _URL_KEYS else "plain" if key in _PLAIN_KEYS else "text"
 
 
 class _CardTemplate:
-    def __init__(self, data: Any, text_env: jinja2.Environment, url_env: jinja2.Environment,
-                 plain_env: jinja2.Environment):
-        self.text_env, self.url_env, self.plain_env = text_env, url_env, plain_env
-        self.render_root = self._compile(data, None)
+    def __init__(self, data: Any, envs: Mapping[str, jinja2.Environment]):
+        self.sources: dict[str, list[str]] = {kind: [] for kind in envs}
+        self.shape = self._compile(data, None, ())
+        self.templates = {kind: envs[kind].from_string(_SEP.join(sources))
+                          for kind, sources in self.sources.items() if sources}
 
-    def _compile(self, node: Any, key: str | None) -> Callable[[Mapping[str, Any]], Any]:
-        if isinstance(node, str):
-            if "{{" not in node and "{%" not in node:
-                return lambda context: node
-            env = self.url_env if key in _URL_KEYS else self.plain_env if key in _PLAIN_KEYS else self.text_env
-            template = env.from_string(node)
-            return lambda context: template.render(context)
+    def _slot(self, kind: str, source: str, guards: tuple[str, ...]) -> tuple[str, int]:
+        if _SEP in source:
+            raise ValueError("card templates cannot contain NUL characters")
+        if guards:  # a leaf inside a `$when` element renders only when the element is kept
+            source = "{% if " + " and ".join(f"({g})" for g in guards) + " %}" + source + "{% endif %}"
+        self.sources[kind].append(source)
+        return kind, len(self.sources[kind]) - 1
+
+    def _compile(self, node: Any, key: str | None, guards: tuple[str, ...]) -> tuple:
+        if isinstance(node, str) and ("{{" in node or "{%" in node):
+            return ("slot", *self._slot(_leaf_kind(key), node, guards))
         if isinstance(node, list):
-            items = [self._compile(item, key) for item in node]
-            return lambda context: [v for v in (item(context) for item in items) if v is not _DROP]
+            return ("list", [self._compile(item, key, guards) for item in node])
         if isinstance(node, dict):
-            condition = self.text_env.compile_expression(node["$when"]) if "$when" in node else None
-            members = [(k, self._compile(v, k)) for k, v in node.items() if k != "$when"]
-
-            def render_object(context: Mapping[str, Any]) -> Any:
-                if condition is not None and not condition(**context):
-                    return _DROP
-                rendered = {k: v(context) for k, v in members}
-                if any(rendered.get(k) == "" for k in _URL_KEYS):
-                    return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
-                return rendered
-
-            return render_object
-        return lambda context: node
+            condition = node.get("$when")
+            test = None
+            if condition is not None:
+                test = self._slot("text", "{% if " + str(condition) + " %}1{% endif %}", guards)
+                guards = (*guards, str(condition))
+            members = [(k, self._compile(v, k, guards)) for k, v in node.items() if k != "$when"]
+            return ("dict", test, members)
+        return ("const", node)
 
     def render(self, context: Mapping[str, Any]) -> dict:
-        return self.render_root(context)
+        rendered = {kind: template.render(context).split(_SEP) for kind, template in self.templates.items()}
+        return self._build(self.shape, rendered)
+
+    def _build(self, shape: tuple, rendered: Mapping[str, list[str]]) -> Any:
+        tag = shape[0]
+        if tag == "const":
+            return shape[1]
+        if tag == "slot":
+            return rendered[shape[1]][shape[2]]
+        if tag == "list":
+            return [v for v in (self._build(item, rendered) for item in shape[1]) if v is not _DROP]
+        test, members = shape[1], shape[2]
+        if test is not None and rendered[test[0]][test[1]] != "1":
+            return _DROP
+        result = {k: self._build(v, rendered) for k, v in members}
+        if any(result.get(k) == "" for k in _URL_KEYS):
+            return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+        return result
 
 
 class Renderer:
@@ -168,20 +200,20 @@ class Renderer:
             loader = jinja2.FileSystemLoader(str(self.dir / locale))
             self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text)
             self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text)
-            card_text = _environment(None, locale, autoescape=False, finalize=_finalize_card_text)
-            card_url = _environment(None, locale, autoescape=False, finalize=_finalize_url)
-            card_plain = _environment(None, locale, autoescape=False, finalize=_finalize_text)
+            card_envs = {kind: _environment(None, locale, autoescape=False, finalize=finalize, blocks_trim=False)
+                         for kind, finalize in (("text", _finalize_card_text), ("url", _finalize_url),
+                                                ("plain", _finalize_plain))}
             for path in sorted((self.dir / locale).iterdir()):
                 if path.name.endswith(".card.json"):
                     name = path.name.removesuffix(".card.json")
                     names[CARD].add(name)
                     try:
                         data = json.loads(path.read_text(encoding="utf-8"))
-                        self._cards[(locale, name)] = _CardTemplate(data, card_text, card_url, card_plain)
+                        self._cards[(locale, name)] = _CardTemplate(data, card_envs)
                     except json.JSONDecodeError as exc:
                         problems.append((Location(str(path), exc.lineno), f"not valid JSON: {exc.msg}"))
-                    except jinja2.TemplateSyntaxError as exc:
-                        problems.append((Location(str(path)), f"template error: {exc.message}"))
+                    except (jinja2.TemplateSyntaxError, ValueError) as exc:
+                        problems.append((Location(str(path)), f"template error: {exc}"))
                 elif path.name.endswith(".subject.txt"):
                     names[EMAIL].add(path.name.removesuffix(".subject.txt"))
             for name in names[EMAIL]:
