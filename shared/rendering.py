@@ -71,10 +71,6 @@ def _finalize_text(value: Any) -> Any:
     return one_line(value) if isinstance(value, str) else value
 
 
-def _finalize_plain(value: Any) -> str:
-    return "" if value is None else one_line(value)
-
-
 def _finalize_card_text(value: Any) -> str:
     return "" if value is None else _MARKDOWN.sub(r"\\\1", one_line(value))
 
@@ -119,13 +115,25 @@ def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cards: the JSON is parsed once at load; its string leaves (and `$when` conditions) are compiled into one Jinja
-# template per kind of leaf (text, url, plain), leaves separated by NUL, which no rendered value can contain (every
-# finalize drops control characters). Rendering a card is then three template renders plus a split, not one
-# render per leaf: creating a Jinja context is what costs.
+# Cards: the JSON is parsed once at load; its string leaves (and `$when` conditions) are compiled into ONE Jinja
+# template, leaves separated by NUL, which no rendered value can contain (finalize drops control characters).
+# Rendering a card is then one template render plus a split, not one render per leaf (creating a Jinja context is
+# what costs). Values are markdown-escaped as they are rendered; URL and plain-text leaves are un-escaped after.
 # ---------------------------------------------------------------------------------------------------------------
 _DROP = object()
 _SEP = "\x00"
+_UNESCAPE = re.compile(r"\\([\\*_\[\]()~`<>#|])")
+
+
+def _plain_leaf(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
+
+
+def _url_leaf(text: str) -> str:
+    return _finalize_url(_plain_leaf(text))
+
+
+_LEAF_KINDS: Mapping[str, Callable[[str], str] | None] = {"text": None, "plain": _plain_leaf, "url": _url_leaf}
 
 
 def _leaf_kind(key: str | None) -> str:
@@ -133,33 +141,32 @@ def _leaf_kind(key: str | None) -> str:
 
 
 class _CardTemplate:
-    def __init__(self, data: Any, envs: Mapping[str, jinja2.Environment]):
-        self.sources: dict[str, list[str]] = {kind: [] for kind in envs}
+    def __init__(self, data: Any, env: jinja2.Environment):
+        self.sources: list[str] = []
         self.shape = self._compile(data, None, ())
-        self.templates = {kind: envs[kind].from_string(_SEP.join(sources))
-                          for kind, sources in self.sources.items() if sources}
+        self.template = env.from_string(_SEP.join(self.sources))
         self.build = _builder(self.shape)
         # Size of everything but the rendered values (template sources count as an over-estimate).
         self.skeleton_bytes = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
-    def _slot(self, kind: str, source: str, guards: tuple[str, ...]) -> tuple[str, int]:
+    def _slot(self, source: str, guards: tuple[str, ...]) -> int:
         if _SEP in source:
             raise ValueError("card templates cannot contain NUL characters")
         if guards:  # a leaf inside a `$when` element renders only when the element is kept
             source = "{% if " + " and ".join(f"({g})" for g in guards) + " %}" + source + "{% endif %}"
-        self.sources[kind].append(source)
-        return kind, len(self.sources[kind]) - 1
+        self.sources.append(source)
+        return len(self.sources) - 1
 
     def _compile(self, node: Any, key: str | None, guards: tuple[str, ...]) -> tuple:
         if isinstance(node, str) and ("{{" in node or "{%" in node):
-            return ("slot", *self._slot(_leaf_kind(key), node, guards))
+            return ("slot", self._slot(node, guards), _leaf_kind(key))
         if isinstance(node, list):
             return ("list", [self._compile(item, key, guards) for item in node])
         if isinstance(node, dict):
             condition = node.get("$when")
             test = None
             if condition is not None:
-                test = self._slot("text", "{% if " + str(condition) + " %}1{% endif %}", guards)
+                test = self._slot("{% if " + str(condition) + " %}1{% endif %}", guards)
                 guards = (*guards, str(condition))
             members = [(k, self._compile(v, k, guards)) for k, v in node.items() if k != "$when"]
             return ("dict", test, members)
@@ -167,28 +174,29 @@ class _CardTemplate:
 
     def render(self, context: Mapping[str, Any]) -> tuple[dict, int]:
         """The card and an upper bound of its JSON size in bytes (exact size only needed near the limit)."""
-        rendered = {kind: _render(template, context).split(_SEP) for kind, template in self.templates.items()}
-        size = self.skeleton_bytes + sum(len(text.encode("utf-8")) for texts in rendered.values() for text in texts)
-        return self.build(rendered), size
+        text = _render(self.template, context)
+        return self.build(text.split(_SEP)), self.skeleton_bytes + len(text.encode("utf-8"))
 
 
-def _builder(shape: tuple) -> Callable[[Mapping[str, list[str]]], Any]:
+def _builder(shape: tuple) -> Callable[[list[str]], Any]:
     """The shape as nested closures: building a card is then plain calls, no dispatch on tags."""
     tag = shape[0]
     if tag == "const":
         value = shape[1]
         return lambda rendered: value
     if tag == "slot":
-        kind, index = shape[1], shape[2]
-        return lambda rendered: rendered[kind][index]
+        index, post = shape[1], _LEAF_KINDS[shape[2]]
+        if post is None:
+            return lambda rendered: rendered[index]
+        return lambda rendered: post(rendered[index])
     if tag == "list":
         items = [_builder(item) for item in shape[1]]
         return lambda rendered: [v for v in (item(rendered) for item in items) if v is not _DROP]
     test, members = shape[1], [(k, _builder(v)) for k, v in shape[2]]
     links = [k for k, v in shape[2] if k in _URL_KEYS and v[0] == "slot"]
 
-    def build_object(rendered: Mapping[str, list[str]]) -> Any:
-        if test is not None and rendered[test[0]][test[1]] != "1":
+    def build_object(rendered: list[str]) -> Any:
+        if test is not None and rendered[test] != "1":
             return _DROP
         result = {k: v(rendered) for k, v in members}
         for key in links:
@@ -221,16 +229,15 @@ class Renderer:
             loader = jinja2.FileSystemLoader(str(self.dir / locale))
             self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text)
             self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text)
-            card_envs = {kind: _environment(None, locale, autoescape=False, finalize=finalize, blocks_trim=False)
-                         for kind, finalize in (("text", _finalize_card_text), ("url", _finalize_url),
-                                                ("plain", _finalize_plain))}
+            card_env = _environment(None, locale, autoescape=False, finalize=_finalize_card_text,
+                                    blocks_trim=False)
             for path in sorted((self.dir / locale).iterdir()):
                 if path.name.endswith(".card.json"):
                     name = path.name.removesuffix(".card.json")
                     names[CARD].add(name)
                     try:
                         data = json.loads(path.read_text(encoding="utf-8"))
-                        self._cards[(locale, name)] = _CardTemplate(data, card_envs)
+                        self._cards[(locale, name)] = _CardTemplate(data, card_env)
                     except json.JSONDecodeError as exc:
                         problems.append((Location(str(path), exc.lineno), f"not valid JSON: {exc.msg}"))
                     except (jinja2.TemplateSyntaxError, ValueError) as exc:
