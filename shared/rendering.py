@@ -59,7 +59,10 @@ class RenderedEmail:
 # ---------------------------------------------------------------------------------------------------------------
 def one_line(value: Any) -> str:
     """Text for places where a line break would forge structure (subjects, card text, plain-text values)."""
-    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", str(value))).strip()
+    text = str(value)
+    if text.isprintable():  # the common case, checked in C: no line breaks or control characters
+        return text.strip()
+    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
 
 def _finalize_text(value: Any) -> Any:
@@ -96,54 +99,112 @@ def _format_money(value: Any) -> str:
 
 
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
-                 finalize: Callable[[Any], Any]) -> jinja2.Environment:
+                 finalize: Callable[[Any], Any], blocks_trim: bool = True) -> jinja2.Environment:
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
-                             finalize=finalize, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+                             finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
+                             lstrip_blocks=blocks_trim)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     return env
 
 
+def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    """Template.render without copying the environment's globals into a fresh context (a third of the cost)."""
+    return template.environment.concat(template.root_render_func(template.new_context(context, shared=True)))
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Cards: JSON parsed once, string leaves compiled once, rendered into a fresh dict per firing.
+# Cards: the JSON is parsed once at load; its string leaves (and `$when` conditions) are compiled into ONE Jinja
+# template, leaves separated by NUL, which no rendered value can contain (finalize drops control characters).
+# Rendering a card is then one template render plus a split, not one render per leaf (creating a Jinja context is
+# what costs). Values are markdown-escaped as they are rendered; URL and plain-text leaves are un-escaped after.
 # ---------------------------------------------------------------------------------------------------------------
 _DROP = object()
+_SEP = "\x00"
+_UNESCAPE = re.compile(r"\\([\\*_\[\]()~`<>#|])")
+
+
+def _plain_leaf(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
+
+
+def _url_leaf(text: str) -> str:
+    return _finalize_url(_plain_leaf(text))
+
+
+_LEAF_KINDS: Mapping[str, Callable[[str], str] | None] = {"text": None, "plain": _plain_leaf, "url": _url_leaf}
+
+
+def _leaf_kind(key: str | None) -> str:
+    return "url" if key in _URL_KEYS else "plain" if key in _PLAIN_KEYS else "text"
 
 
 class _CardTemplate:
-    def __init__(self, data: Any, text_env: jinja2.Environment, url_env: jinja2.Environment,
-                 plain_env: jinja2.Environment):
-        self.text_env, self.url_env, self.plain_env = text_env, url_env, plain_env
-        self.render_root = self._compile(data, None)
+    def __init__(self, data: Any, env: jinja2.Environment):
+        self.sources: list[str] = []
+        self.shape = self._compile(data, None, ())
+        self.template = env.from_string(_SEP.join(self.sources))
+        self.build = _builder(self.shape)
+        # Size of everything but the rendered values (template sources count as an over-estimate).
+        self.skeleton_bytes = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
-    def _compile(self, node: Any, key: str | None) -> Callable[[Mapping[str, Any]], Any]:
-        if isinstance(node, str):
-            if "{{" not in node and "{%" not in node:
-                return lambda context: node
-            env = self.url_env if key in _URL_KEYS else self.plain_env if key in _PLAIN_KEYS else self.text_env
-            template = env.from_string(node)
-            return lambda context: template.render(context)
+    def _slot(self, source: str, guards: tuple[str, ...]) -> int:
+        if _SEP in source:
+            raise ValueError("card templates cannot contain NUL characters")
+        if guards:  # a leaf inside a `$when` element renders only when the element is kept
+            source = "{% if " + " and ".join(f"({g})" for g in guards) + " %}" + source + "{% endif %}"
+        self.sources.append(source)
+        return len(self.sources) - 1
+
+    def _compile(self, node: Any, key: str | None, guards: tuple[str, ...]) -> tuple:
+        if isinstance(node, str) and ("{{" in node or "{%" in node):
+            return ("slot", self._slot(node, guards), _leaf_kind(key))
         if isinstance(node, list):
-            items = [self._compile(item, key) for item in node]
-            return lambda context: [v for v in (item(context) for item in items) if v is not _DROP]
+            return ("list", [self._compile(item, key, guards) for item in node])
         if isinstance(node, dict):
-            condition = self.text_env.compile_expression(node["$when"]) if "$when" in node else None
-            members = [(k, self._compile(v, k)) for k, v in node.items() if k != "$when"]
+            condition = node.get("$when")
+            test = None
+            if condition is not None:
+                test = self._slot("{% if " + str(condition) + " %}1{% endif %}", guards)
+                guards = (*guards, str(condition))
+            members = [(k, self._compile(v, k, guards)) for k, v in node.items() if k != "$when"]
+            return ("dict", test, members)
+        return ("const", node)
 
-            def render_object(context: Mapping[str, Any]) -> Any:
-                if condition is not None and not condition(**context):
-                    return _DROP
-                rendered = {k: v(context) for k, v in members}
-                if any(rendered.get(k) == "" for k in _URL_KEYS):
-                    return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
-                return rendered
+    def render(self, context: Mapping[str, Any]) -> tuple[dict, int]:
+        """The card and an upper bound of its JSON size in bytes (exact size only needed near the limit)."""
+        text = _render(self.template, context)
+        return self.build(text.split(_SEP)), self.skeleton_bytes + len(text.encode("utf-8"))
 
-            return render_object
-        return lambda context: node
 
-    def render(self, context: Mapping[str, Any]) -> dict:
-        return self.render_root(context)
+def _builder(shape: tuple) -> Callable[[list[str]], Any]:
+    """The shape as nested closures: building a card is then plain calls, no dispatch on tags."""
+    tag = shape[0]
+    if tag == "const":
+        value = shape[1]
+        return lambda rendered: value
+    if tag == "slot":
+        index, post = shape[1], _LEAF_KINDS[shape[2]]
+        if post is None:
+            return lambda rendered: rendered[index]
+        return lambda rendered: post(rendered[index])
+    if tag == "list":
+        items = [_builder(item) for item in shape[1]]
+        return lambda rendered: [v for v in (item(rendered) for item in items) if v is not _DROP]
+    test, members = shape[1], [(k, _builder(v)) for k, v in shape[2]]
+    links = [k for k, v in shape[2] if k in _URL_KEYS and v[0] == "slot"]
+
+    def build_object(rendered: list[str]) -> Any:
+        if test is not None and rendered[test] != "1":
+            return _DROP
+        result = {k: v(rendered) for k, v in members}
+        for key in links:
+            if result[key] == "":
+                return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+        return result
+
+    return build_object
 
 
 class Renderer:
@@ -168,20 +229,19 @@ class Renderer:
             loader = jinja2.FileSystemLoader(str(self.dir / locale))
             self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text)
             self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text)
-            card_text = _environment(None, locale, autoescape=False, finalize=_finalize_card_text)
-            card_url = _environment(None, locale, autoescape=False, finalize=_finalize_url)
-            card_plain = _environment(None, locale, autoescape=False, finalize=_finalize_text)
+            card_env = _environment(None, locale, autoescape=False, finalize=_finalize_card_text,
+                                    blocks_trim=False)
             for path in sorted((self.dir / locale).iterdir()):
                 if path.name.endswith(".card.json"):
                     name = path.name.removesuffix(".card.json")
                     names[CARD].add(name)
                     try:
                         data = json.loads(path.read_text(encoding="utf-8"))
-                        self._cards[(locale, name)] = _CardTemplate(data, card_text, card_url, card_plain)
+                        self._cards[(locale, name)] = _CardTemplate(data, card_env)
                     except json.JSONDecodeError as exc:
                         problems.append((Location(str(path), exc.lineno), f"not valid JSON: {exc.msg}"))
-                    except jinja2.TemplateSyntaxError as exc:
-                        problems.append((Location(str(path)), f"template error: {exc.message}"))
+                    except (jinja2.TemplateSyntaxError, ValueError) as exc:
+                        problems.append((Location(str(path)), f"template error: {exc}"))
                 elif path.name.endswith(".subject.txt"):
                     names[EMAIL].add(path.name.removesuffix(".subject.txt"))
             for name in names[EMAIL]:
@@ -225,19 +285,20 @@ class Renderer:
 
     # --- rendering -------------------------------------------------------------------------------------------
     def card(self, name: str, locale: str, context: Mapping[str, Any]) -> dict:
-        card = self._cards[(locale, name)].render(context)
-        size = len(json.dumps(card, ensure_ascii=False).encode("utf-8"))
+        card, estimate = self._cards[(locale, name)].render(context)
+        # JSON escaping can add a little to rendered values, so the bound is doubled before trusting it.
+        size = estimate if estimate * 2 < MAX_CARD_BYTES else len(json.dumps(card, ensure_ascii=False).encode())
         if size > MAX_CARD_BYTES:
             raise InvalidInput(f"card {name!r} is {size:,} bytes; Teams accepts at most {MAX_CARD_BYTES:,}")
         return card
 
     def email(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
         text_env = self._text[locale]
-        subject = one_line(text_env.get_template(name + EMAIL_PARTS["subject"]).render(context))
+        subject = one_line(_render(text_env.get_template(name + EMAIL_PARTS["subject"]), context))
         return RenderedEmail(
             subject=subject[:MAX_SUBJECT_CHARS],
-            html=self._html[locale].get_template(name + EMAIL_PARTS["html"]).render(context),
-            text=text_env.get_template(name + EMAIL_PARTS["text"]).render(context))
+            html=_render(self._html[locale].get_template(name + EMAIL_PARTS["html"]), context),
+            text=_render(text_env.get_template(name + EMAIL_PARTS["text"]), context))
 
     def compile_text(self, source: str) -> Callable[[str, Mapping[str, Any]], str]:
         """A one-line text template from a rule (task subject, recommendation, reason), compiled per locale."""
@@ -245,7 +306,7 @@ class Renderer:
         if "{{" not in source and "{%" not in source:
             plain = one_line(source)
             return lambda locale, context: plain
-        return lambda locale, context: one_line(templates[locale].render(context))
+        return lambda locale, context: one_line(_render(templates[locale], context))
 
     def check(self, sample_context: Callable[[str], dict]) -> list[str]:
         """Render every template in every locale with a full sample context; the template errors found."""

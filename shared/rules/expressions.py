@@ -626,6 +626,10 @@ class _Compiler:
         self.check_comparable(node, symbol, left, right)
         if symbol == "==" and not (left.nullable and right.nullable):
             return ast.Compare(left.node, [op], [right.node])  # None == 'x' is already False
+        return self.null_guarded_compare(left, op, right)
+
+    def null_guarded_compare(self, left: Typed, op: ast.cmpop, right: Typed) -> ast.expr:
+        """`a is not None and b is not None and a OP b` (guards only for what may be null; each side read once)."""
         checks: list[ast.expr] = []
         left_node, right_node = left.node, right.node
         if left.nullable:
@@ -655,16 +659,7 @@ class _Compiler:
             raise self.fail(node, f"a list of {container.item} never contains a {item.type}")
         if container.type == ANY or (container.type == STR and item.type != STR):
             return _call("_contains", container.node, item.node, _const(symbol == "not in"))
-        checks: list[ast.expr] = []
-        item_node, container_node = item.node, container.node
-        if item.nullable:
-            first, item_node = self.bind(item)
-            checks.append(_is_not_none(first))
-        if container.nullable:
-            first, container_node = self.bind(container)
-            checks.append(_is_not_none(first))
-        op = ast.In() if symbol == "in" else ast.NotIn()
-        return _and(*checks, ast.Compare(item_node, [op], [container_node]))
+        return self.null_guarded_compare(item, ast.In() if symbol == "in" else ast.NotIn(), container)
 
     def visit_IfExp(self, node: ast.IfExp) -> Typed:
         test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)

@@ -28,10 +28,18 @@ def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
     return folder
 
 
-def problems(folder: Path) -> list[str]:
+def problems(folder: Path, templates: Path = TEMPLATES) -> list[str]:
     with pytest.raises(RuleProblems) as caught:
-        load_ruleset(folder, TEMPLATES)
+        load_ruleset(folder, templates)
     return [f"{where}: {message}" for where, message in caught.value.problems]
+
+
+def card_templates(tmp_path: Path, text: str, locales=("ja-JP", "en-US"), name: str = "cross_sell") -> Path:
+    templates = tmp_path / "templates"
+    for locale in locales:
+        (templates / locale).mkdir(parents=True, exist_ok=True)
+        (templates / locale / f"{name}.card.json").write_text(text, encoding="utf-8")
+    return templates
 
 
 def test_default_catalog_covers_every_scenario():
@@ -139,35 +147,17 @@ def test_windows_field_must_be_a_date_and_per_expression_is_checked(tmp_path):
 
 
 def test_template_bugs_are_load_errors(tmp_path):
-    templates = tmp_path / "templates"
-    for locale in ("ja-JP", "en-US"):
-        (templates / locale).mkdir(parents=True)
-        (templates / locale / "note.card.json").write_text(
-            '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}',
-            encoding="utf-8")
-    (templates / "ja-JP" / "only_ja.card.json").write_text('{"type": "AdaptiveCard", "version": "1.5"}')
-    folder = write(tmp_path, GOOD.replace("cross_sell\n", "note\n").replace("kind: note", "kind: cross_sell"))
-    with pytest.raises(RuleProblems) as caught:
-        load_ruleset(folder, templates)
-    message = caught.value.message
-    assert "card template 'only_ja' is missing for locale en-US" in message
+    card = '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}'
+    templates = card_templates(tmp_path, card)
+    card_templates(tmp_path, '{"type": "AdaptiveCard", "version": "1.5"}', locales=("ja-JP",), name="only_ja")
+    found = "\n".join(problems(write(tmp_path, GOOD), templates))
+    assert "card template 'only_ja' is missing for locale en-US" in found
 
 
 def test_misspelt_template_variable_is_caught_when_checked(tmp_path):
-    templates = tmp_path / "templates"
-    for locale in ("ja-JP", "en-US"):
-        (templates / locale).mkdir(parents=True)
-        (templates / locale / "cross_sell.card.json").write_text(
-            '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}',
-            encoding="utf-8")
-    found = "\n".join(problems_with(write(tmp_path, GOOD), templates))
+    card = '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "{{ custmer.name }}"}]}'
+    found = "\n".join(problems(write(tmp_path, GOOD), card_templates(tmp_path, card)))
     assert "ja-JP/cross_sell.card.json: 'custmer' is undefined" in found
-
-
-def problems_with(folder: Path, templates: Path) -> list[str]:
-    with pytest.raises(RuleProblems) as caught:
-        load_ruleset(folder, templates)
-    return [f"{where}: {message}" for where, message in caught.value.problems]
 
 
 def test_disabled_rules_are_checked_but_not_loaded(tmp_path):

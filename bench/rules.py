@@ -1,0 +1,292 @@
+"""Rule evaluation speed: crmflow's compiled rules vs hand-written Python, GoRules zen-engine and rule-engine.
+
+    .venv/bin/python bench/rules.py [--records 200000] [--dry-run-customers 100000] [--runs 3]
+
+Part 1 evaluates the same 8 conditions (cross-sell, upsell, dates in the customer's calendar, null-safe nested
+access) over the same generated records with each engine, and prints evaluations per second (median of --runs;
+rule-engine, ~25 µs per call, runs once on a sample) and ratios. Each engine gets its natural input: crmflow and
+the lambdas the canonical `Customer`, zen-engine JSON-like dicts with ISO dates, rule-engine dicts with datetimes.
+Targets: ≥ 1,000,000 evaluations/s on one core; ≥ 3× zen-engine; within 3× of hand-written Python.
+
+Part 2 runs `crmflow dry-run --format json` end to end (a fresh process: load rules and templates, read and parse
+the JSON file, evaluate, plan, render, print) over 100,000 customers × the default catalog, and compares it with
+zen-engine merely loading the same file and evaluating equivalent sweep conditions. Target: no slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from the repo
+
+from shared.model import Customer  # noqa: E402
+from shared.rules.expressions import compile_expression  # noqa: E402
+
+TODAY = date(2026, 11, 24)
+NOW = "2026-11-24T00:00:00Z"
+PRODUCTS = {"A": 0.35, "B": 0.4, "C": 0.3, "D": 0.3, "X": 0.15, "Y": 0.5, "PC": 0.2, "SUBDISPLAY": 0.4}
+OWNERS = [(f"営業 {i}", f"rep{i}@contoso.com") for i in range(20)]
+
+# (crmflow, zen-engine, rule-engine) — the same conditions in each language.
+CONDITIONS = [
+    ("'A' in products and 'B' not in products",
+     "'A' in products and not ('B' in products)",
+     "'A' in products and not 'B' in products"),
+    ("'A' in products and 'C' in products and 'D' not in products",
+     "'A' in products and 'C' in products and not ('D' in products)",
+     "'A' in products and 'C' in products and not 'D' in products"),
+    ("'X' in products and 'Y' not in products",
+     "'X' in products and not ('Y' in products)",
+     "'X' in products and not 'Y' in products"),
+    ("plan == 'Basic' and contract_status == 'active' and 0 <= days_until(contract_end) <= 90",
+     "plan == 'Basic' and contract_status == 'active' and contract_end != null and "
+     "d(contract_end).diff(d(today), 'day') >= 0 and d(contract_end).diff(d(today), 'day') <= 90",
+     "plan == 'Basic' and contract_status == 'active' and contract_end != null and "
+     "(contract_end - today).days >= 0 and (contract_end - today).days <= 90"),
+    ("plan == 'Standard' and usage.reports >= 100",
+     "plan == 'Standard' and usage.reports != null and usage.reports >= 100",
+     "plan == 'Standard' and usage.reports != null and usage.reports >= 100"),
+    ("annual_spend >= 1000000 and plan != 'Premium'",
+     "annual_spend != null and annual_spend >= 1000000 and plan != 'Premium'",
+     "annual_spend != null and annual_spend >= 1000000 and plan != 'Premium'"),
+    ("is_anniversary(birthday)",
+     "birthday != null and d(birthday).month() == d(today).month() and d(birthday).day() == d(today).day() "
+     "and d(birthday).year() < d(today).year()",
+     "birthday != null and birthday.month == today.month and birthday.day == today.day "
+     "and birthday.year < today.year"),
+    ("40 <= age(birthday) < 50 and 'PC' in products and 'SUBDISPLAY' not in products",
+     "birthday != null and d(today).diff(d(birthday), 'year') >= 40 and d(today).diff(d(birthday), 'year') < 50 "
+     "and 'PC' in products and not ('SUBDISPLAY' in products)",
+     "birthday != null and today.year - birthday.year >= 40 and today.year - birthday.year < 50 "
+     "and 'PC' in products and not 'SUBDISPLAY' in products"),
+]
+
+
+def _anniversary(d: date, t: date) -> bool:
+    if t.year <= d.year:
+        return False
+    if d.month == 2 and d.day == 29 and not (t.year % 4 == 0 and (t.year % 100 != 0 or t.year % 400 == 0)):
+        return t.month == 2 and t.day == 28
+    return d.month == t.month and d.day == t.day
+
+
+def _age(d: date, t: date) -> int:
+    return t.year - d.year - ((t.month, t.day) < (d.month, d.day))
+
+
+# What a careful developer writes by hand for the same conditions (same null-safety, same date semantics).
+HAND_WRITTEN = [
+    lambda c, t: "A" in c.products and "B" not in c.products,
+    lambda c, t: "A" in c.products and "C" in c.products and "D" not in c.products,
+    lambda c, t: "X" in c.products and "Y" not in c.products,
+    lambda c, t: c.plan == "Basic" and c.contract_status == "active" and c.contract_end is not None
+    and 0 <= (c.contract_end - t).days <= 90,
+    lambda c, t: c.plan == "Standard" and (r := c.usage.get("reports")) is not None and r >= 100,
+    lambda c, t: c.annual_spend is not None and c.annual_spend >= 1000000 and c.plan != "Premium",
+    lambda c, t: c.birthday is not None and _anniversary(c.birthday, t),
+    lambda c, t: c.birthday is not None and 40 <= _age(c.birthday, t) < 50 and "PC" in c.products
+    and "SUBDISPLAY" not in c.products,
+]
+
+
+def generate(count: int, seed: int = 11) -> list[dict]:
+    """Canonical customer dicts: products, plans, contract ends, birthdays spread so rules fire sparsely."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(count):
+        products = [p for p, share in PRODUCTS.items() if rng.random() < share]
+        owner = OWNERS[i % len(OWNERS)]
+        birthday = date(rng.randrange(1950, 2002), rng.randrange(1, 13), rng.randrange(1, 29))
+        end = TODAY + timedelta(days=rng.randrange(-200, 900))
+        purchases = [{"product": p, "date": (TODAY - timedelta(days=rng.randrange(1, 1500))).isoformat(),
+                      "amount": rng.randrange(10, 800) * 1000, "deal_id": f"D-{i}-{p}"} for p in products]
+        records.append({
+            "id": f"C-{i:07d}", "name": f"株式会社サンプル{i}", "contact_name": f"顧客 {i}",
+            "email": f"contact{i}@example.co.jp" if rng.random() < 0.97 else None,
+            "owner": {"name": owner[0], "email": owner[1]},
+            "manager": {"name": "上長", "email": "manager@contoso.com"},
+            "locale": "ja-JP" if rng.random() < 0.8 else "en-US",
+            "timezone": rng.choice(["Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo", "America/New_York", "Europe/London"]),
+            "products": products, "purchases": purchases,
+            "plan": rng.choice(["Basic", "Standard", "Premium"]), "contract_start": "2024-01-01",
+            "contract_end": end.isoformat(), "contract_status": "active" if rng.random() < 0.9 else "cancelled",
+            "birthday": birthday.isoformat(), "last_purchase_date": max((p["date"] for p in purchases), default=None),
+            "annual_spend": int(rng.lognormvariate(12.5, 1.0)) // 1000 * 1000,  # median ≈ ¥270k, ~10% ≥ ¥1M
+            "usage": {"reports": rng.randrange(0, 130)},
+            "stage": rng.choice(["onboarding", "utilization", "renewal"]),
+            "email_opt_out": rng.random() < 0.05, "requires_approval": rng.random() < 0.1,
+            "crm_url": f"https://crm.example/records/C-{i:07d}",
+        })
+    return records
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_rate(fn, evaluations: int, runs: int) -> float:
+    return evaluations / statistics.median(timed(fn) for _ in range(runs))
+
+
+def part1(records: list[dict], runs: int) -> None:
+    import rule_engine
+    import zen
+
+    customers = [Customer.from_dict(r) for r in records]
+    compiled = [compile_expression(c[0]).fn for c in CONDITIONS]
+    evaluations = len(customers) * len(CONDITIONS)
+    counts = [sum(1 for c in customers if fn(c, TODAY, None)) for fn in compiled]
+    hand_counts = [sum(1 for c in customers if fn(c, TODAY)) for fn in HAND_WRITTEN]
+    assert counts == hand_counts, (counts, hand_counts)  # the same answers, or the comparison means nothing
+
+    def engine():
+        for c in customers:
+            for fn in compiled:
+                fn(c, TODAY, None)
+
+    def hand():
+        for c in customers:
+            for fn in HAND_WRITTEN:
+                fn(c, TODAY)
+
+    # crmflow's Evaluator.evaluate (the sweep's hot loop: local date per time zone, dedupe period, planning and
+    # rendering of what fires) over rules with these conditions, firing customers included.
+    evaluator = _evaluator_for_conditions()
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def full():
+        for c in customers:
+            evaluator.evaluate(c, now=now, trigger="sweep")
+
+    zen_contexts = [dict(r, today=TODAY.isoformat()) for r in records]
+    zen_expressions = [zen.compile_expression(c[1]) for c in CONDITIONS]
+
+    def zen_run():
+        for ctx in zen_contexts:
+            for expression in zen_expressions:
+                expression.evaluate(ctx)
+
+    sample = max(1, len(records) // 20)
+    re_ctx = rule_engine.Context(default_value=None)
+    re_rules = [rule_engine.Rule(c[2], context=re_ctx) for c in CONDITIONS]
+    re_records = [_as_datetimes(r) for r in records[:sample]]
+
+    def re_run():
+        for record in re_records:
+            for rule in re_rules:
+                rule.matches(record)
+
+    rates = {
+        "crmflow compiled rules": median_rate(engine, evaluations, runs),
+        "hand-written lambdas": median_rate(hand, evaluations, runs),
+        "crmflow Evaluator.evaluate (with planning)": median_rate(full, evaluations, 1),
+        "zen-engine compiled expressions": median_rate(zen_run, evaluations, 1),
+        f"rule-engine (sample of {sample:,})": median_rate(re_run, sample * len(CONDITIONS), 1),
+    }
+    print(f"\nPart 1: {len(records):,} records × {len(CONDITIONS)} conditions = {evaluations:,} evaluations "
+          f"(firing shares {', '.join(f'{n / len(customers):.1%}' for n in counts)})")
+    for name, rate in rates.items():
+        print(f"  {name:<46} {rate:>14,.0f} evaluations/s")
+    ours, hand_rate = rates["crmflow compiled rules"], rates["hand-written lambdas"]
+    zen_rate = rates["zen-engine compiled expressions"]
+    re_rate = rates[f"rule-engine (sample of {sample:,})"]
+    print(f"  target ≥ 1,000,000/s:          {'met' if ours >= 1e6 else 'MISSED'} ({ours:,.0f}/s)")
+    print(f"  vs zen-engine (target ≥ 3×):   {ours / zen_rate:.1f}×")
+    print(f"  vs rule-engine:                {ours / re_rate:.1f}×")
+    print(f"  hand-written / crmflow (target ≤ 3×): {hand_rate / ours:.2f}×")
+    full_rate = rates["crmflow Evaluator.evaluate (with planning)"]
+    print(f"  Evaluator.evaluate incl. planning: {full_rate / zen_rate:.1f}× zen-engine")
+
+
+def _as_datetimes(record: dict) -> dict:
+    converted = dict(record, today=datetime(TODAY.year, TODAY.month, TODAY.day))
+    for key in ("contract_end", "birthday"):
+        if record.get(key):
+            converted[key] = datetime.fromisoformat(record[key])
+    return converted
+
+
+def _evaluator_for_conditions():
+    from shared.rules import Evaluator, load_ruleset
+    from shared.settings import Settings
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-rules-"))
+    rules = [{"id": f"c{i}", "kind": "alert", "on": ["sweep"], "when": c[0], "once": "ever",
+              "actions": [{"teams": "owner", "template": "cross_sell"}]} for i, c in enumerate(CONDITIONS)]
+    (folder / "bench.yaml").write_text(json.dumps(rules, ensure_ascii=False), encoding="utf-8")  # JSON is YAML
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    return Evaluator(load_ruleset(folder, ROOT / "templates"), settings)
+
+
+# Equivalents of the default catalog's sweep rules for zen-engine (the conditions only: no planning, no output).
+ZEN_SWEEP = [c[1] for c in CONDITIONS] + [
+    "contract_status == 'active' and contract_end != null",  # renewal windows (the window test itself omitted)
+    "count(purchases, #.product == 'A') > 0",  # purchase anniversary (the date test itself omitted)
+]
+
+
+def part2(count: int) -> None:
+    import zen
+
+    with tempfile.TemporaryDirectory(prefix="bench-dry-run-") as tmp:
+        path = Path(tmp) / "customers.json"
+        path.write_text(json.dumps(generate(count, seed=23), ensure_ascii=False), encoding="utf-8")
+        env = {**os.environ, "TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true", "UNSUBSCRIBE_SIGNING_KEY":
+               "bench-key-not-a-secret", "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "shared.cli", "dry-run", "--input", str(path), "--now", NOW,
+                   "--format", "json", "--rules", str(ROOT / "rules"), "--templates", str(ROOT / "templates")]
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp, check=False)
+        ours = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"dry-run failed: {result.stderr[-2000:]}")
+        firings = json.loads(result.stdout)
+        actions = sum(len(f["actions"]) for f in firings)
+
+        expressions = [zen.compile_expression(e) for e in ZEN_SWEEP]
+
+        def zen_run() -> int:
+            hits = 0
+            for ctx in json.loads(path.read_text(encoding="utf-8")):
+                ctx["today"] = TODAY.isoformat()
+                for expression in expressions:
+                    if expression.evaluate(ctx):
+                        hits += 1
+            return hits
+
+        start = time.perf_counter()
+        hits = zen_run()
+        theirs = time.perf_counter() - start
+    print(f"\nPart 2: crmflow dry-run over {count:,} customers × the default catalog (end to end, fresh process)")
+    print(f"  crmflow dry-run --format json: {ours:6.2f} s  ({len(firings):,} firings, {actions:,} rendered actions)")
+    print(f"  zen-engine load + evaluate:    {theirs:6.2f} s  ({len(ZEN_SWEEP)} conditions, {hits:,} hits, no output)")
+    print(f"  ratio zen / crmflow: {theirs / ours:.2f}× (target ≥ 1.0: {'met' if theirs >= ours else 'MISSED'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--dry-run-customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    part1(generate(args.records), args.runs)
+    part2(args.dry_run_customers)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
