@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 bench: install
 	$(PY) bench/import.py
+	$(PY) bench/delivery.py
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache

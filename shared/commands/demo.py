@@ -32,4 +32,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {error}")
         customers = list(container.customers.iter_all())
         print(format_summary(summarize(customers), len(customers)))
+        print("== delivery: a renewal mail and its FYI card through the local outbox")
+        from shared.delivery.samples import deliver_samples
+
+        for line in deliver_samples(container):
+            print(f"  {line}")
+        print(f"  open them: {container.settings.local_dir / 'outbox'} (crmflow outbox lists them)")
     return 0 if not report.errors else 1

@@ -29,7 +29,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.broker.port import Broker, OutgoingMessage
-from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget, Lease, RateLimiter
+from shared.delivery.ratelimit import CONCURRENCY, HEADROOM, RATE, WINDOW, Budget, Lease, RateLimiter
 from shared.delivery.transports import SendResult, Transport
 from shared.errors import ConfigError, PermanentError, RetryableError, Throttled, TransientError, Unauthorized
 from shared.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
@@ -95,6 +95,13 @@ class DeliveryService:
         transport = self.transports.get(message.channel)
         if transport is None:
             raise ConfigError(f"no transport for channel {message.channel!r}")
+        budgets = transport.budgets(message)
+        # Pacing comes first and costs two table operations: a burst of queued messages is spread over future
+        # slots quickly, so the copies due first are not left waiting behind the burst (and losing their slots).
+        paced = self._pace(message, budgets)
+        if paced is not None:
+            return self._reschedule(_with_property(message, SLOT_PROPERTY, repr(paced)), paced, None,
+                                    reason="rate limit", release=False)
         claim = self.dedupe.claim(message.dedupe_key)
         record = claim.record
         if claim.outcome == COMPLETED:
@@ -118,12 +125,9 @@ class DeliveryService:
             self.on_delivered(message, outcome)
             return outcome
 
-        budgets = transport.budgets(message)
-        admitted = self._admit(message, budgets)
-        if isinstance(admitted, tuple):
-            at, slot = admitted
-            later = message if slot is None else _with_property(message, SLOT_PROPERTY, repr(slot))
-            return self._reschedule(later, at, record, reason="rate limit")
+        admitted = self._admit(budgets)
+        if isinstance(admitted, float):
+            return self._reschedule(_without_slot(message), admitted, record, reason="rate limit")
         lease = admitted
         try:
             record = self.dedupe.mark_sending(record)
@@ -160,32 +164,39 @@ class DeliveryService:
             return True
         return bool(self.customer_opted_out and self.customer_opted_out(message.customer_id))
 
-    def _admit(self, message: ActionMessage, budgets: list[Budget]) -> Lease | tuple[float, float | None] | None:
-        """A lease (or None) when the message may go now; else (when to retry, reserved slot or None)."""
-        now = self.clock()
+    def _pace(self, message: ActionMessage, budgets: list[Budget]) -> float | None:
+        """None when the message may go now on every rate budget; else the slot reserved for it (epoch)."""
         rates = [b for b in budgets if b.kind == RATE]
-        if rates:
-            reserved = _slot_of(message)
-            longest = max(b.interval for b in rates)
-            if reserved is not None and now < reserved - EARLY_TOLERANCE:
-                return reserved, reserved  # surfaced early: keep the slot, wait for it
-            if reserved is None or now > reserved + longest:
-                slot = 0.0
-                for budget in rates:
-                    slot = self.limiter.reserve(budget, not_before=slot or None)
-                if slot > now + EARLY_TOLERANCE:
-                    return slot, slot
+        if not rates:
+            return None
+        now = self.clock()
+        reserved = _slot_of(message)
+        # A copy that surfaces late may still use its slot while the lateness stays inside the headroom the
+        # pacing leaves (HEADROOM of the limit); later than that, its slot is gone and it queues again.
+        late_ok = max(max(b.interval for b in rates), min((1 - HEADROOM) * b.seconds for b in rates))
+        if reserved is not None and now < reserved - EARLY_TOLERANCE:
+            return reserved  # surfaced early: keep the slot, wait for it
+        if reserved is not None and now <= reserved + late_ok:
+            return None
+        slot = 0.0
+        for budget in rates:
+            slot = self.limiter.reserve(budget, not_before=slot or None)
+        return slot if slot > now + EARLY_TOLERANCE else None
+
+    def _admit(self, budgets: list[Budget]) -> Lease | float | None:
+        """Window and concurrency budgets: a lease (or None) when the message may go now, else when to retry."""
+        now = self.clock()
         for budget in budgets:
             if budget.kind == WINDOW:
                 wait = self.limiter.take_window(budget)
                 if wait > 0:
-                    return now + wait, None
+                    return now + wait
         lease: Lease | None = None
         for budget in budgets:
             if budget.kind == CONCURRENCY:
                 got = self.limiter.acquire(budget)
                 if not isinstance(got, Lease):
-                    return now + min(got, 1.0) + random.uniform(0, 0.05), None
+                    return now + min(got, 1.0) + random.uniform(0, 0.05)
                 lease = got
         return lease
 
@@ -215,7 +226,7 @@ class DeliveryService:
         self.on_delivered(message, outcome)
         return outcome
 
-    def _reschedule(self, message: ActionMessage, at: float, record: DedupeRecord, *, reason: str,
+    def _reschedule(self, message: ActionMessage, at: float, record: DedupeRecord | None, *, reason: str,
                     uncertain: bool = False, failed: bool = False, release: bool = True) -> Outcome:
         n = int(message.properties.get(RESCHEDULES_PROPERTY, "0")) + 1
         copy = _with_property(message, RESCHEDULES_PROPERTY, str(n))
@@ -224,10 +235,11 @@ class DeliveryService:
         self.broker.publish(CHANNEL_QUEUES[message.channel], [OutgoingMessage(
             body=copy.to_json(), message_id=reschedule_id(message.dedupe_key, n), scheduled_at=when,
             subject=message.channel)])
-        if release:
+        if release and record is not None:
             self.dedupe.release(record, uncertain=uncertain, failed=failed)
         log.info("rescheduled %s to %s: %s", message.dedupe_key, when.isoformat(), reason)
-        return Outcome(RESCHEDULED, message.dedupe_key, retry_at=when, reason=reason, attempts=record.attempts)
+        return Outcome(RESCHEDULED, message.dedupe_key, retry_at=when, reason=reason,
+                       attempts=record.attempts if record else 0)
 
     def _publish_followups(self, message: ActionMessage) -> None:
         by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
