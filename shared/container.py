@@ -157,8 +157,10 @@ class Container:
         return RateLimiter(self.tables.table(RATE_LIMITS), clock=self.clock)
 
     def on_delivered(self, message: ActionMessage, outcome: Outcome) -> None:
-        """Called after every terminal delivery outcome (may repeat for one message). No-op until the ledger
-        is wired here; the firing's key is `message.properties.get("firing_key")`."""
+        """A message reached its recipient: the opportunity it belongs to becomes `notified` (never backwards)."""
+        firing_key = message.properties.get("firing_key")
+        if outcome.status == "sent" and firing_key:
+            self.ledger.mark_notified(message.customer_id, firing_key, datetime.fromtimestamp(self.clock(), UTC))
 
     @cached_property
     def delivery(self) -> DeliveryService:

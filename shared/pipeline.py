@@ -24,6 +24,7 @@ from shared.customer_store import CustomerStore, partition_key
 from shared.errors import Conflict, InvalidInput
 from shared.events import CrmEvent
 from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, Claim, OpportunityLedger, QueuedMessage, row_key
+from shared.messages import ActionMessage
 from shared.model import Customer
 from shared.names import CHANNEL_QUEUES, SWEEP_SHARDS
 from shared.rules import Evaluator
@@ -75,8 +76,7 @@ class Planner:
         messages, held = [], []
         for action, message in firing.to_messages(
                 now, not_before=lambda action: email_slot if action.channel == "email" else None):
-            # The sender reports deliveries against the firing (ledger status) through these properties.
-            message = replace(message, properties={**message.properties, **properties})
+            message = _with_properties(message, properties)
             queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
                 body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
                 subject=action.channel, properties=properties))
@@ -128,6 +128,13 @@ class Planner:
             self.publish(claims, now, report)
             report.recovered = len(claims)
         return report
+
+
+def _with_properties(message: ActionMessage, properties: dict[str, str]) -> ActionMessage:
+    """The message (and its nested follow-ups) tagged with the firing, so senders can report deliveries to the
+    ledger."""
+    return replace(message, properties={**message.properties, **properties}, followups=tuple(
+        _with_properties(ActionMessage.from_json(f), properties).to_json() for f in message.followups))
 
 
 # ---------------------------------------------------------------------------------------------------------------

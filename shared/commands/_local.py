@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,17 +26,29 @@ def load_local_settings(path: Path = LOCAL_SETTINGS) -> None:
         os.environ.setdefault(key, str(value))
 
 
+# What `embedded=True` pins: the demo never writes to a configured storage account, queue or CRM.
+EMBEDDED = {"BROKER": "local", "DELIVERY_TRANSPORT": "outbox", "CRM_TASK_TARGET": "local"}
+
+
 @contextlib.contextmanager
-def local_stack(*, persistent: bool = True, quiet: bool = False) -> Iterator[Container]:
-    """A container on the configured Table Storage, or on an Azurite started now (data under LOCAL_DIR/azurite)."""
+def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool = False) -> Iterator[Container]:
+    """A container on the configured Table Storage, or on an Azurite started now (data under LOCAL_DIR/azurite).
+
+    `embedded=True` ignores configured storage, broker and delivery targets and always runs everything locally.
+    """
     load_local_settings()
     env = dict(os.environ)
+    if embedded:
+        env.update(EMBEDDED)
+        env.pop("TABLES_CONNECTION_STRING", None)
+        env.pop("TABLES_ACCOUNT_URL", None)
     if env.get("TABLES_CONNECTION_STRING") or env.get("TABLES_ACCOUNT_URL"):
         container = Container(Settings.from_env(env))
         container.tables.ensure_tables()
         yield container
         return
     local_dir = Settings.from_env({**env, "TABLES_CONNECTION_STRING": "-"}).local_dir
+    env.setdefault("UNSUBSCRIBE_SIGNING_KEY", local_signing_key(local_dir))
     azurite = Azurite(in_memory=not persistent, location=local_dir / "azurite" if persistent else None)
     with azurite:
         if not quiet:
@@ -44,6 +57,23 @@ def local_stack(*, persistent: bool = True, quiet: bool = False) -> Iterator[Con
         container = Container(Settings.from_env({**env, "TABLES_CONNECTION_STRING": azurite.connection_string}))
         container.tables.ensure_tables()
         yield container
+
+
+def local_dir_setting() -> Path:
+    """LOCAL_DIR as configured (environment or local.settings.json), without needing any other setting."""
+    load_local_settings()
+    return Settings.from_env({**os.environ, "TABLES_CONNECTION_STRING": "-"}).local_dir
+
+
+def local_signing_key(local_dir: Path) -> str:
+    """A link-signing key for the local stack only, generated once and kept in LOCAL_DIR (never in the repo), so
+    links in the local outbox still verify when `crmflow serve` runs later."""
+    path = local_dir / "unsubscribe-signing-key"
+    if not path.exists():
+        local_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
 
 
 def offline_settings() -> Settings:

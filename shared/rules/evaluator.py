@@ -202,5 +202,6 @@ class Evaluator:
             description = "\n".join(part for part in (context["reason"], context["recommendation"]) if part)
         return subject, {"description": description,
                          "due": context["due_date"].isoformat() if context["due_date"] else None,
-                         "regarding_email": customer.email,
+                         # Only a usable address: a bad one would make the CRM writer refuse the rep's task.
+                         "regarding_email": customer.email if valid_address(customer.email) else None,
                          "owner_email": customer.owner.email if customer.owner else None}, None

@@ -220,3 +220,16 @@ def test_bad_data_in_one_rule_is_counted_not_fatal(tmp_path):
     assert evaluator.errors["odd"] == 1
     with pytest.raises(Exception, match="trigger"):
         evaluator.evaluate(odd, now=NOW, trigger="nightly")
+
+
+def test_crm_task_for_a_customer_with_a_bad_address_still_reaches_the_writer(catalog, customers):
+    from dataclasses import replace
+
+    from shared.crm.tasks import CrmTask
+
+    customer = replace(customers["C-001"], email="not-an-email")
+    fired = by_rule(Evaluator(catalog, settings()).evaluate(customer, now=NOW, trigger="sweep"))
+    task = next(a for a in fired["cross-sell-a-to-b"].actions if a.channel == "crm_task")
+    assert task.status == "planned" and task.content["regarding_email"] is None
+    message = task.to_message(fired["cross-sell-a-to-b"], NOW)
+    assert CrmTask.from_message(message).owner_email == "hanako@contoso.com"
