@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -51,10 +51,11 @@ class ActionMessage:
             raise InvalidInput(f"dedupe_key must be 1..{MAX_MESSAGE_ID} characters", Location(field="dedupe_key"))
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Shallow on purpose: asdict() deep-copies every rendered card and body, which the sweep pays per action.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["planned_at"] = self.planned_at.isoformat()
         data["not_before"] = self.not_before.isoformat() if self.not_before else None
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ActionMessage:
@@ -67,3 +68,10 @@ class ActionMessage:
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"not an action message: {exc}") from None
+
+
+def _plain(value: object) -> object:
+    """JSON for the read-only mappings and tuples a message may hold."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -119,11 +118,11 @@ def _weekdays(raw: str) -> frozenset[int]:
 
 def _json_map(raw: str) -> Mapping[str, str]:
     if not raw.strip():
-        return MappingProxyType({})
+        return {}
     value = json.loads(raw)
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValueError('must be a JSON object of strings, e.g. {"sales": "https://..."}')
-    return MappingProxyType(dict(value))
+    return dict(value)
 
 
 def _csv_list(raw: str) -> tuple[str, ...]:

@@ -1,0 +1,126 @@
+"""The daily sweep over Azurite: storage and broker operations per customer, and fan-out across processes.
+
+    .venv/bin/python bench/sweep.py [--customers 10000] [--runs 3]
+
+1. Imports generated customers (shared.sample_data, every scenario) into Azurite once.
+2. Operation counts (every Table request is counted through the SDK's response hook, every broker call through a
+   counting wrapper): a first sweep on an empty ledger, then the same sweep again (nothing new to plan).
+3. Throughput: whole sweeps with 1 and with 2 worker processes over the same data (fresh ledger and broker each
+   run, runs alternated), medians and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
+
+from shared.container import Container
+from shared.importer import import_customers
+from shared.localstack import Azurite
+from shared.names import OPPORTUNITIES
+from shared.sample_data import DEMO_NOW, write_samples
+from shared.settings import Settings
+from shared.tables import TableAccess
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
+
+
+class CountingBroker:
+    """The real broker, with its calls counted."""
+
+    def __init__(self, real):
+        self.real, self.calls, self.messages = real, 0, 0
+
+    def publish(self, queue, messages):
+        self.calls += 1
+        self.messages += len(messages)
+        return self.real.publish(queue, messages)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def counted_sweep(settings: Settings) -> dict:
+    from shared.commands.sweep import run_sweep
+
+    requests: Counter = Counter()
+    container = Container(settings)
+    container.tables = TableAccess(settings, raw_response_hook=lambda r: requests.update([r.http_request.method]))
+    container.broker = CountingBroker(container.broker)
+    container.evaluator  # noqa: B018 - load the rules outside the timing
+    started = time.perf_counter()
+    report = run_sweep(container, DEMO_NOW)
+    elapsed = time.perf_counter() - started
+    writes = sum(n for method, n in requests.items() if method in WRITE_METHODS)
+    return {"report": report, "reads": requests["GET"], "writes": writes, "broker_calls": container.broker.calls,
+            "messages": container.broker.messages, "seconds": elapsed}
+
+
+def fresh_run_settings(base: Settings, tmp: Path) -> Settings:
+    """Same customers, empty ledger, new broker file."""
+    Container(base).tables.service.delete_table(f"{base.table_prefix}{OPPORTUNITIES}")
+    Container(base).tables.ensure_tables()
+    return base.replace(local_dir=tmp / uuid.uuid4().hex[:8])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp_dir, Azurite(in_memory=True) as azurite:
+        tmp = Path(tmp_dir)
+        customers_csv, purchases_csv = write_samples(args.customers, tmp / "samples")
+        settings = Settings.from_env({"TABLES_CONNECTION_STRING": azurite.connection_string,
+                                      "TABLE_PREFIX": "b" + uuid.uuid4().hex[:8], "LOCAL_DIR": str(tmp / "l0"),
+                                      "UNSUBSCRIBE_SIGNING_KEY": "bench-only-key-0123456789abcdef"})
+        Container(settings).tables.ensure_tables()
+        imported = import_customers(Container(settings).customers, customers_csv, purchases_path=purchases_csv)
+        print(f"{imported.imported:,} customers imported into Azurite", flush=True)
+
+        first = counted_sweep(settings)
+        again = counted_sweep(settings)
+        r = first["report"]
+        actions = first["messages"]
+        per10k = 10_000 / r.customers
+        print(f"\nfirst sweep: {r.customers:,} customers, {r.firings:,} firings, {actions:,} messages published")
+        print(f"  storage: {first['reads']:,} reads, {first['writes']:,} writes -> "
+              f"{first['writes'] / actions:.2f} writes per planned action (target <= 3)")
+        print(f"  broker:  {first['broker_calls']:,} publish calls -> {first['broker_calls'] / actions:.3f} per "
+              f"planned action (target <= 1, amortised)")
+        print(f"second sweep (same day, everything already planned): {again['writes']:,} writes, "
+              f"{again['broker_calls']:,} broker calls, {again['reads'] * per10k:,.0f} reads per 10,000 customers "
+              f"(target: 0 writes for customers with nothing new)")
+        print(f"  throughput, 1 worker: first sweep {r.customers / first['seconds']:,.0f} customers/s "
+              f"({r.firings / r.customers:.2f} firings per customer), re-run "
+              f"{r.customers / again['seconds']:,.0f} customers/s")
+
+        from shared.commands.sweep import run_sweep
+
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        for run in range(args.runs):
+            for workers in (1, 2):
+                run_settings = fresh_run_settings(settings, tmp)
+                container = Container(run_settings)
+                started = time.perf_counter()
+                report = run_sweep(container, DEMO_NOW, workers=workers)
+                elapsed = time.perf_counter() - started
+                rates[workers].append(report.customers / elapsed)
+                print(f"run {run + 1}, {workers} worker(s): {report.customers / elapsed:,.0f} customers/s "
+                      f"({report.planned:,} firings planned in {elapsed:.1f}s)", flush=True)
+        one, two = statistics.median(rates[1]), statistics.median(rates[2])
+        print(f"\nmedian: 1 worker {one:,.0f} customers/s, 2 workers {two:,.0f} customers/s, "
+              f"ratio {two / one:.2f}x (target >= 1.6x)")
+
+
+if __name__ == "__main__":
+    main()
