@@ -37,6 +37,10 @@ lint: $(STAMP)
 bench: install
 	$(PY) bench/import.py
 	$(PY) bench/delivery.py
+	$(PY) bench/rules.py
+	$(PY) bench/sweep.py
+	$(PY) bench/webhooks.py
+	$(PY) bench/broker.py
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache
