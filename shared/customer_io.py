@@ -166,13 +166,20 @@ class _Values:
         raise _CellError(column, f"expected yes/no (はい/いいえ), got {text!r}")
 
     def day(self, text: str, column: str) -> str | None:
-        text = unicodedata.normalize("NFKC", text).strip()
+        text = text.strip()
         if not text:
             return None
-        head = text.split("T")[0].split(" ")[0] if re.match(r"^\d{4}-\d{2}-\d{2}[T ]", text) else text
+        if not text.isascii():
+            text = unicodedata.normalize("NFKC", text)  # full-width digits from Japanese Excel
+        numeric = _YMD.match(text)
+        if numeric:  # the common case (ISO or Y/M/D, optionally with a time), without strptime's cost
+            try:
+                return date(int(numeric[1]), int(numeric[2]), int(numeric[3])).isoformat()
+            except ValueError:
+                raise _CellError(column, f"not a date: {text!r} (use YYYY-MM-DD)") from None
         for fmt in self.mapping.date_formats:
             try:
-                return datetime.strptime(head, fmt).date().isoformat()
+                return datetime.strptime(text, fmt).date().isoformat()
             except ValueError:
                 continue
         raise _CellError(column, f"not a date: {text!r} (use YYYY-MM-DD)")
@@ -194,6 +201,7 @@ class _Values:
         return [p.strip() for p in parts if p.strip()]
 
 
+_YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ].*)?$")
 _DATE_FIELDS = {"contract_start", "contract_end", "birthday", "last_purchase_date"}
 _FLAG_FIELDS = {"email_opt_out", "requires_approval"}
 
