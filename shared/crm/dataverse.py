@@ -70,7 +70,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
         image = _image_attributes(context.get("PreEntityImages"), "PreEntityImages")
     changed = mapping.map(entity, target)
     merged = mapping.map(entity, {**image, **target})
-    record = _canonical_record(entity, mapping, record_id, merged.record)
+    record = mapping.canonical_record(entity, record_id, merged.record)
 
     needs_refetch = stripped and operation != "delete"
     if operation != "delete" and (merged.unresolved_owner or (entity.kind == "deal" and not record.get(
@@ -83,15 +83,6 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
         record=record, needs_refetch=needs_refetch, received_at=received_at,
         extra={"crm_entity": entity.name, "message": message},
     )]
-
-
-def _canonical_record(entity: EntityMapping, mapping: VendorMapping, record_id: str, mapped: dict) -> dict:
-    record = dict(mapped)
-    if entity.kind == "customer":
-        record["id"] = mapping.customer_id(record_id)
-    else:
-        record["deal"] = {**record.get("deal", {}), "id": record_id}
-    return record
 
 
 def _event_id(context: Mapping, record_id: str, message: str) -> str:
@@ -226,7 +217,7 @@ class DataverseClient:
                           headers={"Prefer": 'odata.include-annotations="*"'}).json()
         values = _web_api_values(body)
         mapped = self.mapping.map(mapped_entity, values)
-        record = _canonical_record(mapped_entity, self.mapping, record_id, mapped.record)
+        record = self.mapping.canonical_record(mapped_entity, record_id, mapped.record)
         owner = body.get("owninguser")
         if isinstance(owner, Mapping) and owner.get("internalemailaddress") and mapped_entity.kind == "customer":
             record["owner"] = {"name": owner.get("fullname"), "email": owner.get("internalemailaddress"),

@@ -137,11 +137,7 @@ def _event(item: Any, where: str, mapping: VendorMapping, received_at: datetime)
     if action == "propertychange" and not mapped.changed:
         return None  # a property nobody mapped: nothing to update
 
-    record = dict(mapped.record)
-    if entity.kind == "customer":
-        record["id"] = mapping.customer_id(record_id)
-    else:
-        record["deal"] = {**record.get("deal", {}), "id": record_id}
+    record = mapping.canonical_record(entity, record_id, mapped.record)
     return CrmEvent(
         source=SOURCE, entity=entity.kind, record_id=record_id, operation=operation,
         event_id=f"{portal_id}-{subscription_id}-{event_id}",  # eventId alone is not guaranteed unique

@@ -99,6 +99,15 @@ class VendorMapping:
                                Location(field=where))
         return found
 
+    def canonical_record(self, entity: EntityMapping, record_id: str, mapped: dict) -> dict:
+        """Mapped fields plus the ids: the canonical customer id, or the deal id inside `deal`."""
+        record = dict(mapped)
+        if entity.kind == "customer":
+            record["id"] = self.customer_id(record_id)
+        else:
+            record["deal"] = {**record.get("deal", {}), "id": record_id}
+        return record
+
     def customer_id(self, record_id: str) -> str:
         return f"{self.id_prefix}{record_id}"
 

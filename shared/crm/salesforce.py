@@ -87,11 +87,7 @@ def _event(item: ET.Element, index: int, mapping: VendorMapping, org_id: str, re
     record_id = check_record_id(values.get("Id") or "", f"{where}.sObject.Id")
     mapped = mapping.map(entity, values)
 
-    record = dict(mapped.record)
-    if entity.kind == "customer":
-        record["id"] = mapping.customer_id(record_id)
-    else:
-        record["deal"] = {**record.get("deal", {}), "id": record_id}
+    record = mapping.canonical_record(entity, record_id, mapped.record)
     return CrmEvent(
         source=SOURCE, entity=entity.kind, record_id=record_id, operation="update", event_id=notification_id,
         occurred_at=mapped.updated_at, changed_fields=mapped.changed, record=record, received_at=received_at,

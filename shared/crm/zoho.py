@@ -68,11 +68,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, token: str | 
         except InvalidInput as exc:
             raise InvalidInput(exc.reason, Location(field=f"affected_values[{record_id}].{exc.location.field}")) \
                 from None
-        record = dict(mapped.record)
-        if entity.kind == "customer":
-            record["id"] = mapping.customer_id(record_id)
-        else:
-            record["deal"] = {**record.get("deal", {}), "id": record_id}
+        record = mapping.canonical_record(entity, record_id, mapped.record)
         events.append(CrmEvent(
             source=SOURCE, entity=entity.kind, record_id=record_id, operation=operation,
             event_id=f"{channel}-{server_time}-{operation}-{record_id}", occurred_at=mapped.updated_at or occurred_at,
