@@ -82,3 +82,17 @@ def test_english_customer_gets_english_content():
         "birthday-mail"].actions
     assert email.subject == "Happy birthday, Jane!" and "Dear Jane," in email.content["text"]
     assert email.content["locale"] == "en-US" and fyi.subject == "Sent: email to Contoso"
+
+
+@pytest.mark.parametrize(("locale", "signature"), [("ja-JP", "担当: 佐藤 花子（hanako@contoso.com）"),
+                                                   ("en-US", "Emma (emma@contoso.com)")])
+def test_plain_text_signature_sits_on_its_own_lines(locale, signature):
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    evaluator = Evaluator(load_ruleset(APP_ROOT / "rules", APP_ROOT / "templates"), settings)
+    owner = {"name": signature.split("（")[0].removeprefix("担当: ").split(" (")[0],
+             "email": "hanako@contoso.com" if locale == "ja-JP" else "emma@contoso.com"}
+    customer = Customer.from_dict({"id": "C-6", "name": "Contoso", "contact_name": "Jane", "email": "j@example.com",
+                                   "locale": locale, "birthday": "1980-11-22", "owner": owner})
+    email = {f.rule_id: f for f in evaluator.evaluate(customer, now=NOW, trigger="sweep")}["birthday-mail"].actions[0]
+    lines = email.content["text"].splitlines()
+    assert signature in lines and lines[lines.index(signature) + 1] == "--"
