@@ -42,6 +42,18 @@ def test_validate_reports_every_problem(tmp_path, capsys):
     assert "bad.yaml:4, rule 'cross-sell-a-to-b', field 'when': syntax error" in err
 
 
+def test_validate_checks_the_mapping_files(tmp_path, capsys):
+    mappings = tmp_path / "mappings"
+    shutil.copytree(APP_ROOT / "mappings", mappings)
+    (mappings / "hubspot.yaml").write_text("entities: [not, a, map]\n", encoding="utf-8")
+    (mappings / "csv_default.yaml").unlink()
+    assert main(["validate", "--mappings", str(mappings)]) == 1
+    err = capsys.readouterr().err
+    assert "hubspot.yaml" in err and "csv_default.yaml" in err
+    assert main(["validate"]) == 0
+    assert "CSV and CRM mappings load" in capsys.readouterr().out
+
+
 def test_dry_run_json_from_canonical_json(capsys):
     code = main(["dry-run", "--input", str(FIXTURES / "customers.json"), "--now", "2025-11-22T00:30:00Z",
                  "--format", "json", "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")])
