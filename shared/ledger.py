@@ -23,7 +23,7 @@ from azure.data.tables import TableClient, TransactionOperation, UpdateMode
 
 from shared.broker import OutgoingMessage
 from shared.customer_store import BATCH_LIMIT, MAX_STRING_CHARS, entity_size, partition_key, shard_of
-from shared.errors import InvalidInput, NotFound, PayloadTooLarge
+from shared.errors import InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.names import OPPORTUNITIES
 from shared.tables import TableAccess
 
@@ -203,6 +203,27 @@ class OpportunityLedger:
     def iter_all(self) -> Iterator[Opportunity]:
         for row in self.client.list_entities(results_per_page=1000):
             yield self._opportunity(row)
+
+    def query(self, *, status: str | None = None, owner_email: str | None = None, rule: str | None = None,
+              kind: str | None = None, month: str | None = None, customer_id: str | None = None,
+              limit: int = 100) -> list[Opportunity]:
+        """Opportunities matching every given filter (evaluated by the Table service), at most `limit`."""
+        given = {"status": status, "owner_email": owner_email, "rule": rule, "kind": kind, "month": month,
+                 "customer_id": customer_id}
+        filters = {name: value for name, value in given.items() if value is not None}
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"unknown status {status!r}; one of {', '.join(STATUSES)}", Location(field="status"))
+        if month is not None and not re.fullmatch(r"\d{4}-\d{2}", month):
+            raise InvalidInput("month must look like 2026-11", Location(field="month"))
+        expression = " and ".join(f"{name} eq @{name}" for name in filters) or None
+        rows = (self.client.query_entities(expression, parameters=filters, results_per_page=min(limit, 1000))
+                if expression else self.client.list_entities(results_per_page=min(limit, 1000)))
+        found = []
+        for row in rows:
+            found.append(self._opportunity(row))
+            if len(found) >= limit:
+                break
+        return found
 
     def set_status(self, opportunity_id: str, status: str, now: datetime | None = None,
                    amount: float | None = None, *, manual: bool = True) -> Opportunity:
