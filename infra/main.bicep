@@ -330,6 +330,8 @@ var appSettings = {
   GENERIC_WEBHOOK_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=generic-webhook-secret)'
   DATAVERSE_URL: dataverseUrl
   CRM_TASK_TARGET: crmTaskTarget
+  // housekeeping
+  AUDIT_RETENTION_DAYS: '400'
   // observability
   LOG_LEVEL: logLevel
 }

@@ -271,6 +271,11 @@ class Settings:
         "CRM_TASK_TARGET", _one_of("local", "dataverse"), "local",
         doc="Where crm_task actions go: the local Tasks table or Dataverse tasks.")
 
+    # --- housekeeping ---------------------------------------------------------------------------------------
+    audit_retention_days: int = setting(
+        "AUDIT_RETENTION_DAYS", _int_between(1, 3650), "400",
+        doc="Days the delivery audit rows are kept (the daily cleanup deletes older ones; tables have no TTL).")
+
     # --- observability -------------------------------------------------------------------------------------
     log_level: str = setting(
         "LOG_LEVEL", _one_of("debug", "info", "warning", "error"), "info", doc="Application log level.")

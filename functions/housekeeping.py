@@ -1,0 +1,21 @@
+"""Daily housekeeping timer (Table Storage has no TTL)."""
+
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.cleanup import purge_deliveries
+from shared.container import get_container
+
+log = logging.getLogger("crmflow.functions.housekeeping")
+bp = func.Blueprint()
+
+
+@bp.function_name("cleanup_timer")
+@bp.timer_trigger(arg_name="timer", schedule="0 30 18 * * *", use_monitor=True)  # 03:30 in Tokyo, after the sweep
+def cleanup_timer(timer: func.TimerRequest) -> None:
+    container = get_container()
+    report = purge_deliveries(container.tables, datetime.now(UTC), container.settings.audit_retention_days)
+    log.info("cleanup: %d expired delivery records, %d old audit rows deleted", report.idempotency_records,
+             report.audit_rows)
