@@ -13,8 +13,9 @@ Life of an approval (one per held message; `Approvals` table, PartitionKey = app
      opportunity `queued`; reject → rejected, opportunity `rejected`. A second decision (double click, a second
      approver) loses the ETag race and gets `AlreadyDecided` (HTTP 409). Unanswered past `APPROVAL_TTL_DAYS` it
      expires (409 on the link; the daily housekeeping marks it and the opportunity `suppressed`).
-A crash between "approved" and "published" leaves `published=False`: approving again, or housekeeping, finishes the
-publish (the broker drops a repeat by message id; the sender's idempotency record is the last guard).
+A crash between "approved" and "published" leaves `published=False`: approving again, or housekeeping, after
+`STUCK_AFTER` finishes the publish (the broker drops a repeat by message id; the sender's idempotency record is the
+last guard).
 
 A record holds no more personal data than the held message itself, plus the approver's work address (already in the
 ledger as the opportunity's owner).
@@ -63,7 +64,9 @@ ROW = "approval"  # one row per partition: the partition key is the approval id
 PREVIEW_CHARS = 280
 # A link stays verifiable a while after its approval expired, so a late click reads "expired" (409), not "invalid".
 TOKEN_GRACE = timedelta(days=30)
-STUCK_AFTER = timedelta(minutes=5)  # approved but not yet published for this long: housekeeping finishes it
+# Approved but not published for this long: the approving request died; housekeeping or a new click finishes it.
+# (Sooner, the first request may still be publishing: a concurrent click gets 409 rather than a second publish.)
+STUCK_AFTER = timedelta(minutes=5)
 
 
 def approval_id(action_key: str) -> str:
@@ -288,7 +291,8 @@ class ApprovalFlow:
         if decision not in (APPROVE, REJECT):
             raise InvalidInput(f"decision must be {APPROVE!r} or {REJECT!r}")
         approval = self.authorize(approval_id_, token, now)
-        if approval.status == APPROVED and not approval.published and decision == APPROVE:
+        if approval.status == APPROVED and not approval.published and decision == APPROVE \
+                and approval.decided_at is not None and now - approval.decided_at >= STUCK_AFTER:
             return self._release(approval, now)  # an earlier approval stopped before publishing: finish it
         if approval.expired(now):
             self._expire(approval, now)

@@ -7,7 +7,16 @@ from datetime import timedelta
 
 import pytest
 
-from shared.approvals import APPROVE, APPROVED, EXPIRED, PENDING, approval_id, request_key
+from shared.approvals import (
+    APPROVE,
+    APPROVED,
+    EXPIRED,
+    PENDING,
+    STUCK_AFTER,
+    AlreadyDecided,
+    approval_id,
+    request_key,
+)
 from shared.errors import TransientError
 from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, row_key
 from shared.messages import ActionMessage
@@ -106,7 +115,8 @@ def test_housekeeping_expires_unanswered_approvals_and_suppresses_the_opportunit
     assert container.approvals.housekeeping(DEMO_NOW + timedelta(days=8)) == {"expired": 0, "finished": 0}
 
 
-def test_an_approval_interrupted_before_publishing_is_finished_once(stack):
+@pytest.mark.parametrize("finisher", ["housekeeping", "a later click"])
+def test_an_approval_interrupted_before_publishing_is_finished_once(stack, finisher):
     container, clock = stack
     plan(container)
     drain(container, TEAMS)
@@ -125,9 +135,16 @@ def test_an_approval_interrupted_before_publishing_is_finished_once(stack):
     assert opportunity(container, approval.firing_key).status == NEEDS_APPROVAL
 
     container.broker.publish = real_publish
-    later = DEMO_NOW + timedelta(hours=1)
-    assert container.approvals.housekeeping(later) == {"expired": 0, "finished": 1}
+    with pytest.raises(AlreadyDecided):  # the first request may still be publishing: no second publish now
+        container.approvals.decide(approval.id, token, APPROVE, DEMO_NOW + timedelta(seconds=5))
+    later = DEMO_NOW + STUCK_AFTER + timedelta(seconds=1)
+    if finisher == "housekeeping":
+        assert container.approvals.housekeeping(later) == {"expired": 0, "finished": 1}
+    else:
+        assert container.approvals.decide(approval.id, token, APPROVE, later).published
     assert container.approvals.housekeeping(later) == {"expired": 0, "finished": 0}
+    with pytest.raises(AlreadyDecided):
+        container.approvals.decide(approval.id, token, APPROVE, later)
     assert container.approval_store.get(approval.id).published
     assert opportunity(container, approval.firing_key).status == QUEUED
     clock.set(later)
