@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/sweep.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/broker.py
+	$(PY) bench/approvals.py
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache

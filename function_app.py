@@ -2,10 +2,20 @@
 
 import azure.functions as func
 
-from functions import crm_tasks, crm_webhooks, health, housekeeping, opportunities, pipeline, senders, unsubscribe
+from functions import (
+    approvals,
+    crm_tasks,
+    crm_webhooks,
+    health,
+    housekeeping,
+    opportunities,
+    pipeline,
+    senders,
+    unsubscribe,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp,
-                  opportunities.bp, housekeeping.bp):
+for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp, opportunities.bp,
+                  approvals.bp, housekeeping.bp):
     app.register_functions(blueprint)

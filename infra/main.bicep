@@ -323,6 +323,8 @@ var appSettings = {
   BOT_REQUESTS_PER_SECOND: '50'
   WEBHOOK_POSTS_PER_SECOND: '4'
   DELIVERY_MAX_ATTEMPTS: '8'
+  // approvals
+  APPROVAL_TTL_DAYS: '7'
   // CRM webhooks and write-back
   HUBSPOT_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=hubspot-client-secret)'
   ZOHO_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=zoho-webhook-token)'

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from shared.approvals import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customer_store import CustomerStore
@@ -86,7 +87,18 @@ class Container:
 
     @cached_property
     def planner(self) -> Planner:
-        return Planner(self.settings, self.ledger, self.broker)
+        return Planner(self.settings, self.ledger, self.broker, self.approvals)
+
+    # --- approvals (issue: approval flow) ------------------------------------------------------------------
+    @cached_property
+    def approval_store(self) -> ApprovalStore:
+        return ApprovalStore(self.tables)
+
+    @cached_property
+    def approvals(self) -> ApprovalFlow:
+        """Held messages → approval records, request cards, decisions (GET|POST /api/approvals/{id})."""
+        return ApprovalFlow(self.settings, self.approval_store, self.ledger, self.broker, self.customers,
+                            renderer=lambda: self.ruleset.renderer)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
     @cached_property

@@ -7,6 +7,12 @@ once the broker accepted them the row is rewritten slim with `published=True` an
 between leaves `published=False`, and the next evaluation of that shard re-publishes the stored messages (broker
 duplicate detection absorbs a double publish) — whether or not the rule still fires that day.
 
+Held messages (actions waiting for a human approval) count as "to publish" too: the planner hands them to the
+approval store (`shared/approvals.py`) before marking the claim, so a crash in between is recovered the same way;
+marking then blanks them here (the `Approvals` row is their only copy). An approval's decision moves the opportunity
+out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
+`suppressed`), expired unanswered → `suppressed`.
+
 PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key.
 """
 
@@ -28,12 +34,13 @@ from shared.names import OPPORTUNITIES
 from shared.tables import TableAccess
 
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
-SUPPRESSED, NEEDS_APPROVAL = "suppressed", "needs_approval"
-STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL)
+SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
+STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED)
 # Status changes people make through the API (PATCH /api/opportunities/{id}).
 MANUAL_TRANSITIONS = {
     QUEUED: {IN_PROGRESS, WON, LOST}, NOTIFIED: {IN_PROGRESS, WON, LOST}, IN_PROGRESS: {WON, LOST, NOTIFIED},
     DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
+    REJECTED: {IN_PROGRESS, LOST},
 }
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f]")
 
@@ -177,8 +184,10 @@ class OpportunityLedger:
                       "status": claim.status, "updated_at": now}
             if claim.status == QUEUED:
                 entity["queued_at"] = now
-            # The stored messages are no longer needed: blank them (a merge cannot remove columns).
+            # The stored messages are no longer needed: blank them (a merge cannot remove columns). Held ones
+            # now live in the approval store (the planner passes `held=()` when it has none, keeping them here).
             entity.update(dict.fromkeys(_chunks("messages_json", [m.to_dict() for m in claim.messages]), ""))
+            entity.update(dict.fromkeys(_chunks("held_json", [m.to_dict() for m in claim.held]), ""))
             by_partition.setdefault(partition, []).append(entity)
         for entities in by_partition.values():
             for start in range(0, len(entities), BATCH_LIMIT):
@@ -253,14 +262,30 @@ class OpportunityLedger:
         if current.status in (DETECTED, QUEUED, NEEDS_APPROVAL):
             self.set_status(opportunity_id, NOTIFIED, now, manual=False)
 
+    def mark_decided(self, customer_id: str, firing_key: str, status: str, now: datetime) -> None:
+        """An approval was decided (queued, rejected or suppressed): moves only an opportunity still waiting for it,
+        so a firing whose other actions already went out (queued, notified) keeps its status."""
+        opportunity_id = f"{self.partition_of(customer_id)}~{row_key(firing_key)}"
+        try:
+            current = self.get(opportunity_id)
+        except NotFound:
+            return
+        if current.status == NEEDS_APPROVAL:
+            entity = {"PartitionKey": opportunity_id.split("~")[0], "RowKey": row_key(current.key),
+                      "status": status, "updated_at": now}
+            if status == QUEUED:
+                entity["queued_at"] = now
+            self.client.update_entity(entity, mode=UpdateMode.MERGE)
+
     # --- encoding ------------------------------------------------------------------------------------------
     def _claim_entity(self, partition: str, claim: Claim, now: datetime) -> dict:
         entity = {
             "PartitionKey": partition, "RowKey": row_key(claim.key), "key": claim.key, "rule": claim.rule,
             "kind": claim.kind, "customer_id": claim.customer_id,
-            "status": DETECTED if claim.messages else claim.status, "target_status": claim.status,
+            "status": DETECTED if claim.messages or claim.held else claim.status, "target_status": claim.status,
             "month": claim.local_date[:7], "local_date": claim.local_date, "detected_at": now, "updated_at": now,
-            "published": not claim.messages, "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
+            "published": not (claim.messages or claim.held),
+            "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
         for name in ("owner_name", "owner_email", "recommendation"):
             if getattr(claim, name):

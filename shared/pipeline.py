@@ -4,6 +4,8 @@ Order of work for a batch of firings (what makes it crash-safe):
   1. claim each firing in the ledger (atomic insert; the claim stores the rendered messages, `published=False`);
   2. publish the claimed firings' messages to their queues (message_id = action dedupe key);
   3. mark the claims published.
+Held messages (actions waiting for approval) are handed to the approval flow between 1 and 2: one approval each,
+inserted atomically, and the claim also carries the Teams card asking the owner (`shared/approvals.py`).
 A crash after 1 leaves unpublished claims that the next evaluation of the shard publishes (step 0: recover); a
 crash after 2 makes that recovery publish twice, which broker duplicate detection drops. Firings already claimed
 are skipped before any write, so customers that fire nothing, or fire what was planned before, cost no writes.
@@ -17,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from shared.broker import Broker, OutgoingMessage
 from shared.crm.merge import apply_event, customer_id_of
@@ -31,6 +34,9 @@ from shared.rules import Evaluator
 from shared.rules.model import Firing
 from shared.schedule import next_business_slot
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.approvals import ApprovalFlow
 
 log = logging.getLogger("crmflow.pipeline")
 
@@ -47,12 +53,13 @@ class PlanReport:
     already_planned: int = 0
     recovered: int = 0
     messages: int = 0
+    approvals: int = 0  # approvals opened (held messages waiting for a person)
     by_rule: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
 
     def add(self, other: PlanReport) -> None:
-        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages"):
+        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_rule.update(other.by_rule)
         self.by_channel.update(other.by_channel)
@@ -62,10 +69,13 @@ class PlanReport:
 class Planner:
     """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
 
-    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker):
+    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker,
+                 approvals: ApprovalFlow | None = None):
+        """Without `approvals`, held messages stay in the ledger claim (nothing asks anyone)."""
         self.settings = settings
         self.ledger = ledger
         self.broker = broker
+        self.approvals = approvals
 
     def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> Claim:
         """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
@@ -82,6 +92,9 @@ class Planner:
                 subject=action.channel, properties=properties))
             (held if action.status == NEEDS_APPROVAL else messages).append(queued)
         status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
+        if held and self.approvals is not None:  # the cards asking the owner travel as ordinary messages
+            requests = (self.approvals.request_message(customer, firing, queued, now) for queued in held)
+            messages += [request for request in requests if request is not None]
         actions = tuple({"key": a.dedupe_key, "channel": a.channel, "status": a.status, "reason": a.reason}
                         for a in firing.actions)
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
@@ -113,11 +126,16 @@ class Planner:
                 report.by_channel[f"{action['channel']}:{action['status']}"] += 1
             for queued in claim.messages:
                 by_queue[queued.queue].append(queued.message)
+        held = [claim for claim in claims if claim.held]
+        if held and self.approvals is not None:  # before the cards go out, so their links resolve
+            report.approvals += self.approvals.open(held, now)
         for queue, messages in by_queue.items():
             self.broker.publish(queue, messages)
             report.messages += len(messages)
         if claims:
-            self.ledger.mark_published(claims, now)
+            # Held messages handed to the approval store are blanked from the claim; without one they stay.
+            self.ledger.mark_published(
+                claims if self.approvals is not None else [replace(c, held=()) for c in claims], now)
 
     def recover(self, partition: str, now: datetime) -> PlanReport:
         """Publish claims a crash left unpublished in this partition."""

@@ -256,6 +256,11 @@ class Settings:
         "DELIVERY_MAX_ATTEMPTS", _int_between(1, 100), "8",
         doc="Send attempts after timeouts/5xx (exponential backoff with jitter) before a delivery is failed.")
 
+    # --- approvals -----------------------------------------------------------------------------------------
+    approval_ttl_days: int = setting(
+        "APPROVAL_TTL_DAYS", _int_between(1, 90), "7",
+        doc="Days an approval request stays open; unanswered, it expires and the held message is never sent.")
+
     # --- CRM webhooks and write-back ------------------------------------------------------------------------
     hubspot_client_secret: str | None = setting(
         "HUBSPOT_CLIENT_SECRET", secret=True, doc="HubSpot app client secret (X-HubSpot-Signature-v3).")

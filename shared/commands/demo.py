@@ -11,9 +11,10 @@ import argparse
 import shutil
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import function_app
+from shared.approvals import PENDING
 from shared.broker.local import LocalBroker
 from shared.commands._local import local_dir_setting, local_stack
 from shared.commands.sweep import format_report, run_sweep
@@ -94,6 +95,16 @@ def deliver_all(container: Container) -> Counter:
     return outcomes
 
 
+def _approvals(container: Container) -> str:
+    """How many held messages wait for their owner, and one review link (the Teams cards carry the others)."""
+    pending = sorted(container.approval_store.query(PENDING), key=lambda approval: approval.id)
+    line = f"  approvals pending: {len(pending)}"
+    if pending:
+        now = datetime.fromtimestamp(container.clock(), UTC)
+        line += f"\n  review one: {container.approvals.link(pending[0].id, now)}"
+    return line
+
+
 def _report(container: Container) -> str:
     opportunities = list(container.ledger.iter_all())
     lines = []
@@ -115,6 +126,7 @@ def _report(container: Container) -> str:
         sample = next(row for row in outbox if row["channel"] == channel)
         subject = sample["subject"][:60]
         lines.append(f"  e.g. {sample['path']}\n       {subject}{' ' * max(0, 2 - display_width(subject))}")
+    lines.append(_approvals(container))
     lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
-                 "crmflow serve answers the unsubscribe links)")
+                 "crmflow serve answers the unsubscribe and approval links)")
     return "\n".join(lines)

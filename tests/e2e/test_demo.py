@@ -34,5 +34,9 @@ def test_demo_runs_the_whole_flow_into_the_outbox(tmp_path):
     assert message["List-Unsubscribe"] and message.get_body(("plain",)) and message.get_body(("html",))
     payload = json.loads(cards[0].read_text(encoding="utf-8"))
     assert "AdaptiveCard" in json.dumps(payload)
+    # Held renewal mails wait for their owner: one approval each, a request card each, one review link printed.
+    assert "approvals pending: 18" in out and "/api/approvals/ap" in out and "?token=" in out
+    texts = [c.read_text(encoding="utf-8") for c in cards]
+    assert sum("【承認依頼】" in t or "Approval needed" in t for t in texts) == 18
     # Personal data stays out of the log: no customer address is printed.
     assert "@example.co" not in result.stderr and "@example.co" not in out

@@ -1,0 +1,119 @@
+"""GET|POST /api/approvals/{id}: review a held message and approve or reject it (anonymous: the signed token in the
+link is the credential; in Azure, App Service authentication also asks the rep to sign in).
+
+Browsers get localised HTML pages; a JSON request (`Content-Type: application/json`, or `Accept:
+application/json` on GET) gets JSON. Errors map to status codes through functions/http.py either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+import azure.functions as func
+
+from functions.http import handle_errors, json_response, status_for
+from shared import approval_pages as pages
+from shared.approvals import PENDING, AlreadyDecided, Approval
+from shared.container import get_container
+from shared.errors import CrmflowError, InvalidInput
+
+log = logging.getLogger("crmflow.functions.approvals")
+bp = func.Blueprint()
+
+
+def _wants_json(req: func.HttpRequest) -> bool:
+    if req.method == "POST":
+        return (req.headers.get("Content-Type") or "").lower().startswith("application/json")
+    accept = (req.headers.get("Accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _form(req: func.HttpRequest) -> dict[str, str]:
+    """POST fields from JSON or a urlencoded form; a token in the query string counts too."""
+    fields: dict[str, str] = {}
+    body = req.get_body()
+    if body:
+        if _wants_json(req):
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("the body is not JSON") from None
+            if not isinstance(data, dict):
+                raise InvalidInput("the body must be a JSON object")
+            fields = {k: str(v) for k, v in data.items() if isinstance(v, str)}
+        else:
+            fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+    fields.setdefault("token", req.params.get("token") or "")
+    return fields
+
+
+def _html(page: pages.Page) -> func.HttpResponse:
+    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
+                             headers=dict(pages.HEADERS))
+
+
+def _lang(container, approval: Approval | None, req: func.HttpRequest) -> str:
+    """The customer's language (the mail's locale, else the customer record), else the browser's."""
+    if approval is not None:
+        locale = approval.message.content.get("locale")
+        if not locale:
+            customer = container.approvals.customer_of(approval)
+            locale = customer.locale if customer else None
+        return pages.language(locale or container.settings.default_locale)
+    accept = req.headers.get("Accept-Language") or container.settings.default_locale
+    return pages.language(accept.split(",")[0])
+
+
+@bp.function_name("approvals")
+@bp.route(route="approvals/{id}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@handle_errors
+def approvals(req: func.HttpRequest) -> func.HttpResponse:
+    container = get_container()
+    flow = container.approvals
+    now = datetime.fromtimestamp(container.clock(), UTC)
+    approval_id = req.route_params.get("id", "")
+    as_json = _wants_json(req)
+    approval = None
+    try:
+        if req.method == "GET":
+            token = req.params.get("token") or ""
+            approval = flow.authorize(approval_id, token, now)
+            status = approval.effective_status(now)
+            if status != PENDING:
+                raise AlreadyDecided(status)
+            if as_json:
+                return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
+            return _html(pages.review_page(approval, token, _lang(container, approval, req)))
+        fields = _form(req)
+        # Easy Auth names the signed-in rep; kept on the record as who decided (never logged).
+        decided_by = req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME") or None
+        approval = flow.decide(approval_id, fields.get("token"), (fields.get("decision") or "").lower(), now,
+                               decided_by)
+        if as_json:
+            return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
+        return _html(pages.decided_page(approval, _lang(container, approval, req)))
+    except CrmflowError as exc:
+        if as_json:
+            raise  # handle_errors answers JSON with the mapped status
+        if approval is None and isinstance(exc, AlreadyDecided):
+            try:  # the token was valid (decide() checked it): answer in the customer's language
+                approval = flow.store.get(approval_id)
+            except CrmflowError:
+                approval = None
+        lang = _lang(container, approval, req)
+        if isinstance(exc, AlreadyDecided):
+            return _html(pages.already_page(exc.status, lang))
+        return _html(pages.error_page(status_for(exc), lang))
+
+
+@bp.function_name("approvals_housekeeping")
+@bp.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", use_monitor=True)
+def approvals_housekeeping(timer: func.TimerRequest) -> None:
+    """Daily: expire unanswered approvals (their opportunities become suppressed), finish interrupted approvals."""
+    container = get_container()
+    counts = container.approvals.housekeeping(datetime.fromtimestamp(container.clock(), UTC))
+    log.info("approvals: %d expired, %d approved ones published after an interruption", counts["expired"],
+             counts["finished"])
