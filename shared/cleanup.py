@@ -1,4 +1,5 @@
-"""Housekeeping Table Storage cannot do itself (it has no TTL): delete expired delivery records and old audit rows."""
+"""Housekeeping Table Storage cannot do itself (it has no TTL): delete expired delivery records, old audit rows and
+long-decided approvals."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from datetime import datetime, timedelta
 
 from azure.data.tables import TableClient, TransactionOperation
 
+from shared.approvals import PENDING
 from shared.customer_store import BATCH_LIMIT
-from shared.names import DELIVERIES
+from shared.names import APPROVALS, DELIVERIES
 from shared.tables import TableAccess
 
 IDEMPOTENCY_PARTITIONS = tuple(f"d{i:02x}" for i in range(256))  # TableDedupeStore: `d` + two hex digits
@@ -19,6 +21,7 @@ IDEMPOTENCY_PARTITIONS = tuple(f"d{i:02x}" for i in range(256))  # TableDedupeSt
 class CleanupReport:
     idempotency_records: int
     audit_rows: int
+    approvals: int = 0
 
 
 def purge_deliveries(tables: TableAccess, now: datetime, audit_retention_days: int) -> CleanupReport:
@@ -35,7 +38,13 @@ def purge_deliveries(tables: TableAccess, now: datetime, audit_retention_days: i
     cutoff = f"audit-{(now - timedelta(days=audit_retention_days)):%Y%m%d}"
     old_audit = client.query_entities("PartitionKey ge 'audit-' and PartitionKey lt @cutoff",
                                       parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"])
-    return CleanupReport(records, _delete(client, old_audit))
+    audit_rows = _delete(client, old_audit)
+    # Decided approvals hold the rendered mail: keep them as long as the audit, then let them go.
+    decided = tables.table(APPROVALS).query_entities(
+        "status ne @pending and decided_at lt @cutoff",
+        parameters={"pending": PENDING, "cutoff": now - timedelta(days=audit_retention_days)},
+        select=["PartitionKey", "RowKey"])
+    return CleanupReport(records, audit_rows, _delete(tables.table(APPROVALS), decided))
 
 
 def _delete(client: TableClient, rows: Iterable[dict]) -> int:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.cleanup import purge_deliveries
 from shared.idempotency import TableDedupeStore
-from shared.names import DELIVERIES
+from shared.names import APPROVALS, DELIVERIES
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -26,13 +26,20 @@ def test_purge_deletes_only_what_expired(container):
         for i in range(count):
             table.create_entity({"PartitionKey": stamp, "RowKey": f"r{i:03d}", "status": "sent"})
     table.create_entity({"PartitionKey": "conversation", "RowKey": "x", "value": "cached"})
+    approvals = container.tables.table(APPROVALS)
+    for name, status, decided in (("ap-old", "approved", NOW - timedelta(days=401)),
+                                  ("ap-recent", "rejected", NOW - timedelta(days=3)),
+                                  ("ap-open", "pending", None)):
+        approvals.create_entity({"PartitionKey": name, "RowKey": "approval", "status": status,
+                                 **({"decided_at": decided} if decided else {})})
 
     report = purge_deliveries(container.tables, NOW, audit_retention_days=400)
 
-    assert (report.idempotency_records, report.audit_rows) == (130, 120)
+    assert (report.idempotency_records, report.audit_rows, report.approvals) == (130, 120, 1)
+    assert {row["PartitionKey"] for row in approvals.list_entities()} == {"ap-recent", "ap-open"}
     assert store.get("old-7") is None and store.get("recent-3") is not None
     assert store.get(in_flight.key) is not None
     left = {row["PartitionKey"] for row in table.list_entities(select=["PartitionKey"])}
     assert f"audit-{NOW - timedelta(days=10):%Y%m%d}" in left and "conversation" in left
     assert not any(p == f"audit-{NOW - timedelta(days=500):%Y%m%d}" for p in left)
-    assert purge_deliveries(container.tables, NOW, 400) == type(report)(0, 0)  # idempotent
+    assert purge_deliveries(container.tables, NOW, 400) == type(report)(0, 0, 0)  # idempotent
