@@ -34,7 +34,7 @@ MAX_CARD_BYTES = 28 * 1024  # Teams Workflows webhook limit
 MAX_SUBJECT_CHARS = 255
 _URL_KEYS = frozenset({"url", "iconUrl", "backgroundImage"})
 _PLAIN_KEYS = frozenset({"fallbackText", "speak"})  # shown as plain text (notification previews), not markdown
-_MARKDOWN = re.compile(r"([\\*_\[\]()~`<>#|])")
+_MARKDOWN = str.maketrans({char: "\\" + char for char in "\\*_[]()~`<>#|"})  # backslash before each
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -72,7 +72,7 @@ def _finalize_text(value: Any) -> Any:
 
 
 def _finalize_card_text(value: Any) -> str:
-    return "" if value is None else _MARKDOWN.sub(r"\\\1", one_line(value))
+    return "" if value is None else one_line(value).translate(_MARKDOWN)
 
 
 def _finalize_url(value: Any) -> str:
@@ -101,9 +101,10 @@ def _format_money(value: Any) -> str:
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
                  finalize: Callable[[Any], Any], blocks_trim: bool = True) -> jinja2.Environment:
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
+    # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
     env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
                              finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
-                             lstrip_blocks=blocks_trim)
+                             lstrip_blocks=blocks_trim, auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     return env
@@ -223,6 +224,7 @@ class Renderer:
         self._text: dict[str, jinja2.Environment] = {}
         self._cards: dict[tuple[str, str], _CardTemplate] = {}
         self._inline: dict[tuple[str, str], jinja2.Template] = {}
+        self._emails: dict[tuple[str, str], tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
         problems: list[tuple[Location, str]] = []
         names: dict[str, set[str]] = {CARD: set(), EMAIL: set()}
         for locale in self.locales:
@@ -245,16 +247,19 @@ class Renderer:
                 elif path.name.endswith(".subject.txt"):
                     names[EMAIL].add(path.name.removesuffix(".subject.txt"))
             for name in names[EMAIL]:
+                parts = []
                 for part, suffix in EMAIL_PARTS.items():
                     env = self._html[locale] if part == "html" else self._text[locale]
                     try:
-                        env.get_template(name + suffix)
+                        parts.append(env.get_template(name + suffix))
                     except jinja2.TemplateNotFound:
                         problems.append((Location(str(self.dir / locale)),
                                          f"email template {name!r} has no {part} part ({name}{suffix})"))
                     except jinja2.TemplateSyntaxError as exc:
                         problems.append((Location(str(self.dir / locale / (name + suffix)), exc.lineno),
                                          f"template error: {exc.message}"))
+                if len(parts) == len(EMAIL_PARTS):
+                    self._emails[(locale, name)] = (parts[0], parts[1], parts[2])
         self.names = {form: frozenset(found) for form, found in names.items()}
         for form, found in self.names.items():
             for name in found:
@@ -293,12 +298,9 @@ class Renderer:
         return card
 
     def email(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
-        text_env = self._text[locale]
-        subject = one_line(_render(text_env.get_template(name + EMAIL_PARTS["subject"]), context))
-        return RenderedEmail(
-            subject=subject[:MAX_SUBJECT_CHARS],
-            html=_render(self._html[locale].get_template(name + EMAIL_PARTS["html"]), context),
-            text=_render(text_env.get_template(name + EMAIL_PARTS["text"]), context))
+        subject, html, text = self._emails[(locale, name)]  # compiled at load (no loader lookup per mail)
+        return RenderedEmail(subject=one_line(_render(subject, context))[:MAX_SUBJECT_CHARS],
+                             html=_render(html, context), text=_render(text, context))
 
     def compile_text(self, source: str) -> Callable[[str, Mapping[str, Any]], str]:
         """A one-line text template from a rule (task subject, recommendation, reason), compiled per locale."""
