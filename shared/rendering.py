@@ -72,7 +72,11 @@ def _finalize_text(value: Any) -> Any:
 
 
 def _finalize_card_text(value: Any) -> str:
-    return "" if value is None else one_line(value).translate(_MARKDOWN)
+    if value is None:
+        return ""
+    text = str(value)
+    # one_line's common case inlined (called for every value of every card).
+    return (text.strip() if text.isprintable() else one_line(text)).translate(_MARKDOWN)
 
 
 def _finalize_url(value: Any) -> str:
@@ -192,14 +196,23 @@ def _builder(shape: tuple) -> Callable[[list[str]], Any]:
         return lambda rendered: post(rendered[index])
     if tag == "list":
         items = [_builder(item) for item in shape[1]]
-        return lambda rendered: [v for v in (item(rendered) for item in items) if v is not _DROP]
-    test, members = shape[1], [(k, _builder(v)) for k, v in shape[2]]
-    links = [k for k, v in shape[2] if k in _URL_KEYS and v[0] == "slot"]
+        return lambda rendered: [v for item in items if (v := item(rendered)) is not _DROP]
+    test, shapes = shape[1], shape[2]
+    # An object is a copy of its constant members (one C-level copy, key order kept) with its plain text leaves
+    # looked up directly; only the other members (objects, lists, escaped or URL leaves) cost a call.
+    skeleton = {k: v[1] if v[0] == "const" else None for k, v in shapes}
+    texts = [(k, v[1]) for k, v in shapes if v[0] == "slot" and _LEAF_KINDS[v[2]] is None]
+    calls = [(k, _builder(v)) for k, v in shapes if v[0] != "const" and (k, v[1]) not in texts]
+    links = [k for k, v in shapes if k in _URL_KEYS and v[0] == "slot"]
 
     def build_object(rendered: list[str]) -> Any:
         if test is not None and rendered[test] != "1":
             return _DROP
-        result = {k: v(rendered) for k, v in members}
+        result = skeleton.copy()
+        for key, index in texts:
+            result[key] = rendered[index]
+        for key, build in calls:
+            result[key] = build(rendered)
         for key in links:
             if result[key] == "":
                 return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
