@@ -34,7 +34,7 @@ MAX_CARD_BYTES = 28 * 1024  # Teams Workflows webhook limit
 MAX_SUBJECT_CHARS = 255
 _URL_KEYS = frozenset({"url", "iconUrl", "backgroundImage"})
 _PLAIN_KEYS = frozenset({"fallbackText", "speak"})  # shown as plain text (notification previews), not markdown
-_MARKDOWN = str.maketrans({char: "\\" + char for char in "\\*_[]()~`<>#|"})  # backslash before each
+_MARKDOWN = re.compile(r"[\\*_\[\]()~`<>#|]")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -74,9 +74,11 @@ def _finalize_text(value: Any) -> Any:
 def _finalize_card_text(value: Any) -> str:
     if value is None:
         return ""
+    # Called for every value of every card: one_line's common case inlined, and the substitution (costly even
+    # when nothing matches) only for text that holds a markdown character.
     text = str(value)
-    # one_line's common case inlined (called for every value of every card).
-    return (text.strip() if text.isprintable() else one_line(text)).translate(_MARKDOWN)
+    text = text.strip() if text.isprintable() else one_line(text)
+    return text if _MARKDOWN.search(text) is None else _MARKDOWN.sub(r"\\\g<0>", text)
 
 
 def _finalize_url(value: Any) -> str:
