@@ -216,7 +216,7 @@ class _CustomerParser:
         value = data.get(key)
         if value is None:
             return {}
-        if not isinstance(value, Mapping):
+        if value.__class__ is not dict and not isinstance(value, Mapping):  # (an ABC check costs more)
             raise self.fail(key, "must be an object")
         return dict(value)
 
@@ -235,7 +235,7 @@ class _CustomerParser:
             return None
         if isinstance(value, str):  # a bare name or email is common in exports
             return Person(email=value) if "@" in value else Person(name=value)
-        if not isinstance(value, Mapping):
+        if value.__class__ is not dict and not isinstance(value, Mapping):
             raise self.fail(key, "must be an object with name and email")
         name, email = self.text(value, "name", key), self.text(value, "email", key)
         aad_object_id = self.text(value, "aad_object_id", key)
@@ -261,7 +261,7 @@ class _CustomerParser:
         purchases = []
         for index, raw in enumerate(self.items(data, "purchases")):
             where = f"purchases[{index}]"
-            if not isinstance(raw, Mapping):
+            if raw.__class__ is not dict and not isinstance(raw, Mapping):
                 raise self.fail(where, "must be an object")
             product = text(raw, "product", where)
             if not product:
