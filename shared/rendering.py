@@ -186,41 +186,57 @@ class _CardTemplate:
 
 
 def _builder(shape: tuple) -> Callable[[list[str]], Any]:
-    """The shape as nested closures: building a card is then plain calls, no dispatch on tags."""
+    """The shape as ONE generated Python expression of dict and list displays (like the card JSON itself), over
+    the list of rendered leaves `r`: building a card is then a single call, no per-node closures or dispatch."""
+    constants: list[Any] = []
+    try:
+        code = compile("lambda r: " + _expression(shape, constants), "<card>", "eval")
+    except (SyntaxError, RecursionError):  # ~100 levels of nesting; Teams renders far fewer
+        raise ValueError("card elements are nested too deeply") from None
+    namespace = {"K": constants, "DROP": _DROP, "kept": _kept, "linked": _linked, **_LEAF_POST}
+    return eval(code, namespace)  # noqa: S307 (generated from the card's shape: keys are repr'd, values indexed)
+
+
+_LEAF_POST = {"plain": _plain_leaf, "url": _url_leaf}
+
+
+def _expression(shape: tuple, constants: list[Any]) -> str:
     tag = shape[0]
     if tag == "const":
         value = shape[1]
-        return lambda rendered: value
+        if value is None or isinstance(value, str | bool | int):
+            return repr(value)  # a literal: the same value, no lookup
+        constants.append(value)
+        return f"K[{len(constants) - 1}]"
     if tag == "slot":
-        index, post = shape[1], _LEAF_KINDS[shape[2]]
-        if post is None:
-            return lambda rendered: rendered[index]
-        return lambda rendered: post(rendered[index])
+        index, kind = shape[1], shape[2]
+        return f"r[{index}]" if _LEAF_KINDS[kind] is None else f"{kind}(r[{index}])"
     if tag == "list":
-        items = [_builder(item) for item in shape[1]]
-        return lambda rendered: [v for item in items if (v := item(rendered)) is not _DROP]
-    test, shapes = shape[1], shape[2]
-    # An object is a copy of its constant members (one C-level copy, key order kept) with its plain text leaves
-    # looked up directly; only the other members (objects, lists, escaped or URL leaves) cost a call.
-    skeleton = {k: v[1] if v[0] == "const" else None for k, v in shapes}
-    texts = [(k, v[1]) for k, v in shapes if v[0] == "slot" and _LEAF_KINDS[v[2]] is None]
-    calls = [(k, _builder(v)) for k, v in shapes if v[0] != "const" and (k, v[1]) not in texts]
-    links = [k for k, v in shapes if k in _URL_KEYS and v[0] == "slot"]
+        items = ", ".join(_expression(item, constants) for item in shape[1])
+        droppable = any(item[0] == "dict" and _droppable(item) for item in shape[1])
+        return f"kept([{items}])" if droppable else f"[{items}]"
+    test, members = shape[1], shape[2]
+    result = "{" + ", ".join(f"{k!r}: {_expression(v, constants)}" for k, v in members) + "}"
+    links = tuple(k for k, v in members if k in _URL_KEYS and v[0] == "slot")
+    if links:
+        result = f"linked({result}, {links!r})"
+    # Members of an element that `$when` drops are not even built (its leaves rendered empty anyway).
+    return result if test is None else f"({result} if r[{test}] == '1' else DROP)"
 
-    def build_object(rendered: list[str]) -> Any:
-        if test is not None and rendered[test] != "1":
-            return _DROP
-        result = skeleton.copy()
-        for key, index in texts:
-            result[key] = rendered[index]
-        for key, build in calls:
-            result[key] = build(rendered)
-        for key in links:
-            if result[key] == "":
-                return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
-        return result
 
-    return build_object
+def _droppable(shape: tuple) -> bool:
+    return shape[1] is not None or any(k in _URL_KEYS and v[0] == "slot" for k, v in shape[2])
+
+
+def _kept(items: list[Any]) -> list[Any]:
+    return [item for item in items if item is not _DROP]
+
+
+def _linked(element: dict, links: tuple[str, ...]) -> Any:
+    for key in links:
+        if element[key] == "":
+            return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+    return element
 
 
 class Renderer:
