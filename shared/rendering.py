@@ -117,8 +117,13 @@ def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: b
 
 
 def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
-    """Template.render without copying the environment's globals into a fresh context (a third of the cost)."""
-    return template.environment.concat(template.root_render_func(template.new_context(context, shared=True)))
+    """Template.render without copying the environment's globals into a fresh context (a third of the cost).
+
+    The context is built directly on `context` (as `new_context(context, shared=True)` does) but without the set of
+    global names, which only `{% import %}` uses and which costs as much as the rest of the context.
+    """
+    env = template.environment
+    return env.concat(template.root_render_func(env.context_class(env, context, template.name, template.blocks)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
