@@ -34,7 +34,7 @@ MAX_CARD_BYTES = 28 * 1024  # Teams Workflows webhook limit
 MAX_SUBJECT_CHARS = 255
 _URL_KEYS = frozenset({"url", "iconUrl", "backgroundImage"})
 _PLAIN_KEYS = frozenset({"fallbackText", "speak"})  # shown as plain text (notification previews), not markdown
-_MARKDOWN = re.compile(r"([\\*_\[\]()~`<>#|])")
+_MARKDOWN = re.compile(r"[\\*_\[\]()~`<>#|]")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -72,7 +72,13 @@ def _finalize_text(value: Any) -> Any:
 
 
 def _finalize_card_text(value: Any) -> str:
-    return "" if value is None else _MARKDOWN.sub(r"\\\1", one_line(value))
+    if value is None:
+        return ""
+    # Called for every value of every card: one_line's common case inlined, and the substitution (costly even
+    # when nothing matches) only for text that holds a markdown character.
+    text = str(value)
+    text = text.strip() if text.isprintable() else one_line(text)
+    return text if _MARKDOWN.search(text) is None else _MARKDOWN.sub(r"\\\g<0>", text)
 
 
 def _finalize_url(value: Any) -> str:
@@ -101,17 +107,23 @@ def _format_money(value: Any) -> str:
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
                  finalize: Callable[[Any], Any], blocks_trim: bool = True) -> jinja2.Environment:
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
+    # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
     env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
                              finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
-                             lstrip_blocks=blocks_trim)
+                             lstrip_blocks=blocks_trim, auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     return env
 
 
 def _render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
-    """Template.render without copying the environment's globals into a fresh context (a third of the cost)."""
-    return template.environment.concat(template.root_render_func(template.new_context(context, shared=True)))
+    """Template.render without copying the environment's globals into a fresh context (a third of the cost).
+
+    The context is built directly on `context` (as `new_context(context, shared=True)` does) but without the set of
+    global names, which only `{% import %}` uses and which costs as much as the rest of the context.
+    """
+    env = template.environment
+    return env.concat(template.root_render_func(env.context_class(env, context, template.name, template.blocks)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,32 +191,57 @@ class _CardTemplate:
 
 
 def _builder(shape: tuple) -> Callable[[list[str]], Any]:
-    """The shape as nested closures: building a card is then plain calls, no dispatch on tags."""
+    """The shape as ONE generated Python expression of dict and list displays (like the card JSON itself), over
+    the list of rendered leaves `r`: building a card is then a single call, no per-node closures or dispatch."""
+    constants: list[Any] = []
+    try:
+        code = compile("lambda r: " + _expression(shape, constants), "<card>", "eval")
+    except (SyntaxError, RecursionError):  # ~100 levels of nesting; Teams renders far fewer
+        raise ValueError("card elements are nested too deeply") from None
+    namespace = {"K": constants, "DROP": _DROP, "kept": _kept, "linked": _linked, **_LEAF_POST}
+    return eval(code, namespace)  # noqa: S307 (generated from the card's shape: keys are repr'd, values indexed)
+
+
+_LEAF_POST = {"plain": _plain_leaf, "url": _url_leaf}
+
+
+def _expression(shape: tuple, constants: list[Any]) -> str:
     tag = shape[0]
     if tag == "const":
         value = shape[1]
-        return lambda rendered: value
+        if value is None or isinstance(value, str | bool | int):
+            return repr(value)  # a literal: the same value, no lookup
+        constants.append(value)
+        return f"K[{len(constants) - 1}]"
     if tag == "slot":
-        index, post = shape[1], _LEAF_KINDS[shape[2]]
-        if post is None:
-            return lambda rendered: rendered[index]
-        return lambda rendered: post(rendered[index])
+        index, kind = shape[1], shape[2]
+        return f"r[{index}]" if _LEAF_KINDS[kind] is None else f"{kind}(r[{index}])"
     if tag == "list":
-        items = [_builder(item) for item in shape[1]]
-        return lambda rendered: [v for v in (item(rendered) for item in items) if v is not _DROP]
-    test, members = shape[1], [(k, _builder(v)) for k, v in shape[2]]
-    links = [k for k, v in shape[2] if k in _URL_KEYS and v[0] == "slot"]
+        items = ", ".join(_expression(item, constants) for item in shape[1])
+        droppable = any(item[0] == "dict" and _droppable(item) for item in shape[1])
+        return f"kept([{items}])" if droppable else f"[{items}]"
+    test, members = shape[1], shape[2]
+    result = "{" + ", ".join(f"{k!r}: {_expression(v, constants)}" for k, v in members) + "}"
+    links = tuple(k for k, v in members if k in _URL_KEYS and v[0] == "slot")
+    if links:
+        result = f"linked({result}, {links!r})"
+    # Members of an element that `$when` drops are not even built (its leaves rendered empty anyway).
+    return result if test is None else f"({result} if r[{test}] == '1' else DROP)"
 
-    def build_object(rendered: list[str]) -> Any:
-        if test is not None and rendered[test] != "1":
-            return _DROP
-        result = {k: v(rendered) for k, v in members}
-        for key in links:
-            if result[key] == "":
-                return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
-        return result
 
-    return build_object
+def _droppable(shape: tuple) -> bool:
+    return shape[1] is not None or any(k in _URL_KEYS and v[0] == "slot" for k, v in shape[2])
+
+
+def _kept(items: list[Any]) -> list[Any]:
+    return [item for item in items if item is not _DROP]
+
+
+def _linked(element: dict, links: tuple[str, ...]) -> Any:
+    for key in links:
+        if element[key] == "":
+            return _DROP  # an unsafe or missing link: drop the element (a button must have a target)
+    return element
 
 
 class Renderer:
@@ -223,6 +260,7 @@ class Renderer:
         self._text: dict[str, jinja2.Environment] = {}
         self._cards: dict[tuple[str, str], _CardTemplate] = {}
         self._inline: dict[tuple[str, str], jinja2.Template] = {}
+        self._emails: dict[tuple[str, str], tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
         problems: list[tuple[Location, str]] = []
         names: dict[str, set[str]] = {CARD: set(), EMAIL: set()}
         for locale in self.locales:
@@ -245,16 +283,19 @@ class Renderer:
                 elif path.name.endswith(".subject.txt"):
                     names[EMAIL].add(path.name.removesuffix(".subject.txt"))
             for name in names[EMAIL]:
+                parts = []
                 for part, suffix in EMAIL_PARTS.items():
                     env = self._html[locale] if part == "html" else self._text[locale]
                     try:
-                        env.get_template(name + suffix)
+                        parts.append(env.get_template(name + suffix))
                     except jinja2.TemplateNotFound:
                         problems.append((Location(str(self.dir / locale)),
                                          f"email template {name!r} has no {part} part ({name}{suffix})"))
                     except jinja2.TemplateSyntaxError as exc:
                         problems.append((Location(str(self.dir / locale / (name + suffix)), exc.lineno),
                                          f"template error: {exc.message}"))
+                if len(parts) == len(EMAIL_PARTS):
+                    self._emails[(locale, name)] = (parts[0], parts[1], parts[2])
         self.names = {form: frozenset(found) for form, found in names.items()}
         for form, found in self.names.items():
             for name in found:
@@ -293,12 +334,9 @@ class Renderer:
         return card
 
     def email(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
-        text_env = self._text[locale]
-        subject = one_line(_render(text_env.get_template(name + EMAIL_PARTS["subject"]), context))
-        return RenderedEmail(
-            subject=subject[:MAX_SUBJECT_CHARS],
-            html=_render(self._html[locale].get_template(name + EMAIL_PARTS["html"]), context),
-            text=_render(text_env.get_template(name + EMAIL_PARTS["text"]), context))
+        subject, html, text = self._emails[(locale, name)]  # compiled at load (no loader lookup per mail)
+        return RenderedEmail(subject=one_line(_render(subject, context))[:MAX_SUBJECT_CHARS],
+                             html=_render(html, context), text=_render(text, context))
 
     def compile_text(self, source: str) -> Callable[[str, Mapping[str, Any]], str]:
         """A one-line text template from a rule (task subject, recommendation, reason), compiled per locale."""

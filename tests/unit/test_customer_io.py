@@ -131,3 +131,13 @@ def test_model_rejects_bad_fields_by_name():
     customer = Customer.from_dict({"id": "x", "owner": "rep@contoso.com", "annual_spend": "1,200,000"})
     assert customer.owner.email == "rep@contoso.com" and customer.annual_spend == 1_200_000
     assert Customer.from_dict(customer.to_dict()) == customer
+
+
+def test_parsed_customer_is_the_constructed_one():
+    """The parser fills the frozen dataclass directly: every field, the same values as the constructor."""
+    assert Customer.from_dict({"id": "x"}).__dict__ == Customer(id="x").__dict__
+    data = {"id": "C-1", "name": "N", "birthday": "1980-02-29", "products": ["A", "B", "A"], "usage": {"r": 1},
+            "purchases": [{"product": "A", "date": "2025-01-02", "amount": 5}], "extra": 1}
+    parsed = Customer.from_dict(data)
+    assert parsed.__dict__ == Customer(**{**parsed.__dict__}).__dict__ and parsed.products == ("A", "B")
+    assert hash(parsed.products) and parsed == Customer.from_dict(parsed.to_dict())

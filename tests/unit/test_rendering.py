@@ -96,3 +96,35 @@ def test_plain_text_signature_sits_on_its_own_lines(locale, signature):
     email = {f.rule_id: f for f in evaluator.evaluate(customer, now=NOW, trigger="sweep")}["birthday-mail"].actions[0]
     lines = email.content["text"].splitlines()
     assert signature in lines and lines[lines.index(signature) + 1] == "--"
+
+
+def test_card_shapes_build_like_the_json(tmp_path):
+    """Cards are built by generated code: `$when` drops, unsafe links, constants and nesting as in the JSON."""
+    import shutil
+
+    from shared.rendering import TemplateProblems
+
+    for locale in ("ja-JP", "en-US"):
+        shutil.copytree(APP_ROOT / "templates" / locale, tmp_path / locale)
+    card = {"type": "AdaptiveCard", "version": "1.5", "n": 1.5, "flag": True, "none": None,
+            "body": [{"type": "TextBlock", "text": "{{ customer.name }}", "$when": "customer.name"},
+                     {"type": "Image", "url": "{{ crm_url }}"}, [1, "{{ reason }}"]],
+            "nested": {"inner": {"text": "a*{{ reason }}", "$when": "reason"}}}
+    for locale in ("ja-JP", "en-US"):
+        (tmp_path / locale / "shape.card.json").write_text(json.dumps(card), encoding="utf-8")
+    renderer = Renderer(tmp_path, "ja-JP")
+    customer = Customer.from_dict({"id": "C-1", "name": "A_B", "crm_url": "javascript:alert(1)"})
+    context = {"customer": customer, "crm_url": customer.crm_url, "reason": "r*"}
+    built = renderer.card("shape", "ja-JP", context)
+    assert built == {"type": "AdaptiveCard", "version": "1.5", "n": 1.5, "flag": True, "none": None,
+                     "body": [{"type": "TextBlock", "text": "A\\_B"}, [1, "r\\*"]],
+                     "nested": {"inner": {"text": "a*r\\*"}}}
+    assert renderer.card("shape", "ja-JP", context)["body"] is not built["body"]  # fresh objects per card
+
+    deep: dict = {"text": "{{ reason }}"}
+    for _ in range(150):
+        deep = {"items": [deep]}
+    for locale in ("ja-JP", "en-US"):
+        (tmp_path / locale / "shape.card.json").write_text(json.dumps({"body": [deep]}), encoding="utf-8")
+    with pytest.raises(TemplateProblems, match="nested too deeply"):
+        Renderer(tmp_path, "ja-JP")
