@@ -24,6 +24,7 @@ from shared.names import CRM_TASKS, EMAIL, TEAMS
 from shared.sample_data import DEMO_NOW
 from shared.signing import APPROVAL, verify
 from tests.approval_support import CUSTOMER, RULE, approval_stack, approvals_of, plan
+from tests.queues import drain as drain_actions
 
 
 @pytest.fixture
@@ -34,12 +35,7 @@ def stack(azurite, tmp_path):
 
 
 def drain(container, queue: str) -> list[ActionMessage]:
-    messages = []
-    while batch := container.broker.receive(queue, max_messages=50):
-        for message in batch:
-            messages.append(ActionMessage.from_json(message.body))
-            container.broker.complete(message)
-    return messages
+    return drain_actions(container.broker, queue)
 
 
 def opportunity(container, firing_key: str):

@@ -22,6 +22,7 @@ from shared.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
 from shared.pipeline import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
 from shared.sample_data import DEMO_NOW
 from shared.tables import TableAccess
+from tests.queues import drain as drain_actions
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
 ACTION_QUEUES = (TEAMS, EMAIL, CRM_TASKS)
@@ -47,13 +48,8 @@ def queued(container: Container) -> dict[str, int]:
     return {queue: container.broker.count(queue) for queue in ACTION_QUEUES}
 
 
-def drain(container: Container, queue: str) -> list[ActionMessage]:
-    messages = []
-    while batch := container.broker.receive(queue, max_messages=100):
-        for message in batch:
-            messages.append(ActionMessage.from_json(message.body))
-            container.broker.complete(message)
-    return messages
+def drain(container, queue: str) -> list[ActionMessage]:
+    return drain_actions(container.broker, queue)
 
 
 def test_sweep_plans_each_firing_once_and_a_rerun_writes_nothing(loaded):
