@@ -6,6 +6,7 @@ from functions import (
     approvals,
     crm_tasks,
     crm_webhooks,
+    dashboard,
     health,
     housekeeping,
     opportunities,
@@ -17,5 +18,5 @@ from functions import (
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp, opportunities.bp,
-                  approvals.bp, housekeeping.bp):
+                  approvals.bp, dashboard.bp, housekeeping.bp):
     app.register_functions(blueprint)
