@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import function_app
 from shared.approvals import PENDING
 from shared.broker.local import LocalBroker
 from shared.commands._local import local_dir_setting, local_stack
@@ -21,7 +20,6 @@ from shared.commands.sweep import format_report, run_sweep
 from shared.container import Container, set_container
 from shared.delivery.transports import list_outbox
 from shared.importer import display_width, format_summary, import_customers, summarize
-from shared.localhost import LocalHost
 from shared.names import TASKS
 from shared.progress import Progress
 from shared.sample_data import DEMO_NOW, SAMPLES
@@ -78,6 +76,10 @@ def _fast_forward(container: Container) -> None:
 
 def deliver_all(container: Container) -> Counter:
     """Drain every queue the app has a function for, until nothing is left (follow-ups included)."""
+    # The local host and the FunctionApp bring azure.functions: loaded for this command only, like `serve`.
+    import function_app
+    from devhost import LocalHost
+
     host = LocalHost(function_app.app, container, port=0)
     outcomes: Counter = Counter()
     set_container(container)  # the functions reach the stack through get_container(), as under the host

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.localhost import LocalHost  # imports azure.functions: only for this command
+    from devhost import LocalHost  # imports azure.functions: only for this command
 
     module_name, _, attribute = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")

@@ -16,11 +16,11 @@ import pytest
 import requests
 
 import function_app
+from devhost import NEVER, LocalHost
 from shared import names
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
 from shared.container import Container, get_container
-from shared.localhost import NEVER, LocalHost
 from tests.conftest import make_settings
 
 KEY = "local-test-key"

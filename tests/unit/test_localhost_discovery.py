@@ -6,8 +6,8 @@ import azure.functions as func
 import pytest
 
 import function_app
+from devhost import discover, resolve_setting, route_pattern
 from shared.errors import ConfigError
-from shared.localhost import discover, resolve_setting, route_pattern
 from tests.conftest import make_settings
 
 
