@@ -131,4 +131,5 @@ def _report(container: Container) -> str:
     lines.append(_approvals(container))
     lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
                  "crmflow serve answers the unsubscribe and approval links)")
+    lines.append("  dashboard: run `crmflow serve`, then open http://127.0.0.1:7071/api/dashboard?format=html")
     return "\n".join(lines)
