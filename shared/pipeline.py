@@ -8,7 +8,8 @@ Held messages (actions waiting for approval) are handed to the approval flow bet
 inserted atomically, and the claim also carries the Teams card asking the owner (`shared/approvals.py`).
 A crash after 1 leaves unpublished claims that the next evaluation of the shard publishes (step 0: recover); a
 crash after 2 makes that recovery publish twice, which broker duplicate detection drops. Firings already claimed
-are skipped before any write, so customers that fire nothing, or fire what was planned before, cost no writes.
+are skipped before they are rendered (`Evaluator.evaluate(skip=...)`), so customers that fire nothing, or fire what
+was planned before, cost neither writes nor template work.
 """
 
 from __future__ import annotations
@@ -102,14 +103,9 @@ class Planner:
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
                      actions=actions, messages=tuple(messages), held=tuple(held))
 
-    def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime,
-             known: dict[str, bool] | None = None) -> PlanReport:
-        """Claim and publish firings (pairs of customer and firing)."""
+    def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
+        """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
         report = PlanReport(firings=len(pairs))
-        if known is not None:  # skip what an earlier run planned before paying for messages or writes
-            fresh = [(customer, firing) for customer, firing in pairs if row_key(firing.dedupe_key) not in known]
-            report.already_planned = len(pairs) - len(fresh)
-            pairs = fresh
         claims = [self.claim_for(customer, firing, now) for customer, firing in pairs]
         result = self.ledger.claim(claims, now)
         report.already_planned += result.already_planned
@@ -196,18 +192,27 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
     partition = partition_key(task.shard)
     report = planner.recover(partition, task.now)
     known = planner.ledger.known_keys(partition)
+
+    def planned_before(key: str) -> bool:  # checked before rendering: re-matches cost no template work
+        if row_key(key) in known:
+            report.already_planned += 1
+            report.firings += 1
+            return True
+        return False
+
     pending: list[tuple[Customer, Firing]] = []
     for customer in customers.iter_shard(task.shard):
         report.customers += 1
-        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today):
+        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
+                                         skip=planned_before):
             pending.append((customer, firing))
         if len(pending) >= PLAN_CHUNK:
-            report.add(planner.plan(pending, task.now, known))
+            report.add(planner.plan(pending, task.now))
             pending.clear()
         if on_customer:
             on_customer(1)
     if pending:
-        report.add(planner.plan(pending, task.now, known))
+        report.add(planner.plan(pending, task.now))
     return report
 
 

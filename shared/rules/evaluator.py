@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,8 +71,12 @@ class Evaluator:
         return day
 
     def evaluate(self, customer: Customer, *, now: datetime, trigger: str, prev: Customer | None = None,
-                 today: date | None = None) -> list[Firing]:
-        """The firings of every rule whose `on` contains `trigger`; `today` overrides the customer-local date."""
+                 today: date | None = None, skip: Callable[[str], bool] | None = None) -> list[Firing]:
+        """The firings of every rule whose `on` contains `trigger`; `today` overrides the customer-local date.
+
+        `skip(firing_key)` true leaves a firing out before it is planned and rendered (the sweep passes the keys
+        the ledger already holds, so a daily re-match of a `once: ever` rule costs no rendering).
+        """
         rules = self._by_trigger.get(trigger)
         if rules is None:
             raise InvalidInput(f"trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
@@ -87,7 +91,10 @@ class Evaluator:
                 period, window = self._period(rule, customer, local, prev)
                 if period is None:
                     continue
-                firings.append(self._plan(rule, customer, local, prev, period, window, now))
+                key = firing_key(rule.id, customer.id, period)
+                if skip is not None and skip(key):
+                    continue
+                firings.append(self._plan(rule, customer, local, prev, key, window, now))
             except Exception:  # one customer's odd data must not stop a sweep; counted and logged without PII
                 self.errors[rule.id] += 1
                 log.warning("rule %s failed on customer %s", rule.id, customer.id, exc_info=True)
@@ -107,9 +114,8 @@ class Evaluator:
         return period_of(rule.once, local), None
 
     # --- planning --------------------------------------------------------------------------------------------
-    def _plan(self, rule: Rule, customer: Customer, local: date, prev: Customer | None, period: str,
+    def _plan(self, rule: Rule, customer: Customer, local: date, prev: Customer | None, key: str,
               window: int | None, now: datetime) -> Firing:
-        key = firing_key(rule.id, customer.id, period)
         locale = self.renderer.locale_for(customer.locale)
         context = template_context(customer=customer, rule_id=rule.id, kind=rule.kind, locale=locale, today=local,
                                    reason=None, recommendation=None, window=window, params=rule.params)

@@ -233,3 +233,18 @@ def test_crm_task_for_a_customer_with_a_bad_address_still_reaches_the_writer(cat
     assert task.status == "planned" and task.content["regarding_email"] is None
     message = task.to_message(fired["cross-sell-a-to-b"], NOW)
     assert CrmTask.from_message(message).owner_email == "hanako@contoso.com"
+
+
+def test_skip_leaves_out_known_firings_before_they_are_planned(catalog, customers):
+    evaluator = Evaluator(catalog, settings(UNSUBSCRIBE_SIGNING_KEY="k" * 32))
+    everything = evaluator.evaluate(customers["C-001"], now=NOW, trigger="sweep")
+    asked: list[str] = []
+    known = {everything[0].dedupe_key}
+
+    def skip(key: str) -> bool:
+        asked.append(key)
+        return key in known
+
+    rest = evaluator.evaluate(customers["C-001"], now=NOW, trigger="sweep", skip=skip)
+    assert asked == [f.dedupe_key for f in everything]
+    assert [f.dedupe_key for f in rest] == [f.dedupe_key for f in everything[1:]]
