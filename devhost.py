@@ -34,8 +34,8 @@ from azure.functions.timer import TimerRequest
 
 from shared.broker.port import ReceivedMessage
 from shared.container import Container, set_container
-from shared.errors import ConfigError, CrmflowError
-from shared.ncrontab import Schedule
+from shared.devtools.ncrontab import Schedule
+from shared.domain.errors import ConfigError, CrmflowError
 from shared.settings import APP_ROOT, Settings
 
 log = logging.getLogger("crmflow.localhost")

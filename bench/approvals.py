@@ -22,14 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
-from shared.approvals import APPROVE
+from shared.approvals.flow import APPROVE
 from shared.container import Container
-from shared.localstack import Azurite
-from shared.model import Customer
-from shared.names import APPROVALS
-from shared.sample_data import DEMO_NOW
+from shared.devtools.localstack import Azurite
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.model import Customer
+from shared.domain.names import APPROVALS
 from shared.settings import Settings
-from shared.tables import TableAccess
+from shared.storage.tables import TableAccess
 from tests.approval_support import CUSTOMER
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}

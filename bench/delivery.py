@@ -37,9 +37,9 @@ from shared.broker.port import OutgoingMessage
 from shared.container import Container
 from shared.delivery.ratelimit import RATE
 from shared.delivery.transports import DEDUPE_PROPERTY, Transport
-from shared.localstack import Azurite
-from shared.messages import ActionMessage
-from shared.names import EMAIL
+from shared.devtools.localstack import Azurite
+from shared.domain.messages import ActionMessage
+from shared.domain.names import EMAIL
 from shared.settings import Settings
 from tests.standins import GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/import.py [--customers 20000] [--baseline-sample 2000] [--runs 3]
 
-Generates sample customers (shared.sample_data), writes them to a CSV, then imports it with `import_customers`
+Generates sample customers (shared.devtools.sample_data), writes them to a CSV, then imports it with `import_customers`
 (parse + map + batched upserts, ≤ 100 per partition transaction) into a fresh table each run. The baseline upserts
 a sample of the same customers one entity per request. Both run twice: straight against Azurite on loopback, and
 through a proxy adding a round-trip delay (--rtt-ms, default 4 ms: an import from a machine in the same Azure
@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from bench.latency_proxy import LatencyProxy
 from shared.container import Container
-from shared.customer_io import read_customers_file
-from shared.importer import import_customers
-from shared.localstack import Azurite
-from shared.sample_data import CUSTOMER_HEADER, PURCHASE_HEADER, customer_rows
+from shared.customers.importer import import_customers
+from shared.customers.reader import read_customers_file
+from shared.devtools.localstack import Azurite
+from shared.devtools.sample_data import CUSTOMER_HEADER, PURCHASE_HEADER, customer_rows
 from shared.settings import Settings
-from shared.tables import azurite_connection_string
+from shared.storage.tables import azurite_connection_string
 
 
 def fresh_container(port: int) -> Container:

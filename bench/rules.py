@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from the repo
 
-from shared.model import Customer  # noqa: E402
+from shared.domain.model import Customer  # noqa: E402
 from shared.rules.expressions import compile_expression  # noqa: E402
 
 TODAY = date(2026, 11, 24)

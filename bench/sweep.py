@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sweep.py [--customers 10000] [--runs 3]
 
-1. Imports generated customers (shared.sample_data, every scenario) into Azurite once.
+1. Imports generated customers (shared.devtools.sample_data, every scenario) into Azurite once.
 2. Operation counts (every Table request is counted through the SDK's response hook, every broker call through a
    counting wrapper): a first sweep on an empty ledger, then the same sweep again (nothing new to plan).
 3. Throughput: whole sweeps with 1 and with 2 worker processes over the same data (fresh ledger and broker each
@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
 from shared.container import Container
-from shared.importer import import_customers
-from shared.localstack import Azurite
-from shared.names import OPPORTUNITIES
-from shared.sample_data import DEMO_NOW, write_samples
+from shared.customers.importer import import_customers
+from shared.devtools.localstack import Azurite
+from shared.devtools.sample_data import DEMO_NOW, write_samples
+from shared.domain.names import OPPORTUNITIES
 from shared.settings import Settings
-from shared.tables import TableAccess
+from shared.storage.tables import TableAccess
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
 
@@ -49,7 +49,7 @@ class CountingBroker:
 
 
 def counted_sweep(settings: Settings) -> dict:
-    from shared.commands.sweep import run_sweep
+    from shared.devtools.commands.sweep import run_sweep
 
     requests: Counter = Counter()
     container = Container(settings)
@@ -104,7 +104,7 @@ def main() -> None:
               f"({r.firings / r.customers:.2f} firings per customer), re-run "
               f"{r.customers / again['seconds']:,.0f} customers/s")
 
-        from shared.commands.sweep import run_sweep
+        from shared.devtools.commands.sweep import run_sweep
 
         rates: dict[int, list[float]] = {1: [], 2: []}
         for run in range(args.runs):

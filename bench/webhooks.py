@@ -28,7 +28,7 @@ from functions.crm_webhooks import crm_dataverse, crm_generic, crm_hubspot
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
 from shared.container import Container, set_container
-from shared.names import CRM_EVENTS
+from shared.domain.names import CRM_EVENTS
 from shared.settings import Settings
 from tests.crm_helpers import (
     SECRETS_ENV,

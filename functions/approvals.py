@@ -15,10 +15,10 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from functions.http import handle_errors, json_response, status_for
-from shared import approval_pages as pages
-from shared.approvals import PENDING, AlreadyDecided, Approval
+from shared.approvals.flow import PENDING, AlreadyDecided, Approval
 from shared.container import get_container
-from shared.errors import CrmflowError, InvalidInput
+from shared.domain.errors import CrmflowError, InvalidInput
+from shared.web import approval_pages as pages
 
 log = logging.getLogger("crmflow.functions.approvals")
 bp = func.Blueprint()

@@ -9,8 +9,8 @@ import azure.functions as func
 
 from shared.container import get_container
 from shared.crm.tasks import write_task
-from shared.messages import ActionMessage
-from shared.names import CRM_TASKS
+from shared.domain.messages import ActionMessage
+from shared.domain.names import CRM_TASKS
 
 bp = func.Blueprint()
 

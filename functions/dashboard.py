@@ -6,8 +6,8 @@ import azure.functions as func
 
 from functions.http import handle_errors, json_response
 from shared.container import get_container
-from shared.dashboard import build_dashboard, dashboard_html
-from shared.errors import InvalidInput, Location
+from shared.dashboard.report import build_dashboard, dashboard_html
+from shared.domain.errors import InvalidInput, Location
 
 bp = func.Blueprint()
 

@@ -4,7 +4,7 @@ import azure.functions as func
 
 from functions.http import handle_errors, json_response
 from shared.container import get_container
-from shared.health import check_health
+from shared.ops.health import check_health
 
 bp = func.Blueprint()
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared.cleanup import purge_deliveries
 from shared.container import get_container
+from shared.ops.cleanup import purge_deliveries
 
 log = logging.getLogger("crmflow.functions.housekeeping")
 bp = func.Blueprint()

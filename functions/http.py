@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import errors
+from shared.domain import errors
 
 log = logging.getLogger("crmflow.http")
 

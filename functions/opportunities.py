@@ -4,7 +4,7 @@ import azure.functions as func
 
 from functions.http import handle_errors, json_response
 from shared.container import get_container
-from shared.opportunities import change_status, list_opportunities
+from shared.opportunities.queries import change_status, list_opportunities
 
 bp = func.Blueprint()
 

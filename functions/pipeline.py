@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.container import get_container
-from shared.events import CrmEvent
-from shared.names import CRM_EVENTS, SWEEP_SHARDS
-from shared.pipeline import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
+from shared.domain.events import CrmEvent
+from shared.domain.names import CRM_EVENTS, SWEEP_SHARDS
+from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
 
 log = logging.getLogger("crmflow.functions.pipeline")
 bp = func.Blueprint()

@@ -12,9 +12,9 @@ import logging
 import azure.functions as func
 
 from shared.container import get_container
-from shared.errors import InvalidInput, Location
-from shared.messages import ActionMessage
-from shared.names import EMAIL, TEAMS
+from shared.domain.errors import InvalidInput, Location
+from shared.domain.messages import ActionMessage
+from shared.domain.names import EMAIL, TEAMS
 
 log = logging.getLogger("crmflow.senders")
 bp = func.Blueprint()

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from functions.http import handle_errors, status_for
-from shared import unsubscribe as domain
 from shared.container import get_container
-from shared.errors import CrmflowError, InvalidInput, Unauthorized
+from shared.delivery import unsubscribe as domain
+from shared.domain.errors import CrmflowError, InvalidInput, Unauthorized
 
 bp = func.Blueprint()
 

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from shared.approvals import ApprovalFlow, ApprovalStore
+from shared.approvals.flow import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
-from shared.customer_store import CustomerStore
+from shared.customers.store import CustomerStore
 from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
+from shared.delivery.idempotency import TableDedupeStore
 from shared.delivery.ratelimit import RateLimiter
 from shared.delivery.service import DeliveryService, Outcome
+from shared.delivery.suppressions import SuppressionStore
 from shared.delivery.tokens import (
     BOT_SCOPE,
     GRAPH_RESOURCE,
@@ -30,16 +32,14 @@ from shared.delivery.tokens import (
     TokenProvider,
 )
 from shared.delivery.transports import DirectoryCache, GraphMailTransport, OutboxTransport, TeamsTransport, Transport
-from shared.errors import ConfigError
-from shared.idempotency import TableDedupeStore
-from shared.ledger import OpportunityLedger
-from shared.messages import ActionMessage
-from shared.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
-from shared.pipeline import Planner
+from shared.domain.errors import ConfigError
+from shared.domain.messages import ActionMessage
+from shared.domain.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
+from shared.opportunities.ledger import OpportunityLedger
+from shared.pipeline.planner import Planner
 from shared.rules import Evaluator, RuleSet, load_ruleset
 from shared.settings import Settings
-from shared.suppressions import SuppressionStore
-from shared.tables import TableAccess
+from shared.storage.tables import TableAccess
 
 if TYPE_CHECKING:  # CRM modules load only where they are used
     from shared.crm.dataverse import DataverseClient

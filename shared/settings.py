@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.approvals import Approval
+from shared.approvals.flow import Approval
 from shared.broker.local import LocalBroker
 from shared.container import Container
-from shared.customer_store import shard_of
-from shared.model import Customer
-from shared.pipeline import PlanReport, ShardTask, evaluate_shard
-from shared.sample_data import DEMO_NOW
+from shared.customers.store import shard_of
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.model import Customer
+from shared.pipeline.planner import PlanReport, ShardTask, evaluate_shard
 from tests.conftest import make_settings
 
 SIGNING_KEY = "approval-test-signing-key-not-a-secret"

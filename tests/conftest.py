@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.container import Container
-from shared.localstack import Azurite
+from shared.devtools.localstack import Azurite
 from shared.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.broker.local import LocalBroker
 from shared.container import Container
-from shared.messages import ActionMessage
+from shared.domain.messages import ActionMessage
 from tests.conftest import make_settings
 from tests.standins import BotStandIn, GraphStandIn, TokenIssuer, TokenStandIn, WebhookStandIn, self_signed_tls
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.broker import Broker
-from shared.messages import ActionMessage
+from shared.domain.messages import ActionMessage
 
 
 def drain(broker: Broker, queue: str) -> list[ActionMessage]:

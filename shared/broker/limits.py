@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shared.broker.port import OutgoingMessage
-from shared.errors import InvalidInput, Location, PayloadTooLarge
-from shared.messages import MAX_MESSAGE_ID
+from shared.domain.errors import InvalidInput, Location, PayloadTooLarge
+from shared.domain.messages import MAX_MESSAGE_ID
 
 MAX_MESSAGE_BYTES = 256 * 1024  # Standard tier message size (body; headers and properties come on top)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from shared.broker.limits import check_outgoing
 from shared.broker.port import Broker, OutgoingMessage, ReceivedMessage
 from shared.broker.replay import REPLAYS_PROPERTY, replayed_message_id
-from shared.errors import Conflict, TransientError
+from shared.domain.errors import Conflict, TransientError
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 

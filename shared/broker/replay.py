@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from shared.messages import MAX_MESSAGE_ID
+from shared.domain.messages import MAX_MESSAGE_ID
 
 REPLAYS_PROPERTY = "crmflow_replays"
 _SUFFIX = re.compile(r"~replay\d+$")

@@ -29,7 +29,7 @@ from azure.servicebus import exceptions as sb
 from shared.broker.limits import check_outgoing
 from shared.broker.port import Broker, OutgoingMessage, PropertyValue, ReceivedMessage
 from shared.broker.replay import REPLAYS_PROPERTY, replayed_message_id
-from shared.errors import (
+from shared.domain.errors import (
     ConfigError,
     Conflict,
     CrmflowError,

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidInput, Location, PayloadTooLarge, Unauthorized
-from shared.events import CrmEvent
-from shared.messages import MAX_MESSAGE_ID
+from shared.domain.errors import InvalidInput, Location, PayloadTooLarge, Unauthorized
+from shared.domain.events import CrmEvent
+from shared.domain.messages import MAX_MESSAGE_ID
 
 MAX_BODY_BYTES = 1024 * 1024  # the limit; Dataverse itself strips images above 256 KB
 SIGNATURE_WINDOW_SECONDS = 300  # HubSpot v3 and the generic endpoint: 5 minutes

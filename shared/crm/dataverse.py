@@ -21,7 +21,7 @@ import requests
 
 from shared.crm.common import WebhookRequest, check_record_id, decode_json, require, require_content_type
 from shared.crm.mapping import EntityMapping, VendorMapping
-from shared.errors import (
+from shared.domain.errors import (
     ConfigError,
     InvalidInput,
     Location,
@@ -31,7 +31,7 @@ from shared.errors import (
     TransientError,
     Unauthorized,
 )
-from shared.events import CrmEvent
+from shared.domain.events import CrmEvent
 
 log = logging.getLogger("crmflow.crm.dataverse")
 

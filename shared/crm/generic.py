@@ -22,9 +22,9 @@ from shared.crm.common import (
     require_content_type,
     same_secret,
 )
-from shared.errors import ConfigError, InvalidInput, Location, Unauthorized
-from shared.events import CrmEvent
-from shared.model import CUSTOMER_FIELDS, Customer
+from shared.domain.errors import ConfigError, InvalidInput, Location, Unauthorized
+from shared.domain.events import CrmEvent
+from shared.domain.model import CUSTOMER_FIELDS, Customer
 
 SOURCE = "generic"
 SIGNATURE_HEADER = "x-crmflow-signature"

@@ -27,8 +27,8 @@ from shared.crm.common import (
     utc_from_millis,
 )
 from shared.crm.mapping import VendorMapping
-from shared.errors import ConfigError, InvalidInput, Location, Unauthorized
-from shared.events import CrmEvent
+from shared.domain.errors import ConfigError, InvalidInput, Location, Unauthorized
+from shared.domain.events import CrmEvent
 
 SOURCE = "hubspot"
 MAX_EVENTS = 100

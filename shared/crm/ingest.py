@@ -19,9 +19,9 @@ from shared.broker.port import Broker, OutgoingMessage
 from shared.crm import dataverse, generic, hubspot, salesforce, zoho
 from shared.crm.common import ReplayGuard, WebhookRequest, check_size, message_id_for
 from shared.crm.mapping import VendorMapping, load_mapping
-from shared.errors import CrmflowError, InvalidInput, NotFound
-from shared.events import SOURCES, CrmEvent
-from shared.names import CRM_EVENTS
+from shared.domain.errors import CrmflowError, InvalidInput, NotFound
+from shared.domain.events import SOURCES, CrmEvent
+from shared.domain.names import CRM_EVENTS
 from shared.settings import Settings
 
 log = logging.getLogger("crmflow.crm.ingest")

@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from shared.errors import ConfigError, InvalidInput, Location
-from shared.model import CUSTOMER_FIELDS, Purchase
+from shared.domain.errors import ConfigError, InvalidInput, Location
+from shared.domain.model import CUSTOMER_FIELDS, Purchase
 
 KINDS = ("customer", "deal")
 TYPES = ("text", "number", "money", "date", "datetime", "bool", "option", "reference", "owner", "list")

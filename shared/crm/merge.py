@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shared.errors import InvalidInput, Location
-from shared.events import CrmEvent
-from shared.model import Customer
+from shared.domain.errors import InvalidInput, Location
+from shared.domain.events import CrmEvent
+from shared.domain.model import Customer
 
 VERSIONS_KEY = "crm_versions"
 WON = "won"

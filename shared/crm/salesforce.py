@@ -15,8 +15,8 @@ from datetime import datetime
 
 from shared.crm.common import WebhookRequest, check_record_id, require_content_type
 from shared.crm.mapping import VendorMapping
-from shared.errors import InvalidInput, Location, Unauthorized
-from shared.events import CrmEvent
+from shared.domain.errors import InvalidInput, Location, Unauthorized
+from shared.domain.events import CrmEvent
 
 SOURCE = "salesforce"
 MAX_NOTIFICATIONS = 100

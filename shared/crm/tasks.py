@@ -20,10 +20,10 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from shared.crm.dataverse import TASK_STAMP_PREFIX, DataverseClient
-from shared.errors import InvalidInput, Location, TransientError
-from shared.messages import ActionMessage
-from shared.names import TASKS
-from shared.tables import TableAccess
+from shared.domain.errors import InvalidInput, Location, TransientError
+from shared.domain.messages import ActionMessage
+from shared.domain.names import TASKS
+from shared.storage.tables import TableAccess
 
 log = logging.getLogger("crmflow.crm.tasks")
 

@@ -23,8 +23,8 @@ from shared.crm.common import (
     utc_from_millis,
 )
 from shared.crm.mapping import VendorMapping
-from shared.errors import ConfigError, InvalidInput, Location, Unauthorized
-from shared.events import CrmEvent
+from shared.domain.errors import ConfigError, InvalidInput, Location, Unauthorized
+from shared.domain.events import CrmEvent
 
 SOURCE = "zoho"
 MAX_IDS = 100

@@ -19,8 +19,8 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
-from shared.errors import InvalidInput, Location, PayloadTooLarge
-from shared.messages import ActionMessage
+from shared.domain.errors import InvalidInput, Location, PayloadTooLarge
+from shared.domain.messages import ActionMessage
 
 CARD_LIMIT_BYTES = 28 * 1024
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from shared.delivery.tokens import TokenProvider
-from shared.errors import (
+from shared.domain.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,

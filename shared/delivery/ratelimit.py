@@ -35,7 +35,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import PayloadTooLarge, TransientError
+from shared.domain.errors import PayloadTooLarge, TransientError
 
 HEADROOM = 0.97
 WINDOW_BUCKETS = 24

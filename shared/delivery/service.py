@@ -29,13 +29,13 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.broker.port import Broker, OutgoingMessage
+from shared.delivery.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
 from shared.delivery.ratelimit import CONCURRENCY, HEADROOM, RATE, WINDOW, Budget, Lease, RateLimiter
+from shared.delivery.suppressions import SuppressionStore, email_digest
 from shared.delivery.transports import SendResult, Transport
-from shared.errors import ConfigError, PermanentError, RetryableError, Throttled, TransientError, Unauthorized
-from shared.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
-from shared.messages import MAX_MESSAGE_ID, ActionMessage
-from shared.names import CHANNEL_QUEUES
-from shared.suppressions import SuppressionStore, email_digest
+from shared.domain.errors import ConfigError, PermanentError, RetryableError, Throttled, TransientError, Unauthorized
+from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
+from shared.domain.names import CHANNEL_QUEUES
 
 log = logging.getLogger("crmflow.delivery")
 

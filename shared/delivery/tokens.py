@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import msal
 import requests
 
-from shared.errors import ConfigError, TransientError, Unauthorized
+from shared.domain.errors import ConfigError, TransientError, Unauthorized
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GRAPH_RESOURCE = "https://graph.microsoft.com"

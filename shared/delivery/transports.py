@@ -27,8 +27,8 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.delivery.content import build_mime, teams_activity, webhook_payload
 from shared.delivery.http import ApiClient
 from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget
-from shared.errors import ConfigError, InvalidInput, Location, NotFound, TransientError
-from shared.messages import ActionMessage
+from shared.domain.errors import ConfigError, InvalidInput, Location, NotFound, TransientError
+from shared.domain.messages import ActionMessage
 from shared.settings import Settings
 
 log = logging.getLogger("crmflow.delivery")

@@ -14,9 +14,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.errors import InvalidInput
-from shared.model import Customer, Person
-from shared.rendering import one_line, template_context
+from shared.domain.errors import InvalidInput
+from shared.domain.model import Customer, Person
+from shared.domain.signing import unsubscribe_url
+from shared.rendering.engine import one_line, template_context
 from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
 from shared.rules.expressions import as_date
 from shared.rules.model import (
@@ -31,7 +32,6 @@ from shared.rules.model import (
     RuleSet,
 )
 from shared.settings import Settings
-from shared.signing import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Evaluator:
 
     def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                 now: datetime) -> tuple[str | None, dict, str | None]:
-        """(subject, content, warning) in the shape shared.messages.ActionMessage documents per channel."""
+        """(subject, content, warning) in the shape shared.domain.messages.ActionMessage documents per channel."""
         if spec.channel == "teams":
             card = self.renderer.card(spec.template, locale, context)
             summary = one_line(card.get("fallbackText") or rule.id)

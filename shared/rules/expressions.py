@@ -276,7 +276,7 @@ def _add_days(d: date | None, days: Any) -> date | None:
 
 
 def _rfm_of(customer, today):
-    from shared.rules.segments import rfm  # late: segments imports this module's helpers
+    from shared.segments.rfm import rfm  # late: segments imports this module's helpers
 
     return rfm(customer, today)
 

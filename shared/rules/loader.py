@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from shared.errors import InvalidInput, Location
-from shared.rendering import CARD, EMAIL, Renderer, TemplateProblems, template_context
+from shared.domain.errors import InvalidInput, Location
+from shared.rendering.engine import CARD, EMAIL, Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
     ANY,
@@ -357,7 +357,7 @@ class _RuleChecker:
 # ---------------------------------------------------------------------------------------------------------------
 def _sample_context(renderer: Renderer) -> Callable[[str], dict]:
     """A full context (every optional field present) to render each template once at load time."""
-    from shared.model import Customer
+    from shared.domain.model import Customer
 
     customer = Customer.from_dict({
         "id": "C-SAMPLE", "name": "Sample Co.", "contact_name": "Sample Person", "email": "person@example.com",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from shared.messages import ActionMessage
+from shared.domain.messages import ActionMessage
 from shared.rules.expressions import CompiledExpression
 
 KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
@@ -60,7 +60,7 @@ class Rule:
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
-    renderer: Any  # shared.rendering.Renderer
+    renderer: Any  # shared.rendering.engine.Renderer
     files: tuple[str, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
@@ -72,7 +72,7 @@ class RuleSet:
 
 @dataclass(frozen=True)
 class PlannedAction:
-    """One action of a firing, rendered. `content` has the shape `shared.messages.ActionMessage` documents."""
+    """One action of a firing, rendered. `content` has the shape `shared.domain.messages.ActionMessage` documents."""
 
     dedupe_key: str
     channel: str

@@ -17,10 +17,10 @@ import requests
 
 import function_app
 from devhost import NEVER, LocalHost
-from shared import names
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
 from shared.container import Container, get_container
+from shared.domain import names
 from tests.conftest import make_settings
 
 KEY = "local-test-key"

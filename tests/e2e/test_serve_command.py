@@ -12,11 +12,11 @@ import time
 
 import requests
 
-from shared.localstack import free_port
+from shared.devtools.localstack import free_port
 from shared.settings import APP_ROOT
 
 # Only the serve command is registered, so this test does not depend on the other commands' modules.
-SERVE = ("import sys, shared.cli as cli; cli.COMMAND_MODULES = ('serve',); "
+SERVE = ("import sys, shared.devtools.cli as cli; cli.COMMAND_MODULES = ('serve',); "
          "sys.exit(cli.main(['serve', '--port', sys.argv[1]]))")
 
 

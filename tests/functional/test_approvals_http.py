@@ -18,14 +18,14 @@ from azure.functions.timer import TimerRequest
 import function_app
 from functions.approvals import approvals, approvals_housekeeping
 from functions.senders import send_email, send_teams
-from shared.approvals import APPROVED, EXPIRED, PENDING, REJECTED, approval_id
+from shared.approvals.flow import APPROVED, EXPIRED, PENDING, REJECTED, approval_id
 from shared.container import set_container
-from shared.ledger import NOTIFIED, QUEUED, row_key
-from shared.messages import ActionMessage
-from shared.names import EMAIL, TEAMS
-from shared.sample_data import DEMO_NOW
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.messages import ActionMessage
+from shared.domain.names import EMAIL, TEAMS
+from shared.domain.signing import APPROVAL, sign
+from shared.opportunities.ledger import NOTIFIED, QUEUED, row_key
 from shared.settings import Settings
-from shared.signing import APPROVAL, sign
 from tests.approval_support import CUSTOMER, approval_stack, approvals_of, at, plan
 
 SATURDAY_NOON_TOKYO = at("2026-11-28T12:00:00+09:00")
@@ -103,7 +103,7 @@ def test_get_shows_exactly_what_will_be_sent_with_the_buttons(stack):
 
 def test_the_page_speaks_the_customers_language(azurite, tmp_path):
     container, _ = approval_stack(azurite, tmp_path)
-    from shared.model import Customer
+    from shared.domain.model import Customer
 
     container.customers.upsert_many([Customer.from_dict({**CUSTOMER, "locale": "en-US"})])
     plan(container)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
+from shared.devtools.cli import main
 from shared.settings import APP_ROOT
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
@@ -16,7 +16,7 @@ DEMO_NOW = "2026-11-24T00:00:00Z"
 @pytest.fixture(autouse=True)
 def no_local_settings(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("shared.commands._local.LOCAL_SETTINGS", tmp_path / "absent.json")
+    monkeypatch.setattr("shared.devtools.commands._local.LOCAL_SETTINGS", tmp_path / "absent.json")
     monkeypatch.delenv("UNSUBSCRIBE_SIGNING_KEY", raising=False)
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from functions.crm_webhooks import crm_dataverse, crm_generic, crm_hubspot, crm_salesforce, crm_zoho
 from shared.container import Container, set_container
 from shared.crm.common import WebhookRequest
-from shared.names import CRM_EVENTS
+from shared.domain.names import CRM_EVENTS
 from tests.conftest import make_settings
 from tests.crm_helpers import (
     SECRETS_ENV,

@@ -13,9 +13,9 @@ from functions.crm_tasks import crm_tasks
 from functions.crm_webhooks import crm_dataverse, crm_generic, crm_hubspot, crm_salesforce, crm_zoho
 from shared.container import Container, set_container
 from shared.crm.common import WebhookRequest
-from shared.events import CrmEvent
-from shared.messages import ActionMessage
-from shared.names import CRM_EVENTS, TASKS
+from shared.domain.events import CrmEvent
+from shared.domain.messages import ActionMessage
+from shared.domain.names import CRM_EVENTS, TASKS
 from tests.conftest import make_settings
 from tests.crm_helpers import (
     SECRETS_ENV,
@@ -110,7 +110,7 @@ def test_bad_input_gets_a_json_4xx_and_nothing_is_queued(app, source, request_, 
 def test_broker_outage_is_a_503_so_the_crm_retries(app, tmp_path):
     class DownBroker:
         def publish(self, queue, messages):
-            from shared.errors import TransientError
+            from shared.domain.errors import TransientError
 
             raise TransientError("broker unavailable")
 

@@ -10,12 +10,12 @@ import azure.functions as func
 import pytest
 
 from functions.dashboard import dashboard
-from shared.commands.demo import _fast_forward, deliver_all
-from shared.commands.sweep import run_sweep
 from shared.container import set_container
-from shared.importer import import_customers
-from shared.ledger import Claim
-from shared.sample_data import DEMO_NOW
+from shared.customers.importer import import_customers
+from shared.devtools.commands.demo import _fast_forward, deliver_all
+from shared.devtools.commands.sweep import run_sweep
+from shared.devtools.sample_data import DEMO_NOW
+from shared.opportunities.ledger import Claim
 from tests.functional.registered import bindings_of
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"

@@ -26,8 +26,8 @@ def test_health_answers_ok_when_tables_answer(container):
 
 
 def test_health_reports_degraded_storage(tmp_path):
-    from shared.localstack import free_port
-    from shared.tables import azurite_connection_string
+    from shared.devtools.localstack import free_port
+    from shared.storage.tables import azurite_connection_string
     from tests.conftest import make_settings
 
     dead = azurite_connection_string(free_port())  # nothing listens there

@@ -10,7 +10,7 @@ import pytest
 
 from functions.opportunities import opportunities_list, opportunities_update
 from shared.container import set_container
-from shared.ledger import QUEUED, SUPPRESSED
+from shared.opportunities.ledger import QUEUED, SUPPRESSED
 from tests.functional.registered import bindings_of
 from tests.integration.test_ledger import claim
 

@@ -11,11 +11,11 @@ from azure.functions.timer import TimerRequest
 
 from functions.pipeline import crm_event, sweep_shard, sweep_timer
 from shared.container import set_container
-from shared.events import CrmEvent
-from shared.importer import import_customers
-from shared.names import SWEEP_SHARDS, TEAMS
-from shared.pipeline import ShardTask
-from shared.sample_data import DEMO_NOW
+from shared.customers.importer import import_customers
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.events import CrmEvent
+from shared.domain.names import SWEEP_SHARDS, TEAMS
+from shared.pipeline.planner import ShardTask
 from tests.functional.registered import bindings_of
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
@@ -58,7 +58,7 @@ def test_shard_message_evaluates_and_a_redelivery_plans_nothing_more(installed):
 
 
 def test_bad_shard_message_raises_so_the_host_redelivers_then_dead_letters(installed):
-    from shared.errors import InvalidInput
+    from shared.domain.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
         sweep_shard(sb_message('{"shard": "x"}', "bad"))

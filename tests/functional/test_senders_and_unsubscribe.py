@@ -14,11 +14,11 @@ from azure.functions.servicebus import ServiceBusMessage
 import function_app
 from functions.senders import send_email, send_teams
 from functions.unsubscribe import unsubscribe
-from shared.commands import outbox as outbox_command
 from shared.container import Container, set_container
-from shared.errors import InvalidInput
-from shared.names import EMAIL, TEAMS
-from shared.signing import unsubscribe_url
+from shared.devtools.commands import outbox as outbox_command
+from shared.domain.errors import InvalidInput
+from shared.domain.names import EMAIL, TEAMS
+from shared.domain.signing import unsubscribe_url
 from tests.conftest import make_settings
 from tests.delivery_support import SIGNING_KEY, action
 

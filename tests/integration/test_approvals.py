@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.approvals import (
+from shared.approvals.flow import (
     APPROVE,
     APPROVED,
     EXPIRED,
@@ -17,12 +17,12 @@ from shared.approvals import (
     approval_id,
     request_key,
 )
-from shared.errors import TransientError
-from shared.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, row_key
-from shared.messages import ActionMessage
-from shared.names import CRM_TASKS, EMAIL, TEAMS
-from shared.sample_data import DEMO_NOW
-from shared.signing import APPROVAL, verify
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.errors import TransientError
+from shared.domain.messages import ActionMessage
+from shared.domain.names import CRM_TASKS, EMAIL, TEAMS
+from shared.domain.signing import APPROVAL, verify
+from shared.opportunities.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, row_key
 from tests.approval_support import CUSTOMER, RULE, approval_stack, approvals_of, plan
 from tests.queues import drain as drain_actions
 

@@ -1,7 +1,7 @@
 """The broker contract (shared/broker/port.py), run against every adapter.
 
 Always against the local SQLite broker; against a real Service Bus namespace too when SERVICEBUS_CONNECTION is set
-(its queues from shared/names.py must exist with duplicate detection on; they are drained before each test).
+(its queues from shared/domain/names.py must exist with duplicate detection on; they are drained before each test).
 Expiry tests use the adapter's own lock duration and duplicate window and are skipped where those are too long.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import names
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker, OutgoingMessage, ReceivedMessage
 from shared.broker.replay import REPLAYS_PROPERTY, original_message_id
-from shared.errors import Conflict, InvalidInput, PayloadTooLarge
+from shared.domain import names
+from shared.domain.errors import Conflict, InvalidInput, PayloadTooLarge
 
 SERVICEBUS_CONNECTION = os.environ.get("SERVICEBUS_CONNECTION")
 LONGEST_WAIT = 20.0  # seconds a test may wait for a lock or window to expire

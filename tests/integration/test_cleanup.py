@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.cleanup import purge_deliveries
-from shared.idempotency import TableDedupeStore
-from shared.names import APPROVALS, DELIVERIES
+from shared.delivery.idempotency import TableDedupeStore
+from shared.domain.names import APPROVALS, DELIVERIES
+from shared.ops.cleanup import purge_deliveries
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ from shared.crm.dataverse import DataverseClient
 from shared.crm.mapping import load_mapping
 from shared.crm.merge import apply_event
 from shared.crm.tasks import DataverseTaskWriter, LocalTaskLedger, write_task
-from shared.errors import InvalidInput, NotFound, Throttled, TransientError
-from shared.messages import ActionMessage
-from shared.names import TASKS
+from shared.domain.errors import InvalidInput, NotFound, Throttled, TransientError
+from shared.domain.messages import ActionMessage
+from shared.domain.names import TASKS
 from tests.conftest import make_settings
 from tests.crm_helpers import NOW, dataverse_request, sample
 from tests.standins.dataverse import DataverseStandIn

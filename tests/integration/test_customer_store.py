@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.customer_store import MAX_STRING_CHARS, customer_to_entity, entity_size, shard_of
-from shared.errors import Conflict, PayloadTooLarge
-from shared.model import Customer
+from shared.customers.store import MAX_STRING_CHARS, customer_to_entity, entity_size, shard_of
+from shared.domain.errors import Conflict, PayloadTooLarge
+from shared.domain.model import Customer
 
 
 def make(i: int, **extra) -> Customer:

@@ -10,11 +10,11 @@ from email.policy import default
 
 import pytest
 
+from shared.delivery.idempotency import TableDedupeStore
 from shared.delivery.service import DUPLICATE, FAILED, RESCHEDULED, SENT, SUPPRESSED
 from shared.delivery.transports import DEDUPE_PROPERTY
-from shared.idempotency import TableDedupeStore
-from shared.model import Customer
-from shared.names import DELIVERIES, EMAIL, TEAMS
+from shared.domain.model import Customer
+from shared.domain.names import DELIVERIES, EMAIL, TEAMS
 from tests.delivery_support import CUSTOMER_EMAIL, REP, REP_OBJECT_ID, action, live_stack
 from tests.standins import Fault
 

@@ -6,10 +6,10 @@ import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from shared.delivery.idempotency import CLAIMED, COMPLETED, IN_PROGRESS, TableDedupeStore
 from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget, Lease, RateLimiter
-from shared.idempotency import CLAIMED, COMPLETED, IN_PROGRESS, TableDedupeStore
-from shared.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
-from shared.suppressions import SuppressionStore
+from shared.delivery.suppressions import SuppressionStore
+from shared.domain.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
 
 
 def test_exactly_one_of_many_concurrent_claims_holds_the_record(container):

@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 
-from shared import names
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
-from shared.commands import dlq
+from shared.devtools.commands import dlq
+from shared.domain import names
 
 
 @pytest.fixture

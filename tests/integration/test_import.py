@@ -6,9 +6,9 @@ from pathlib import Path
 
 from azure.core.exceptions import HttpResponseError
 
-from shared.cli import main
-from shared.customer_store import CustomerStore
-from shared.importer import import_customers
+from shared.customers.importer import import_customers
+from shared.customers.store import CustomerStore
+from shared.devtools.cli import main
 
 ROOT = Path(__file__).parent.parent.parent
 CSV = ROOT / "tests" / "fixtures" / "csv"
@@ -72,6 +72,6 @@ def test_failed_transaction_is_reported_and_leaves_no_partial_rows(container):
 
 
 def _tables(settings):
-    from shared.tables import TableAccess
+    from shared.storage.tables import TableAccess
 
     return TableAccess(settings)

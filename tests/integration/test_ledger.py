@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.broker import OutgoingMessage
-from shared.errors import InvalidInput, NotFound
-from shared.ledger import (
+from shared.domain.errors import InvalidInput, NotFound
+from shared.opportunities.ledger import (
     DETECTED,
     IN_PROGRESS,
     NOTIFIED,

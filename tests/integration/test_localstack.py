@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.localstack import Azurite
+from shared.devtools.localstack import Azurite
 from tests.conftest import make_settings
 
 
 def test_persistent_azurite_keeps_what_was_written_just_before_stop(tmp_path):
-    from shared.tables import TableAccess
+    from shared.storage.tables import TableAccess
 
     location = tmp_path / "azurite"
     with Azurite(in_memory=False, location=location) as first:

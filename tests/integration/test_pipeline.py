@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from shared.container import Container
-from shared.customer_store import shard_of
-from shared.events import CrmEvent
-from shared.importer import import_customers
-from shared.ledger import QUEUED, row_key
-from shared.messages import ActionMessage
-from shared.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
-from shared.pipeline import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
-from shared.sample_data import DEMO_NOW
-from shared.tables import TableAccess
+from shared.customers.importer import import_customers
+from shared.customers.store import shard_of
+from shared.devtools.sample_data import DEMO_NOW
+from shared.domain.events import CrmEvent
+from shared.domain.messages import ActionMessage
+from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
+from shared.opportunities.ledger import QUEUED, row_key
+from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
+from shared.storage.tables import TableAccess
 from tests.queues import drain as drain_actions
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
@@ -37,7 +37,7 @@ def loaded(container) -> Container:
 
 
 def sweep(container: Container, now: datetime = DEMO_NOW):
-    from shared.pipeline import summarize_reports
+    from shared.pipeline.planner import summarize_reports
 
     return summarize_reports(
         evaluate_shard(container.customers, container.evaluator, container.planner, ShardTask(shard, now))

@@ -7,7 +7,7 @@ import requests
 
 from shared.delivery.http import ApiClient
 from shared.delivery.tokens import GRAPH_RESOURCE, GRAPH_SCOPE, ClientCredentialTokens, ManagedIdentityTokens
-from shared.errors import Unauthorized
+from shared.domain.errors import Unauthorized
 from tests.standins import GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.approvals import approval_id, mask_address, preview_text, request_key
-from shared.errors import ConfigError
-from shared.messages import ActionMessage
+from shared.approvals.flow import approval_id, mask_address, preview_text, request_key
+from shared.domain.errors import ConfigError
+from shared.domain.messages import ActionMessage
 from shared.settings import APP_ROOT, Settings
 
 

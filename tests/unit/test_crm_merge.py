@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from shared.crm.merge import VERSIONS_KEY, apply_event, customer_id_of
-from shared.errors import InvalidInput
-from shared.events import CrmEvent
-from shared.model import Customer
+from shared.domain.errors import InvalidInput
+from shared.domain.events import CrmEvent
+from shared.domain.model import Customer
 
 T0 = datetime(2025, 11, 22, 8, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 
 from shared.crm.common import ReplayGuard, WebhookRequest, message_id_for
 from shared.crm.ingest import WebhookIntake
-from shared.errors import ConfigError, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from shared.domain.errors import ConfigError, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from tests.conftest import make_settings
 from tests.crm_helpers import (
     NOW,

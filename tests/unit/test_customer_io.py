@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.customer_io import CsvMapping, detect_encoding, read_customers_file
-from shared.errors import InvalidInput
-from shared.model import Customer
+from shared.customers.reader import CsvMapping, detect_encoding, read_customers_file
+from shared.domain.errors import InvalidInput
+from shared.domain.model import Customer
 
 CSV = Path(__file__).parent.parent / "fixtures" / "csv"
 

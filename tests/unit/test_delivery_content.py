@@ -10,7 +10,7 @@ import pytest
 
 from shared.delivery.content import CARD_LIMIT_BYTES, build_mime, fit_card, webhook_payload
 from shared.delivery.http import retry_after_seconds
-from shared.errors import InvalidInput
+from shared.domain.errors import InvalidInput
 from tests.delivery_support import MAILBOX, action
 
 

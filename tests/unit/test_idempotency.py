@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.errors import Conflict
-from shared.idempotency import CLAIMED, COMPLETED, FAILED, IN_PROGRESS, InMemoryDedupeStore
+from shared.delivery.idempotency import CLAIMED, COMPLETED, FAILED, IN_PROGRESS, InMemoryDedupeStore
+from shared.domain.errors import Conflict
 
 
 class Clock:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import APP_ROOT, Settings
 from tests.unit import infra_checks as checks
 from tests.unit.bicep_outline import Expr, Obj, load, references

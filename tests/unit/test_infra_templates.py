@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.names import QUEUES, TABLES
+from shared.domain.names import QUEUES, TABLES
 from shared.settings import APP_ROOT
 from tests.unit import infra_checks as checks
 from tests.unit.bicep_outline import Expr, Obj, _Parser, module_tree, references, tokenize
@@ -33,7 +33,7 @@ ROLES = {
 # Each data-plane access the code (or the Functions host on its behalf) makes → the role and scope it needs.
 DATA_PLANE_ACCESS = {
     "Flex deployment package and host blobs": ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts"),
-    "tables read/write (shared/tables.py)": ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts"),
+    "tables read/write (shared/storage)": ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts"),
     "Functions host queues": ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts"),
     "publish to queues (Broker.publish)": ("Azure Service Bus Data Sender", "Microsoft.ServiceBus/namespaces"),
     "Service Bus triggers receive/settle": ("Azure Service Bus Data Receiver", "Microsoft.ServiceBus/namespaces"),

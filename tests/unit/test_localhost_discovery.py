@@ -7,7 +7,7 @@ import pytest
 
 import function_app
 from devhost import discover, resolve_setting, route_pattern
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from tests.conftest import make_settings
 
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.events import CrmEvent
-from shared.messages import ActionMessage
+from shared.domain.errors import InvalidInput
+from shared.domain.events import CrmEvent
+from shared.domain.messages import ActionMessage
 
 
 def test_action_message_round_trip_with_followups():

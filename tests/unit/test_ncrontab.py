@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.errors import InvalidInput
-from shared.ncrontab import Schedule
+from shared.devtools.ncrontab import Schedule
+from shared.domain.errors import InvalidInput
 
 
 def at(*args: int) -> datetime:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.model import Customer
-from shared.rendering import Renderer
+from shared.domain.model import Customer
+from shared.rendering.engine import Renderer
 from shared.rules import Evaluator, load_ruleset
 from shared.settings import APP_ROOT, Settings
 
@@ -102,7 +102,7 @@ def test_card_shapes_build_like_the_json(tmp_path):
     """Cards are built by generated code: `$when` drops, unsafe links, constants and nesting as in the JSON."""
     import shutil
 
-    from shared.rendering import TemplateProblems
+    from shared.rendering.engine import TemplateProblems
 
     for locale in ("ja-JP", "en-US"):
         shutil.copytree(APP_ROOT / "templates" / locale, tmp_path / locale)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.messages import ActionMessage
-from shared.model import Customer
+from shared.domain.messages import ActionMessage
+from shared.domain.model import Customer
 from shared.rules import Evaluator, load_ruleset
 from shared.rules.dedupe import MAX_ACTION_KEY, MAX_FIRING_KEY, active_window, firing_key, period_of
 from shared.settings import APP_ROOT, Settings

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from shared.model import Customer
+from shared.domain.model import Customer
 from shared.rules.expressions import ExpressionError, compile_expression
 
 TODAY = date(2026, 1, 1)

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from shared.schedule import next_business_slot
+from shared.domain.schedule import next_business_slot
 
 HOURS = (time(9), time(18))
 WEEKDAYS = frozenset({1, 2, 3, 4, 5})

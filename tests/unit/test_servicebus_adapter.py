@@ -21,7 +21,7 @@ from shared.broker.servicebus import (
     plain_properties,
     to_servicebus,
 )
-from shared.errors import (
+from shared.domain.errors import (
     ConfigError,
     Conflict,
     PayloadTooLarge,

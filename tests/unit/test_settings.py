@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
 from shared.settings import APP_ROOT, Settings
 
 BASE = {"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"}

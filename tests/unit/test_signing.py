@@ -3,9 +3,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from shared.errors import ConfigError, InvalidInput, Unauthorized
+from shared.domain.errors import ConfigError, InvalidInput, Unauthorized
+from shared.domain.signing import APPROVAL, UNSUBSCRIBE, sign, unsubscribe_url, verify
 from shared.settings import Settings
-from shared.signing import APPROVAL, UNSUBSCRIBE, sign, unsubscribe_url, verify
 
 SETTINGS = Settings.from_env({"TABLES_CONNECTION_STRING": "x", "UNSUBSCRIBE_SIGNING_KEY": "k" * 32})
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

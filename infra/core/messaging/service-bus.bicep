@@ -9,7 +9,7 @@ param location string
 @description('Tags applied to the namespace.')
 param tags object = {}
 
-@description('Queues (shared/names.py QUEUES, via infra/names.json).')
+@description('Queues (shared/domain/names.py QUEUES, via infra/names.json).')
 param queueNames array
 
 @description('Duplicate-detection window (ISO 8601, PT20S to P7D); fixed once a queue exists.')

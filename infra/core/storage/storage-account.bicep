@@ -12,7 +12,7 @@ param tags object = {}
 @description('Blob container that holds the deployment package.')
 param deploymentContainerName string
 
-@description('Tables the app reads and writes (shared/names.py TABLES, via infra/names.json).')
+@description('Tables the app reads and writes (shared/domain/names.py TABLES, via infra/names.json).')
 param tableNames array
 
 @description('Principal id of the app identity.')
@@ -86,7 +86,7 @@ resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// shared/tables.py and shared/customer_store.py read and write the app's tables.
+// shared/storage/tables.py and shared/customers/store.py read and write the app's tables.
 resource appTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, roles.storageTableDataContributor)
   scope: storage

@@ -1,0 +1,142 @@
+"""GET /api/dashboard: what was found, what it earned, where customers are, and how delivery is doing.
+
+Everything is aggregated from the tables the pipeline already writes (no counters to keep in step): the ledger
+(`Opportunities`), `Customers` (journey stages), the delivery audit rows (`Deliveries`, last `days` days), pending
+`Approvals` and the broker's dead-letter queues. Reads select only the columns they count. At a million customers
+the customer and ledger scans take seconds, so call it for a report, not on every page view.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+from shared.approvals.flow import PENDING, ApprovalStore
+from shared.broker import Broker
+from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, SWEEP_SHARDS
+from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.storage.tables import TableAccess
+
+JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
+DLQ_PEEK_LIMIT = 1000
+
+
+def build_dashboard(tables: TableAccess, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
+                    now: datetime, days: int = 7) -> dict[str, Any]:
+    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
+    return {
+        "generated_at": now.isoformat(),
+        "opportunities": _opportunities(ledger),
+        "journey": _journey(tables),
+        "delivery": _delivery(tables, approvals, broker, now, days),
+    }
+
+
+def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
+    rows = ledger.client.list_entities(select=["kind", "rule", "owner_name", "owner_email", "status", "month",
+                                               "amount"], results_per_page=1000)
+    by = {name: Counter() for name in ("kind", "owner", "status", "month")}
+    outcome: dict[str, Counter] = defaultdict(Counter)
+    earned: Counter = Counter()
+    campaigns: dict[str, Counter] = defaultdict(Counter)
+    total = 0
+    for row in rows:
+        total += 1
+        kind, status = row.get("kind") or "(none)", row.get("status") or "(none)"
+        by["kind"][kind] += 1
+        by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
+        by["status"][status] += 1
+        by["month"][row.get("month") or "(none)"] += 1
+        if status in (WON, LOST):
+            outcome[kind][status] += 1
+        if status == WON and row.get("amount"):
+            earned[kind] += float(row["amount"])
+        if kind == "campaign":
+            campaign = campaigns[row.get("rule") or "(none)"]
+            campaign["opportunities"] += 1
+            campaign[status] += 1
+            if status == WON:
+                campaign["revenue"] += float(row.get("amount") or 0)
+    conversion = {
+        kind: {"won": counts[WON], "lost": counts[LOST],
+               "rate": round(counts[WON] / (counts[WON] + counts[LOST]), 3), "amount_won": earned[kind]}
+        for kind, counts in sorted(outcome.items())}
+    return {
+        "total": total,
+        "by_kind": dict(by["kind"].most_common()), "by_owner": dict(by["owner"].most_common()),
+        "by_status": dict(by["status"].most_common()), "by_month": dict(sorted(by["month"].items())),
+        "conversion": conversion, "amount_won": sum(earned.values()),
+        "campaigns": {rule: {"opportunities": c["opportunities"], "won": c[WON], "lost": c[LOST],
+                             "revenue": c["revenue"]} for rule, c in sorted(campaigns.items())},
+    }
+
+
+def _journey(tables: TableAccess) -> dict[str, int]:
+    stages = Counter(row.get("stage") or "(none)" for row in tables.table(CUSTOMERS).list_entities(
+        select=["stage"], results_per_page=1000))
+    ordered = {stage: stages.pop(stage, 0) for stage in JOURNEY_STAGES}
+    ordered.update(sorted(stages.items()))
+    return ordered
+
+
+def _delivery(tables: TableAccess, approvals: ApprovalStore, broker: Broker, now: datetime,
+              days: int) -> dict[str, Any]:
+    since = f"audit-{now - timedelta(days=days - 1):%Y%m%d}"
+    rows = tables.table(DELIVERIES).query_entities(
+        "PartitionKey ge @since and PartitionKey le @until",
+        parameters={"since": since, "until": f"audit-{now:%Y%m%d}"}, select=["channel", "status"])
+    outcomes: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        outcomes[row.get("channel") or "(none)"][row.get("status") or "(none)"] += 1
+    queues = (SWEEP_SHARDS, CRM_EVENTS, *CHANNEL_QUEUES.values())
+    return {
+        "days": days,
+        "outcomes": {channel: dict(counts) for channel, counts in sorted(outcomes.items())},
+        "dead_letters": {queue: len(broker.peek_dead_letters(queue, DLQ_PEEK_LIMIT)) for queue in queues},
+        "approvals_pending": approvals.count(PENDING),
+    }
+
+
+def dashboard_html(data: dict[str, Any]) -> str:
+    """A plain, self-contained HTML view of `build_dashboard`'s result (every value escaped)."""
+    opp, journey, delivery = data["opportunities"], data["journey"], data["delivery"]
+
+    def table(title: str, rows: list[tuple], header: tuple = ()) -> str:
+        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+        return (f"<section><h2>{escape(title)}</h2><table>{f'<tr>{head}</tr>' if head else ''}{body}"
+                f"</table></section>")
+
+    sections = [
+        table("Opportunities by type", list(opp["by_kind"].items()), ("type", "count")),
+        table("By owner", list(opp["by_owner"].items()), ("owner", "count")),
+        table("By status", list(opp["by_status"].items()), ("status", "count")),
+        table("By month", list(opp["by_month"].items()), ("month", "count")),
+        table("Conversion", [(k, v["won"], v["lost"], f"{v['rate']:.0%}", v["amount_won"])
+                             for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
+        table("Campaigns", [(r, v["opportunities"], v["won"], v["lost"], v["revenue"])
+                            for r, v in opp["campaigns"].items()], ("rule", "opportunities", "won", "lost", "revenue")),
+        table("Journey stages", list(journey.items()), ("stage", "customers")),
+        table(f"Deliveries (last {delivery['days']} days)",
+              [(channel, status, n)
+               for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],
+              ("channel", "outcome", "count")),
+        table("Dead letters", list(delivery["dead_letters"].items()), ("queue", "messages")),
+    ]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>crmflow dashboard</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:2rem}section{display:inline-block;vertical-align:top;"
+            "margin:0 2rem 2rem 0}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
+            "text-align:left}</style></head><body>"
+            f"<h1>crmflow</h1><p>{escape(_fmt(opp['total']))} opportunities, "
+            f"{escape(_fmt(opp['amount_won']))} won; {escape(_fmt(delivery['approvals_pending']))} approvals pending; "
+            f"generated {escape(data['generated_at'])}</p>{''.join(sections)}</body></html>")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,135 @@
+"""crmflow demo: the whole flow on a fresh local stack.
+
+Imports the sample customers, runs the daily sweep at the demo instant (09:00 in Tokyo on 2026-11-24), delivers
+what it planned through the very queue functions registered on the FunctionApp (Teams and Outlook to the local
+outbox, CRM tasks to the local Tasks table) and prints what happened per rule, channel and owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from shared.approvals.flow import PENDING
+from shared.broker.local import LocalBroker
+from shared.container import Container, set_container
+from shared.customers.importer import display_width, format_summary, import_customers, summarize
+from shared.delivery.transports import list_outbox
+from shared.devtools.commands._local import local_dir_setting, local_stack
+from shared.devtools.commands.sweep import format_report, run_sweep
+from shared.devtools.progress import Progress
+from shared.devtools.sample_data import DEMO_NOW, SAMPLES
+from shared.domain.names import TASKS
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole flow locally on the sample customers",
+                                   description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="keep earlier local data instead of starting fresh")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    local_dir = local_dir_setting()
+    if not args.keep:
+        for name in ("azurite", "outbox"):
+            shutil.rmtree(local_dir / name, ignore_errors=True)
+        for leftover in local_dir.glob("broker.sqlite3*"):
+            leftover.unlink()
+    with local_stack(embedded=True) as container:
+        print("== 1. import samples/customers.csv + samples/purchases.csv")
+        report = import_customers(container.customers, SAMPLES / "customers.csv",
+                                  purchases_path=SAMPLES / "purchases.csv", progress=Progress("importing"))
+        print(f"imported {report.imported:,} customers, {report.rejected} rows rejected")
+        customers = list(container.customers.iter_all())
+        print(format_summary(summarize(customers), len(customers)))
+
+        print(f"\n== 2. daily sweep at {DEMO_NOW.isoformat()} (09:00 in Tokyo; each customer's own local date)")
+        _fast_forward(container)
+        plan = run_sweep(container, DEMO_NOW, progress=Progress("sweeping shards", total=64))
+        print(format_report(plan))
+
+        print("\n== 3. delivery through the registered queue functions (local outbox, local Tasks table)")
+        outcomes = deliver_all(container)
+        print("  " + ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())))
+        failed = sum(count for name, count in outcomes.items() if name.endswith("failed"))
+
+        print("\n== 4. what happened")
+        print(_report(container))
+    return 0 if not (report.errors or failed) else 1
+
+
+def _fast_forward(container: Container) -> None:
+    """Run the broker and the senders on the demo's clock, moved to the end of the demo day: emails scheduled into
+    each customer's business hours (New York's morning is hours after Tokyo's) are then due."""
+    offset = max(0.0, (DEMO_NOW + timedelta(days=1)).timestamp() - time.time())
+
+    def clock() -> float:
+        return time.time() + offset
+
+    container.clock = clock
+    container.broker = LocalBroker(container.settings.local_dir / "broker.sqlite3", clock=clock)
+
+
+def deliver_all(container: Container) -> Counter:
+    """Drain every queue the app has a function for, until nothing is left (follow-ups included)."""
+    # The local host and the FunctionApp bring azure.functions: loaded for this command only, like `serve`.
+    import function_app
+    from devhost import LocalHost
+
+    host = LocalHost(function_app.app, container, port=0)
+    outcomes: Counter = Counter()
+    set_container(container)  # the functions reach the stack through get_container(), as under the host
+    try:
+        busy = True
+        while busy:
+            busy = False
+            for fn in host.functions.queues:
+                while batch := container.broker.receive(fn.queue, max_messages=50):
+                    busy = True
+                    for message in batch:
+                        outcomes[f"{fn.name} {'ok' if host.deliver(fn, message) else 'failed'}"] += 1
+    finally:
+        set_container(None)
+    return outcomes
+
+
+def _approvals(container: Container) -> str:
+    """How many held messages wait for their owner, and one review link (the Teams cards carry the others)."""
+    pending = sorted(container.approval_store.query(PENDING), key=lambda approval: approval.id)
+    line = f"  approvals pending: {len(pending)}"
+    if pending:
+        now = datetime.fromtimestamp(container.clock(), UTC)
+        line += f"\n  review one: {container.approvals.link(pending[0].id, now)}"
+    return line
+
+
+def _report(container: Container) -> str:
+    opportunities = list(container.ledger.iter_all())
+    lines = []
+    table = Counter((o.rule, o.status) for o in opportunities)
+    rules = sorted({rule for rule, _ in table})
+    statuses = sorted({status for _, status in table})
+    width = max(len(r) for r in rules)
+    lines.append(f"  {'opportunities per rule':<{width}}  " + "  ".join(f"{s:>14}" for s in statuses))
+    for rule in rules:
+        lines.append(f"  {rule:<{width}}  " + "  ".join(f"{table[(rule, s)] or '':>14}" for s in statuses))
+    owners = Counter(o.owner_name or "(none)" for o in opportunities)
+    lines.append("  per owner: " + ", ".join(f"{name} {count}" for name, count in owners.most_common()))
+    outbox = list_outbox(container.settings.local_dir / "outbox")
+    channels = Counter(row["channel"] for row in outbox)
+    tasks = sum(1 for _ in container.tables.table(TASKS).list_entities(select=["RowKey"]))
+    lines.append("  delivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(channels.items()))
+                 + f", CRM tasks {tasks}")
+    for channel in sorted(channels):
+        sample = next(row for row in outbox if row["channel"] == channel)
+        subject = sample["subject"][:60]
+        lines.append(f"  e.g. {sample['path']}\n       {subject}{' ' * max(0, 2 - display_width(subject))}")
+    lines.append(_approvals(container))
+    lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
+                 "crmflow serve answers the unsubscribe and approval links)")
+    lines.append("  dashboard: run `crmflow serve`, then open http://127.0.0.1:7071/api/dashboard?format=html")
+    return "\n".join(lines)

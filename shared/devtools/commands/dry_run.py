@@ -1,0 +1,168 @@
+"""crmflow dry-run --input FILE.csv|FILE.json [--rules DIR] [--today D | --now T] [--format table|json]
+
+Shows whom the rules would hit and what would be sent, with no side effects: nothing is stored, queued or sent.
+--today D: every customer's local date is D. --now T: each customer's local date is T in their own time zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from shared.customers.reader import RowError, iter_customers
+from shared.devtools.commands._local import offline_settings
+from shared.devtools.commands._time import add_time_options, resolve_time
+from shared.rules import Evaluator, Firing, RuleProblems, load_ruleset
+from shared.rules.evaluator import NO_SIGNING_KEY
+
+MAX_ERRORS_SHOWN = 50
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dry-run", help="show what the rules would do, without doing it",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, required=True, help="customers .csv, .json (array) or .jsonl")
+    parser.add_argument("--purchases", type=Path, help="purchases/deals CSV for a CSV input")
+    parser.add_argument("--mapping", type=Path, help="CSV column mapping (default mappings/csv_default.yaml)")
+    parser.add_argument("--rules", type=Path, help="rules directory (default: RULES_DIR, rules/)")
+    parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
+    parser.add_argument("--trigger", choices=("sweep", "change"), default="sweep",
+                        help="which rules to evaluate (default sweep; change rules see no previous version)")
+    add_time_options(parser)
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = offline_settings()
+    try:
+        ruleset = load_ruleset(args.rules or settings.rules_dir, args.templates or settings.templates_dir,
+                               default_locale=settings.default_locale)
+    except RuleProblems as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    evaluator = Evaluator(ruleset, settings)
+    now, today = resolve_time(args)
+    errors: list[RowError] = []
+    customers = (customer for _, customer in iter_customers(
+        args.input, mapping_path=args.mapping, purchases_path=args.purchases, errors=errors,
+        today=today or now.date()))
+    stats: Counter[str] = Counter()
+
+    def firings() -> Iterable[Firing]:
+        for customer in customers:
+            if not stats["customers"]:
+                # The input is parsed by now (a JSON array is read whole): keep the collector from walking it again
+                # and again while planning allocates. Frozen objects are the input itself, alive until exit anyway.
+                gc.freeze()
+            stats["customers"] += 1
+            for firing in evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today):
+                stats["firings"] += 1
+                stats.update(action.status for action in firing.actions)
+                yield firing
+
+    out = sys.stdout
+    try:
+        (write_json if args.format == "json" else write_table)(firings(), out)
+        out.flush()
+    except BrokenPipeError:  # `crmflow dry-run ... | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps the interpreter's final flush quiet)
+        return 0
+    _summary(stats, errors, evaluator, has_key=bool(settings.unsubscribe_signing_key))
+    # Non-zero when input rows were rejected (like `crmflow import`); the good rows were evaluated all the same.
+    return 1 if errors else 0
+
+
+class _Chunked:
+    """Writes in pieces of about 64 KB. With PYTHONUNBUFFERED (or any write-through stream) each small write would
+    be a system call of its own, one per firing; on a pipe that costs more than rendering the firing."""
+
+    def __init__(self, out: TextIO, size: int = 1 << 16):
+        self.out, self.size = out, size
+        self.parts: list[str] = []
+        self.pending = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.pending += len(text)
+        if self.pending >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write("".join(self.parts))
+            self.parts.clear()
+            self.pending = 0
+
+
+def write_json(firings: Iterable[Firing], out: TextIO) -> None:
+    """A JSON array of firings in the DESIGN shape, streamed (memory stays flat for a million customers)."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps builds one per call
+    chunks = _Chunked(out)
+    chunks.write("[")
+    separator = "\n"
+    for firing in firings:
+        chunks.write(separator + encode(firing.to_dry_run_dict()))
+        separator = ",\n"
+    chunks.write("\n]\n" if separator != "\n" else "]\n")
+    chunks.flush()
+
+
+COLUMNS = (("RULE", 30), ("CUSTOMER", 12), ("CHANNEL", 8), ("TO", 28), ("STATUS", 14), ("SUBJECT / REASON", 60))
+
+
+def write_table(firings: Iterable[Firing], out: TextIO) -> None:
+    chunks = _Chunked(out)
+    chunks.write(_row(name for name, _ in COLUMNS) + "\n")
+    for firing in firings:
+        for index, action in enumerate(firing.actions):
+            detail = action.reason if action.status == "suppressed" else \
+                " | ".join(part for part in (action.subject, action.reason) if part)
+            chunks.write(_row((firing.rule_id if index == 0 else "", firing.customer_id if index == 0 else "",
+                               action.channel, action.to, action.status, detail or "")) + "\n")
+    chunks.flush()
+
+
+def _row(cells: Iterable[str]) -> str:
+    return "  ".join(_fit(str(cell), width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)).rstrip()
+
+
+def _fit(text: str, width: int) -> str:
+    """Pad or cut to a display width (Japanese characters take two columns)."""
+    def size(char: str) -> int:
+        return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+    text = text.replace("\n", " ")
+    total = sum(size(char) for char in text)
+    if total > width:
+        kept, used = [], 0
+        for char in text:
+            if used + size(char) > width - 1:
+                break
+            kept.append(char)
+            used += size(char)
+        text, total = "".join(kept) + "…", used + 1
+    return text + " " * (width - total)
+
+
+def _summary(stats: Counter, errors: list[RowError], evaluator: Evaluator, *, has_key: bool) -> None:
+    err = sys.stderr
+    print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings; actions: "
+          f"{stats['planned']:,} planned, {stats['needs_approval']:,} need approval, "
+          f"{stats['suppressed']:,} suppressed. Nothing was stored, queued or sent.", file=err)
+    if not has_key:
+        print(f"warning: {NO_SIGNING_KEY}", file=err)
+    for rule_id, count in sorted(evaluator.errors.items()):
+        print(f"warning: rule {rule_id} failed on {count:,} customers (see -v for details)", file=err)
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        print(f"  rejected {error}", file=err)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        print(f"  ... and {len(errors) - MAX_ERRORS_SHOWN:,} more rejected rows", file=err)

@@ -1,0 +1,75 @@
+"""crmflow sweep [--today YYYY-MM-DD | --now ISO-8601] [--workers N]: run one whole sweep now, with progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date, datetime
+
+from shared.container import Container
+from shared.devtools.commands._local import local_stack
+from shared.devtools.commands._time import add_time_options, resolve_time
+from shared.devtools.progress import Progress
+from shared.pipeline.planner import PlanReport, ShardTask, evaluate_shard, summarize_reports
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="evaluate every customer against the sweep rules now",
+                                   description=__doc__)
+    add_time_options(parser)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the shards (default 1)")
+    parser.set_defaults(func=run)
+
+
+def run_sweep(container: Container, now: datetime, today: date | None = None, workers: int = 1,
+              progress: Progress | None = None) -> PlanReport:
+    """Evaluate every shard (in this process, or spread over `workers` processes) and plan what fires."""
+    shards = list(range(container.settings.customer_shards))
+    reports = []
+    if workers <= 1:
+        for shard in shards:
+            reports.append(evaluate_shard(container.customers, container.evaluator, container.planner,
+                                          ShardTask(shard, now, today)))
+            if progress:
+                progress.advance()
+        return summarize_reports(reports)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_evaluate_in_worker, container.settings, shard, now, today) for shard in shards]
+        for future in futures:
+            reports.append(future.result())
+            if progress:
+                progress.advance()
+    return summarize_reports(reports)
+
+
+_worker_container: Container | None = None
+
+
+def _evaluate_in_worker(settings, shard: int, now: datetime, today: date | None) -> PlanReport:
+    global _worker_container
+    if _worker_container is None:  # one container per worker process, like one per Functions instance
+        _worker_container = Container(settings)
+    c = _worker_container
+    return evaluate_shard(c.customers, c.evaluator, c.planner, ShardTask(shard, now, today))
+
+
+def format_report(report: PlanReport) -> str:
+    lines = [f"{report.customers:,} customers evaluated, {report.firings:,} firings: {report.planned:,} newly "
+             f"planned, {report.already_planned:,} already planned, {report.recovered:,} recovered; "
+             f"{report.messages:,} messages queued"]
+    for title, counter in (("rule", report.by_rule), ("channel", report.by_channel), ("status", report.by_status)):
+        if counter:
+            lines.append(f"  per {title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items())))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    now, today = resolve_time(args)
+    with local_stack() as container:
+        container.evaluator  # load and validate the rules before any work  # noqa: B018
+        progress = Progress("sweeping shards", total=container.settings.customer_shards)
+        report = run_sweep(container, now, today, args.workers, progress)
+        progress.close()
+    print(format_report(report), file=sys.stdout)
+    return 0

@@ -1,0 +1,67 @@
+"""crmflow validate [--rules DIR] [--templates DIR] [--mappings DIR]: check every rule file, template and field
+mapping (CSV import and each CRM's webhook map); list the rules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from shared.devtools.commands._local import offline_settings
+from shared.domain.errors import CrmflowError
+from shared.rendering.engine import CARD, EMAIL
+from shared.rules import RuleProblems, load_ruleset
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("validate", help="check the rule files and templates", description=__doc__)
+    parser.add_argument("--rules", type=Path, help="rules directory (default: RULES_DIR, rules/)")
+    parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
+    parser.add_argument("--mappings", type=Path, help="mappings directory (default: MAPPINGS_DIR, mappings/)")
+    parser.set_defaults(func=run)
+
+
+def mapping_problems(mappings_dir: Path) -> list[str]:
+    """Every mapping file that does not load, with the loader's reason (file, field)."""
+    from shared.crm.mapping import load_mapping
+    from shared.customers.reader import CsvMapping
+    from shared.domain.events import SOURCES
+
+    problems = []
+    try:
+        CsvMapping.load(mappings_dir / "csv_default.yaml")
+    except CrmflowError as exc:
+        problems.append(exc.message)
+    for vendor in (source for source in SOURCES if source != "generic"):  # generic sends canonical JSON
+        try:
+            load_mapping(mappings_dir, vendor)
+        except CrmflowError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = offline_settings()
+    rules_dir = args.rules or settings.rules_dir
+    templates_dir = args.templates or settings.templates_dir
+    problems = mapping_problems(args.mappings or settings.mappings_dir)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    try:
+        ruleset = load_ruleset(rules_dir, templates_dir, default_locale=settings.default_locale)
+    except RuleProblems as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    if problems:
+        return 1
+    for rule in ruleset.rules:
+        period = f"windows {list(rule.windows.days_before)}" if rule.windows else \
+            f"once per {rule.once_per.source}" if rule.once_per else f"once {rule.once}"
+        channels = ", ".join(f"{a.channel}:{a.route}" + (f" ({a.template})" if a.template else "")
+                             for a in rule.actions)
+        print(f"  {rule.id:<32} {rule.kind:<11} on {'+'.join(sorted(rule.on)):<13} {period:<28} {channels}")
+    renderer = ruleset.renderer
+    print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} files; "
+          f"{len(renderer.names[CARD])} card and {len(renderer.names[EMAIL])} email templates in "
+          f"{', '.join(renderer.locales)}; CSV and CRM mappings load")
+    return 0
