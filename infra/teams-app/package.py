@@ -29,12 +29,34 @@ LIMITS = {("name", "short"): 30, ("name", "full"): 100, ("description", "short")
 ICON_SIZES = {"color": 192, "outline": 32}
 
 
-def fill(text: str, values: dict[str, str]) -> str:
-    """Replace `${{NAME}}` placeholders; raise KeyError naming any without a value."""
-    missing = sorted(set(PLACEHOLDER.findall(text)) - set(values))
+def fill(template: object, values: dict[str, str]) -> object:
+    """The parsed manifest with `${{NAME}}` placeholders in its string values replaced; raise KeyError naming any
+    without a value. Values are put into the parsed JSON, never pasted into its text, so quotes or backslashes in a
+    publisher name stay text instead of breaking the JSON."""
+    missing = sorted(set(_placeholders(template)) - set(values))
     if missing:
         raise KeyError(f"no value for {', '.join(missing)}")
-    return PLACEHOLDER.sub(lambda m: values[m[1]], text)
+    return _substitute(template, values)
+
+
+def _placeholders(node: object) -> list[str]:
+    if isinstance(node, str):
+        return PLACEHOLDER.findall(node)
+    if isinstance(node, dict):
+        return [name for key, value in node.items() for part in (key, value) for name in _placeholders(part)]
+    if isinstance(node, list):
+        return [name for item in node for name in _placeholders(item)]
+    return []
+
+
+def _substitute(node: object, values: dict[str, str]) -> object:
+    if isinstance(node, str):
+        return PLACEHOLDER.sub(lambda m: values[m[1]], node)
+    if isinstance(node, dict):
+        return {_substitute(key, values): _substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(item, values) for item in node]
+    return node
 
 
 def png_info(data: bytes) -> tuple[int, int, int]:
@@ -123,7 +145,7 @@ def validate_manifest(manifest: dict, base_dir: Path = HERE, *, resolved: bool =
 
 def build(values: dict[str, str], out: Path, base_dir: Path = HERE) -> dict:
     """Fill, validate and zip the package; return the filled manifest. Raises ValueError when invalid."""
-    manifest = json.loads(fill((base_dir / "manifest.json").read_text(encoding="utf-8"), values))
+    manifest = fill(json.loads((base_dir / "manifest.json").read_text(encoding="utf-8")), values)
     problems = validate_manifest(manifest, base_dir)
     if problems:
         raise ValueError("invalid Teams manifest: " + "; ".join(problems))

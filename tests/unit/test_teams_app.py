@@ -81,7 +81,7 @@ def test_cli_derives_a_stable_teams_app_id(package, tmp_path, capsys):
     (lambda m: m.update(validDomains=["https://x.example"]), "without scheme"),
 ])
 def test_validation_catches_broken_manifests(package, change, problem):
-    manifest = json.loads(package.fill((TEAMS_APP / "manifest.json").read_text(encoding="utf-8"), VALUES))
+    manifest = package.fill(json.loads((TEAMS_APP / "manifest.json").read_text(encoding="utf-8")), VALUES)
     assert package.validate_manifest(manifest, TEAMS_APP) == []
     change(manifest)
     assert any(problem in p for p in package.validate_manifest(manifest, TEAMS_APP))
@@ -90,3 +90,14 @@ def test_validation_catches_broken_manifests(package, change, problem):
 def test_missing_values_are_named(package, tmp_path):
     with pytest.raises(KeyError, match="BOT_APP_ID"):
         package.build({k: v for k, v in VALUES.items() if k != "BOT_APP_ID"}, tmp_path / "x.zip")
+
+
+@pytest.mark.parametrize("publisher", ['Contoso "EU"', "Contoso \\ Back\\slash", "Contoso\u2028EU {x}"])
+def test_publisher_names_with_json_metacharacters_stay_text(package, tmp_path, publisher):
+    out = tmp_path / "crmflow-teams.zip"
+    args = ["--bot-app-id", BOT_ID, "--app-hostname", "func-crmflow-abc.azurewebsites.net",
+            "--publisher-name", publisher, "--publisher-url", "https://www.contoso.com", "--out", str(out)]
+    assert package.main(args) == 0
+    manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
+    assert manifest["developer"]["name"] == publisher
+    assert manifest["bots"][0]["botId"] == BOT_ID
