@@ -23,6 +23,7 @@ class ImportReport:
     read: int = 0
     imported: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # rows imported with a problem (a bad address)
     seconds: float = 0.0
 
     @property
@@ -50,7 +51,8 @@ def import_customers(store: CustomerStore, path: Path, *, purchases_path: Path |
         pending.clear()
 
     for line, customer in iter_customers(path, mapping_path=mapping_path, purchases_path=purchases_path,
-                                         encoding=encoding, errors=report.errors, today=today):
+                                         encoding=encoding, errors=report.errors, today=today,
+                                         warnings=report.warnings):
         pending.append((line, customer))
         report.read += 1
         if progress:
@@ -60,6 +62,7 @@ def import_customers(store: CustomerStore, path: Path, *, purchases_path: Path |
     if pending:
         flush()
     report.errors.sort(key=lambda e: (e.file, e.line))
+    report.warnings.sort(key=lambda e: (e.file, e.line))
     if progress:
         report.seconds = progress.close()
     return report

@@ -16,7 +16,7 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from shared.domain.addresses import address_problem
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Customer
 from shared.settings import APP_ROOT
@@ -50,6 +51,23 @@ class RowError:
 class ImportBatch:
     customers: list[Customer] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
+
+
+# Addresses checked at import. A bad one is a warning that keeps the row: the customer's rep notices, tasks and
+# journeys need no customer address, and a mail to it is suppressed ("invalid recipient") when planned.
+ADDRESS_FIELDS = ("email", "owner.email", "manager.email")
+
+
+def address_warnings(customer: Customer, file: str, line: int, column: Callable[[str], str]) -> list[RowError]:
+    """One warning per address of `customer` that no mail can be sent to, naming the column (never the value)."""
+    found = []
+    for name, value in (("email", customer.email), ("owner.email", customer.owner and customer.owner.email),
+                        ("manager.email", customer.manager and customer.manager.email)):
+        problem = address_problem(value) if value else None
+        if problem:
+            found.append(RowError(file, line, column(name), f"{problem}; row kept, no mail goes to it"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,6 +114,12 @@ class CsvMapping:
     false_values: frozenset[str]
     date_formats: tuple[str, ...]
     list_separators: tuple[str, ...]
+
+    @property
+    def accepted_dates(self) -> str:
+        """The date forms a cell may take, for error messages: 'YYYY-MM-DD, YYYY/MM/DD, ..., Nov 24, 2026'."""
+        shown = [describe_date_format(fmt) for fmt in ("%Y-%m-%d", "%Y/%m/%d", *self.date_formats)]
+        return ", ".join(dict.fromkeys(shown))
 
     @classmethod
     def load(cls, path: Path | None = None) -> CsvMapping:
@@ -177,13 +201,13 @@ class _Values:
             try:
                 return date(int(numeric[1]), int(numeric[2]), int(numeric[3])).isoformat()
             except ValueError:
-                raise _CellError(column, f"not a date: {text!r} (use YYYY-MM-DD)") from None
+                raise _CellError(column, f"not a date: {text!r} (no such day)") from None
         for fmt in self.mapping.date_formats:
             try:
                 return datetime.strptime(text, fmt).date().isoformat()
             except ValueError:
                 continue
-        raise _CellError(column, f"not a date: {text!r} (use YYYY-MM-DD)")
+        raise _CellError(column, f"not a date: {text!r} (accepted: {self.mapping.accepted_dates})")
 
     def number(self, text: str, column: str) -> float | int | None:
         cleaned = unicodedata.normalize("NFKC", text).replace(",", "").replace("¥", "").replace("円", "").strip()
@@ -200,6 +224,18 @@ class _Values:
         for separator in self.mapping.list_separators:
             parts = [piece for part in parts for piece in part.split(separator)]
         return [p.strip() for p in parts if p.strip()]
+
+
+_FORMAT_PARTS = {"%Y": "YYYY", "%y": "YY", "%m": "MM", "%d": "DD", "%b": "Mon", "%B": "Month", "%H": "hh",
+                 "%M": "mm", "%S": "ss", "%%": "%"}
+
+
+def describe_date_format(fmt: str) -> str:
+    """A strptime format as people write it: %Y/%m/%d → YYYY/MM/DD, %b %d, %Y → Mon DD, YYYY (e.g. Nov 24, 2026)."""
+    shown = re.sub(r"%.", lambda m: _FORMAT_PARTS.get(m[0], m[0]), fmt)
+    if "%b" in fmt or "%B" in fmt:
+        shown += f" (e.g. {date(2026, 11, 24).strftime(fmt)})"
+    return shown
 
 
 _YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ].*)?$")
@@ -416,8 +452,9 @@ def attach_purchases(data: dict, rows: list[dict], today: date) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 def iter_csv_customers(path: Path, *, mapping: CsvMapping | None = None, purchases: PurchaseIndex | None = None,
                        encoding: str | None = None, errors: list[RowError], today: date | None = None,
-                       ) -> Iterator[tuple[int, Customer]]:
-    """Stream (line, customer) from a customers CSV; rejected rows are appended to `errors`."""
+                       warnings: list[RowError] | None = None) -> Iterator[tuple[int, Customer]]:
+    """Stream (line, customer) from a customers CSV; rejected rows are appended to `errors`, rows kept with a
+    problem (an address no mail can go to) to `warnings`."""
     mapping = mapping or CsvMapping.load()
     today = today or date.today()
     handle, _ = _open_text(path, encoding)
@@ -450,6 +487,8 @@ def iter_csv_customers(path: Path, *, mapping: CsvMapping | None = None, purchas
                                        f"duplicate id {customer.id!r} (first on line {seen[customer.id]})"))
                 continue
             seen[customer.id] = line
+            if warnings is not None and (customer.email or customer.owner or customer.manager):
+                warnings.extend(address_warnings(customer, file, line, lambda name: _column_for(parser, name)))
             yield line, customer
 
 
@@ -460,8 +499,16 @@ def _column_for(parser: CustomerRowParser, field_name: str | None) -> str | None
     return parser.header[index] if index is not None else field_name
 
 
-def iter_json_customers(path: Path, errors: list[RowError]) -> Iterator[tuple[int, Customer]]:
+def iter_json_customers(path: Path, errors: list[RowError], warnings: list[RowError] | None = None,
+                        ) -> Iterator[tuple[int, Customer]]:
     """A JSON array of canonical customers, or JSON Lines (one object per line)."""
+    for number, customer in _json_customers(path, errors):
+        if warnings is not None and (customer.email or customer.owner or customer.manager):
+            warnings.extend(address_warnings(customer, str(path), number, str))
+        yield number, customer
+
+
+def _json_customers(path: Path, errors: list[RowError]) -> Iterator[tuple[int, Customer]]:
     file = str(path)
     text = path.read_text(encoding="utf-8-sig")
     stripped = text.lstrip()
@@ -501,28 +548,29 @@ def read_customers_file(path: Path, *, mapping_path: Path | None = None, purchas
     """All customers of a .json/.jsonl/.csv file (plus an optional purchases CSV), with the rejected rows."""
     batch = ImportBatch()
     for _, customer in iter_customers(path, mapping_path=mapping_path, purchases_path=purchases_path,
-                                      encoding=encoding, errors=batch.errors, today=today):
+                                      encoding=encoding, errors=batch.errors, today=today,
+                                      warnings=batch.warnings):
         batch.customers.append(customer)
     return batch
 
 
 def iter_customers(path: Path, *, mapping_path: Path | None = None, purchases_path: Path | None = None,
                    encoding: str | None = None, errors: list[RowError], today: date | None = None,
-                   ) -> Iterator[tuple[int, Customer]]:
+                   warnings: list[RowError] | None = None) -> Iterator[tuple[int, Customer]]:
     if not path.exists():
         raise InvalidInput("file not found", Location(file=str(path)))
     suffix = path.suffix.lower()
     if suffix in (".json", ".jsonl", ".ndjson"):
         if purchases_path:
             raise InvalidInput("--purchases goes with a CSV customers file", Location(file=str(path)))
-        yield from iter_json_customers(path, errors)
+        yield from iter_json_customers(path, errors, warnings)
         return
     if suffix not in (".csv", ".txt", ".tsv"):
         raise InvalidInput("expected a .csv or .json file", Location(file=str(path)))
     mapping = CsvMapping.load(mapping_path)
     purchases = read_purchases(purchases_path, mapping, encoding) if purchases_path else None
     yield from iter_csv_customers(path, mapping=mapping, purchases=purchases, encoding=encoding, errors=errors,
-                                  today=today)
+                                  today=today, warnings=warnings)
     if purchases is not None:
         errors.extend(purchases.errors)
         errors.extend(purchases.unmatched())

@@ -7,13 +7,13 @@ compiled lambda call per rule. Only firing customers pay for planning and render
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.domain.addresses import valid_address
 from shared.domain.errors import InvalidInput
 from shared.domain.model import Customer, Person
 from shared.domain.signing import unsubscribe_url
@@ -37,13 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DUE_DAYS = 7  # teams and crm_task actions without due_in_days
 NO_SIGNING_KEY = "no unsubscribe link: UNSUBSCRIBE_SIGNING_KEY is not set (sending will refuse this mail)"
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
-
-
-def valid_address(address: str | None) -> bool:
-    return bool(address) and len(address) <= 254 and _EMAIL.fullmatch(address) is not None
-
 
 class Evaluator:
     """Evaluates a RuleSet. Build once per process (rules and templates are compiled in the RuleSet)."""

@@ -75,3 +75,15 @@ def _tables(settings):
     from shared.storage.tables import TableAccess
 
     return TableAccess(settings)
+
+
+def test_cli_warns_about_addresses_and_keeps_the_rows(azurite, settings, monkeypatch, capsys):
+    monkeypatch.setenv("TABLES_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("TABLE_PREFIX", settings.table_prefix)
+    assert main(["import", str(CSV / "bad_addresses.csv")]) == 1  # the bad date rejects its row
+    out = capsys.readouterr()
+    assert "imported 4 customers" in out.out and "1 rows rejected, 3 warnings" in out.out
+    assert "bad_addresses.csv:4, column 'Email': not a valid e-mail address" in out.err
+    assert "bad_addresses.csv:6, column 'Birthday': not a date: '24th of November' (accepted: YYYY-MM-DD" in out.err
+    store = CustomerStore(_tables(settings), settings.customer_shards)
+    assert store.get("B-3").customer.email == "dan@@example"

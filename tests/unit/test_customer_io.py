@@ -141,3 +141,33 @@ def test_parsed_customer_is_the_constructed_one():
     parsed = Customer.from_dict(data)
     assert parsed.__dict__ == Customer(**{**parsed.__dict__}).__dict__ and parsed.products == ("A", "B")
     assert hash(parsed.products) and parsed == Customer.from_dict(parsed.to_dict())
+
+
+def test_addresses_no_mail_can_go_to_are_warnings_naming_line_and_column():
+    batch = read_customers_file(CSV / "bad_addresses.csv")
+    # Kept: the reps' notices, tasks and journeys of these customers need no customer address.
+    assert [c.id for c in batch.customers] == ["B-1", "B-2", "B-3", "B-4"]
+    shown = [str(w) for w in batch.warnings]
+    file = str(CSV / "bad_addresses.csv")
+    assert shown[0].startswith(f"{file}:3, column 'Email': not a valid e-mail address: no domain after the @")
+    assert shown[1].startswith(f"{file}:4, column 'Email': not a valid e-mail address: it has more than one @")
+    assert shown[2].startswith(f"{file}:5, column 'Owner Email': not a valid e-mail address: it has no @")
+    assert len(shown) == 3 and all("row kept" in s for s in shown)
+    assert not any("dan@@example" in s or "not-an-email@" in s for s in shown)  # the value itself is not repeated
+
+
+def test_json_customers_get_the_same_address_warnings(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"id": "J-1", "email": "x@y"}) + "\n", encoding="utf-8")
+    batch = read_customers_file(path)
+    assert [c.id for c in batch.customers] == ["J-1"]
+    assert [(w.line, w.column) for w in batch.warnings] == [(1, "email")]
+
+
+def test_a_date_error_lists_every_accepted_form():
+    batch = read_customers_file(CSV / "bad_addresses.csv")
+    [error] = batch.errors
+    assert (error.line, error.column) == (6, "Birthday")
+    for form in ("YYYY-MM-DD", "YYYY/MM/DD", "YYYY年MM月DD日", "MM/DD/YYYY", "DD.MM.YYYY", "Mon DD, YYYY"):
+        assert form in error.reason, form
+    assert "(use YYYY-MM-DD)" not in error.reason

@@ -30,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
                                   mapping_path=args.mapping, encoding=args.encoding, progress=progress)
     rate = report.imported / report.seconds if report.seconds else 0
     print(f"imported {report.imported:,} customers in {report.seconds:.1f}s ({rate:,.0f}/s); "
-          f"{report.rejected:,} rows rejected")
-    for error in report.errors[:MAX_ERRORS_SHOWN]:
-        print(f"  {error}", file=sys.stderr)
-    if report.rejected > MAX_ERRORS_SHOWN:
-        print(f"  ... and {report.rejected - MAX_ERRORS_SHOWN:,} more", file=sys.stderr)
-    # Non-zero when any row was rejected, so scripts notice; the good rows are imported all the same.
+          f"{report.rejected:,} rows rejected, {len(report.warnings):,} warnings")
+    for found in (report.errors, report.warnings):
+        for problem in found[:MAX_ERRORS_SHOWN]:
+            print(f"  {problem}", file=sys.stderr)
+        if len(found) > MAX_ERRORS_SHOWN:
+            print(f"  ... and {len(found) - MAX_ERRORS_SHOWN:,} more", file=sys.stderr)
+    # Non-zero when any row was rejected, so scripts notice; the good rows are imported all the same. Warnings
+    # (rows kept, e.g. an address no mail can go to) do not fail the import.
     return 1 if report.rejected else 0
