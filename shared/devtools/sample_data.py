@@ -1,8 +1,10 @@
 """Deterministic sample customers covering every DESIGN scenario, as the CSVs sales ops actually have.
 
 `python -m shared.devtools.sample_data` rewrites `samples/customers.csv` (SharePoint-list style Japanese headers) and
-`samples/purchases.csv` (Zoho-style English headers). The demo instant is fixed so birthdays, anniversaries and
-renewal windows land on it in each customer's own time zone. Benchmarks call `customer_rows(n)` for larger sets.
+`samples/purchases.csv` (Zoho-style English headers), pinned to `DEMO_NOW` so the README's dry-run examples stay
+reproducible: birthdays, anniversaries and renewal windows land on it in each customer's own time zone.
+`crmflow demo` writes the same customers pinned to today's sweep instant instead (`sweep_instant`), so the links it
+prints are fresh on the day it runs. Benchmarks call `customer_rows(n)` for larger sets.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from shared.settings import APP_ROOT
 
-DEMO_NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 09:00 Tuesday in Tokyo
+DEMO_NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 09:00 Tuesday in Tokyo: the instant samples/ is pinned to
 SAMPLES = APP_ROOT / "samples"
 
 TANAKA = {"name": "田中 一郎", "email": "ichiro.tanaka@contoso.com"}
@@ -49,6 +51,19 @@ PURCHASE_HEADER = ["Customer ID", "Customer Email", "Product", "Purchase Date", 
 
 def _yes(flag: bool) -> str:
     return "はい" if flag else "いいえ"
+
+
+def sweep_instant(now: datetime) -> datetime:
+    """The daily sweep's instant on `now`'s UTC day (00:00 UTC = 09:00 in Tokyo, as SWEEP_SCHEDULE's default)."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _on_day(birthday: date, day: date) -> date:
+    """`birthday` moved to `day`'s month and day (a 29 Feb birthday moves to a leap year)."""
+    try:
+        return birthday.replace(month=day.month, day=day.day)
+    except ValueError:
+        return date(birthday.year - birthday.year % 4, day.month, day.day)
 
 
 def _shift_year(day: date, years: int) -> date:
@@ -99,7 +114,7 @@ def customer_rows(count: int, now: datetime = DEMO_NOW, seed: int = 7) -> tuple[
             bought += [("C", local_today - timedelta(days=rng.randrange(10, 300)), rng.randrange(800, 1500) * 1000)
                        for _ in range(2)]
         elif scenario == "birthday":
-            birthday = birthday.replace(month=local_today.month, day=local_today.day)
+            birthday = _on_day(birthday, local_today)
         elif scenario == "anniversary":
             bought.append(("A", _shift_year(local_today, -1), rng.randrange(100, 300) * 1000))
             products |= {"B"}
@@ -110,7 +125,7 @@ def customer_rows(count: int, now: datetime = DEMO_NOW, seed: int = 7) -> tuple[
             bought.append(("PC", local_today - timedelta(days=rng.randrange(30, 600)), rng.randrange(150, 300) * 1000))
         elif scenario == "opted_out":
             opt_out, products = True, {"A"}
-            birthday = birthday.replace(month=local_today.month, day=local_today.day)
+            birthday = _on_day(birthday, local_today)
         elif scenario == "approval_required":
             approval, contract_end = True, local_today + timedelta(days=30)
         else:
@@ -140,8 +155,9 @@ def customer_rows(count: int, now: datetime = DEMO_NOW, seed: int = 7) -> tuple[
     return customers, purchases
 
 
-def write_samples(count: int = 260, directory: Path = SAMPLES) -> tuple[Path, Path]:
-    customers, purchases = customer_rows(count)
+def write_samples(count: int = 260, directory: Path = SAMPLES, now: datetime = DEMO_NOW) -> tuple[Path, Path]:
+    """samples/customers.csv and purchases.csv (or the same files under `directory`, pinned to `now`)."""
+    customers, purchases = customer_rows(count, now)
     directory.mkdir(parents=True, exist_ok=True)
     paths = directory / "customers.csv", directory / "purchases.csv"
     for path, header, rows in ((paths[0], CUSTOMER_HEADER, customers), (paths[1], PURCHASE_HEADER, purchases)):

@@ -1,8 +1,10 @@
 """crmflow demo: the whole flow on a fresh local stack.
 
-Imports the sample customers, runs the daily sweep at the demo instant (09:00 in Tokyo on 2026-11-24), delivers
-what it planned through the very queue functions registered on the FunctionApp (Teams and Outlook to the local
-outbox, CRM tasks to the local Tasks table) and prints what happened per rule, channel and owner.
+Writes the sample customers pinned to today (their birthdays, anniversaries and renewal windows fall on today's
+daily sweep, 00:00 UTC = 09:00 in Tokyo), imports them, runs that sweep, delivers what it planned through the very
+queue functions registered on the FunctionApp (Teams and Outlook to the local outbox, CRM tasks to the local Tasks
+table) and prints what happened per rule, channel and owner. Approvals open today, so the review and unsubscribe
+links it prints work with `crmflow serve` for APPROVAL_TTL_DAYS.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from shared.delivery.transports import list_outbox
 from shared.devtools.commands._local import local_dir_setting, local_stack
 from shared.devtools.commands.sweep import format_report, run_sweep
 from shared.devtools.progress import Progress
-from shared.devtools.sample_data import DEMO_NOW, SAMPLES
+from shared.devtools.sample_data import DEMO_NOW, sweep_instant, write_samples
 from shared.domain.names import TASKS
 
 
@@ -39,21 +41,25 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(local_dir / name, ignore_errors=True)
         for leftover in local_dir.glob("broker.sqlite3*"):
             leftover.unlink()
+    instant = sweep_instant(datetime.now(UTC))
+    customers_csv, purchases_csv = write_samples(directory=local_dir / "samples", now=instant)
     with local_stack(embedded=True) as container:
-        print("== 1. import samples/customers.csv + samples/purchases.csv")
-        report = import_customers(container.customers, SAMPLES / "customers.csv",
-                                  purchases_path=SAMPLES / "purchases.csv", progress=Progress("importing"))
-        print(f"imported {report.imported:,} customers, {report.rejected} rows rejected")
+        clock = _fast_forward(container, instant)
+        print(f"== 1. import the sample customers, pinned to {instant.date().isoformat()}: {customers_csv} + "
+              f"{purchases_csv.name}")
+        report = import_customers(container.customers, customers_csv, purchases_path=purchases_csv,
+                                  today=instant.date(), progress=Progress("importing"))
+        print(f"imported {report.imported:,} customers, {report.rejected} rows rejected, "
+              f"{len(report.warnings)} kept with an address no mail can go to")
         customers = list(container.customers.iter_all())
         print(format_summary(summarize(customers), len(customers)))
 
-        print(f"\n== 2. daily sweep at {DEMO_NOW.isoformat()} (09:00 in Tokyo; each customer's own local date)")
-        _fast_forward(container)
-        plan = run_sweep(container, DEMO_NOW, progress=Progress("sweeping shards", total=64))
+        print(f"\n== 2. daily sweep at {instant.isoformat()} (09:00 in Tokyo; each customer's own local date)")
+        plan = run_sweep(container, instant, progress=Progress("sweeping shards", total=64))
         print(format_report(plan))
 
         print("\n== 3. delivery through the registered queue functions (local outbox, local Tasks table)")
-        outcomes = deliver_all(container)
+        outcomes = deliver_all(container, clock)
         print("  " + ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())))
         failed = sum(count for name, count in outcomes.items() if name.endswith("failed"))
 
@@ -62,20 +68,32 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not (report.errors or failed) else 1
 
 
-def _fast_forward(container: Container) -> None:
-    """Run the broker and the senders on the demo's clock, moved to the end of the demo day: emails scheduled into
-    each customer's business hours (New York's morning is hours after Tokyo's) are then due."""
-    offset = max(0.0, (DEMO_NOW + timedelta(days=1)).timestamp() - time.time())
+MAX_FAST_FORWARD_DAYS = 7  # a weekend and a long holiday between the sweep and the next business hours
 
-    def clock() -> float:
-        return time.time() + offset
 
+class DemoClock:
+    """The real clock plus an offset the demo moves on, so that emails scheduled into each customer's business
+    hours (New York's morning is hours after Tokyo's; a Saturday's mails wait for Monday) become due. Links keep
+    working when read on the real clock later: tokens only ever expire after the instant they were signed."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def _fast_forward(container: Container, instant: datetime = DEMO_NOW) -> DemoClock:
+    """Broker and senders on a clock at least at the end of the sweep's day (set before anything captures it)."""
+    clock = DemoClock(max(0.0, (instant + timedelta(days=1)).timestamp() - time.time()))
     container.clock = clock
     container.broker = LocalBroker(container.settings.local_dir / "broker.sqlite3", clock=clock)
+    return clock
 
 
-def deliver_all(container: Container) -> Counter:
-    """Drain every queue the app has a function for, until nothing is left (follow-ups included)."""
+def deliver_all(container: Container, clock: DemoClock | None = None) -> Counter:
+    """Drain every queue the app has a function for, until nothing is left (follow-ups included). With a demo
+    `clock`, messages still scheduled move it on a day at a time (at most MAX_FAST_FORWARD_DAYS) until they are due."""
     # The local host and the FunctionApp bring azure.functions: loaded for this command only, like `serve`.
     import function_app
     from devhost import LocalHost
@@ -84,14 +102,19 @@ def deliver_all(container: Container) -> Counter:
     outcomes: Counter = Counter()
     set_container(container)  # the functions reach the stack through get_container(), as under the host
     try:
-        busy = True
-        while busy:
-            busy = False
-            for fn in host.functions.queues:
-                while batch := container.broker.receive(fn.queue, max_messages=50):
-                    busy = True
-                    for message in batch:
-                        outcomes[f"{fn.name} {'ok' if host.deliver(fn, message) else 'failed'}"] += 1
+        for day in range(MAX_FAST_FORWARD_DAYS + 1 if clock else 1):
+            if day:
+                if not any(container.broker.count(fn.queue) for fn in host.functions.queues):
+                    break
+                clock.offset += 86400.0
+            busy = True
+            while busy:
+                busy = False
+                for fn in host.functions.queues:
+                    while batch := container.broker.receive(fn.queue, max_messages=50):
+                        busy = True
+                        for message in batch:
+                            outcomes[f"{fn.name} {'ok' if host.deliver(fn, message) else 'failed'}"] += 1
     finally:
         set_container(None)
     return outcomes
