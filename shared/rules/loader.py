@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -13,6 +15,7 @@ from typing import Any
 import yaml
 
 from shared.domain.errors import InvalidInput, Location
+from shared.domain.model import CUSTOMER_FIELDS, Person
 from shared.rendering.engine import CARD, EMAIL, Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
@@ -34,6 +37,7 @@ TASK_KEYS = ("subject", "description", "due_in_days")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _CHANNEL_NAME = re.compile(r"channel:[A-Za-z0-9_-]{1,64}")
 _TEMPLATE_FORM = {"teams": CARD, "email": EMAIL}
+PERSON_FIELDS = frozenset(Person.__dataclass_fields__)
 
 
 class RuleProblems(InvalidInput):
@@ -95,8 +99,9 @@ def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = 
         raise RuleProblems(exc.problems) from None
     except InvalidInput as exc:  # no such directory, no locale folders
         raise RuleProblems([(exc.location, exc.reason)]) from None
-    template_errors = renderer.check(_sample_context(renderer))
-    checker = _Checker(renderer)
+    sample = _sample_context(renderer)
+    template_errors = renderer.check(sample)
+    checker = _Checker(renderer, sample)
     checker.problems.extend((Location(file=_shown(Path(templates_dir))), e) for e in template_errors)
     files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     for path in files:
@@ -114,8 +119,8 @@ def _shown(path: Path) -> str:
 
 
 class _Checker:
-    def __init__(self, renderer: Renderer):
-        self.renderer = renderer
+    def __init__(self, renderer: Renderer, sample: Callable[..., dict]):
+        self.renderer, self.sample = renderer, sample
         self.problems: list[tuple[Location, str]] = []
         self.rules: list[Rule] = []
         self.seen: dict[str, str] = {}
@@ -156,6 +161,7 @@ class _RuleChecker:
         self.parent, self.file, self.data = parent, file, data
         self.rule_id = data.get("id") if isinstance(data.get("id"), str) else None
         self.failed = False
+        self.texts: list[tuple[str, _Map | None, Callable]] = []  # checked once the rule's params are known
 
     def fail(self, key: str | None, message: str, mapping: _Map | None = None) -> None:
         mapping = self.data if mapping is None else mapping
@@ -182,10 +188,24 @@ class _RuleChecker:
             self.fail(key, "must be text", mapping)
             return None
         try:
-            return self.parent.renderer.compile_text(str(source))
+            compiled = self.parent.renderer.compile_text(str(source))
         except Exception as exc:  # jinja2.TemplateSyntaxError and friends
             self.fail(key, f"template error: {exc}", mapping)
             return None
+        self.texts.append((key, mapping, compiled))
+        return compiled
+
+    def check_texts(self, params: Mapping[str, Any]) -> None:
+        """Render every templated field once per locale with a full sample customer, as templates are checked:
+        a misspelt `{{ customer.nmae }}` fails here, when the rules load, not per customer in a sweep."""
+        for key, mapping, compiled in self.texts:
+            for locale in self.parent.renderer.locales:
+                context = self.parent.sample(locale, params)
+                try:
+                    compiled(locale, context)
+                except Exception as exc:  # jinja2.UndefinedError, TypeError from a filter, ...
+                    self.fail(key, f"template error ({locale}): {_explain(exc)}", mapping)
+                    break
 
     def check(self) -> Rule | None:
         data = self.data
@@ -227,6 +247,7 @@ class _RuleChecker:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
+        self.check_texts(params if isinstance(params, Mapping) else {})
         if self.failed or not enabled:
             return None
         return Rule(id=rule_id, kind=kind, on=frozenset(triggers), when=when, actions=actions, once=once,
@@ -355,7 +376,34 @@ class _RuleChecker:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _sample_context(renderer: Renderer) -> Callable[[str], dict]:
+class _AnyKeys(dict):
+    """A sample `usage`/`custom` mapping that has every key: their keys are the CRM's, unknown at load time."""
+
+    def __missing__(self, key: str) -> int:
+        return 1
+
+
+_ATTRIBUTE = re.compile(r"'([\w.]+) object' has no attribute '(\w+)'")
+
+
+def _explain(exc: Exception) -> str:
+    """Jinja's 'shared.domain.model.Customer object' has no attribute 'nmae' in a rule author's words."""
+    message = str(getattr(exc, "message", None) or exc)
+    match = _ATTRIBUTE.search(message)
+    if not match:
+        return message
+    owner, attribute = match[1].rsplit(".", 1)[-1], match[2]
+    if owner == "dict":
+        return f"no key {attribute!r} there (a rule's own values are in params:)"
+    fields = {"Customer": CUSTOMER_FIELDS, "Person": PERSON_FIELDS}.get(owner)
+    if fields is None:
+        return message
+    close = difflib.get_close_matches(attribute, sorted(fields), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(fields))})"
+    return f"{owner.lower()} has no field {attribute!r}{hint}"
+
+
+def _sample_context(renderer: Renderer) -> Callable[..., dict]:
     """A full context (every optional field present) to render each template once at load time."""
     from shared.domain.model import Customer
 
@@ -369,9 +417,11 @@ def _sample_context(renderer: Renderer) -> Callable[[str], dict]:
         "birthday": "1980-01-01", "last_purchase_date": "2025-01-01", "annual_spend": 1000, "usage": {"x": 1},
         "stage": "onboarding", "deals": [{"id": "D-1", "stage": "won"}], "crm_url": "https://crm.example/r/1",
     })
+    customer = replace(customer, usage=_AnyKeys(customer.usage), custom=_AnyKeys())
     today = date(2025, 6, 1)
+    template_params = {"product_name": "A", "product": "A", "years": 1}
 
-    def build(locale: str) -> dict:
+    def build(locale: str, params: Mapping[str, Any] | None = None) -> dict:
         return template_context(
             customer=customer, rule_id="sample", kind="cross_sell", locale=locale, today=today,
             reason="reason", recommendation="recommendation", importance="high", due_date=today, window=30,
@@ -379,7 +429,7 @@ def _sample_context(renderer: Renderer) -> Callable[[str], dict]:
             email={"subject": "subject", "to": customer.email},
             approval={"url": "https://app.example/api/approvals/x", "subject": "subject", "preview": "preview",
                       "channel": "email", "to": customer.email, "rule": "sample"},
-            params={"product_name": "A", "years": 1})
+            params=template_params if params is None else params)
 
     return build
 

@@ -163,3 +163,33 @@ def test_misspelt_template_variable_is_caught_when_checked(tmp_path):
 def test_disabled_rules_are_checked_but_not_loaded(tmp_path):
     ruleset = load_ruleset(write(tmp_path, GOOD + "  enabled: false\n"), TEMPLATES)
     assert ruleset.rules == ()
+
+
+def test_templated_rule_fields_are_checked_against_the_customer_schema(tmp_path):
+    folder = write(tmp_path, """\
+        - id: typo
+          kind: cross_sell
+          on: [sweep]
+          when: "'A' in products"
+          once: ever
+          reason: "{{ customer.nmae }} owns A"
+          recommendation: "call {{ owner.emial }}"
+          actions:
+            - teams: owner
+              template: cross_sell
+            - crm_task:
+                subject: "{{ customer.name }} / {{ params.missing }}"
+                description: "{{ customer.usage.reports }} reports, {{ customer.custom.anything }}"
+        """)
+    found = sorted(problems(folder), key=lambda text: int(text.split(":")[1].split(",")[0]))
+    assert len(found) == 3, found
+    assert found[0].endswith(":6, rule 'typo', field 'reason': template error (en-US): customer has no field 'nmae' "
+                             "(did you mean 'name'?)")
+    assert ":7, rule 'typo', field 'recommendation': template error (en-US): person has no field 'emial'" in found[1]
+    assert ":12, rule 'typo', field 'subject': template error (en-US):" in found[2] and "no key 'missing'" in found[2]
+
+
+def test_rule_params_are_available_to_its_templated_fields(tmp_path):
+    folder = write(tmp_path, GOOD + '  params: {product: "B"}\n  reason: "lacks {{ params.product }}"\n')
+    [rule] = load_ruleset(folder, TEMPLATES).rules
+    assert rule.reason("ja-JP", {"params": rule.params}) == "lacks B"
