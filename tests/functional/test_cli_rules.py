@@ -90,3 +90,20 @@ def test_dry_run_csv_samples_table(capsys):
                  "renewal-reminder", "campaign-subdisplay-40s-pc"):
         assert any(line.startswith(rule) for line in lines), rule
     assert "customer opted out of email" in captured.out and "needs_approval" in captured.out
+
+
+def test_a_typo_in_a_rules_text_fails_validate_and_dry_run_without_a_traceback(tmp_path, capsys):
+    rules = tmp_path / "rules"
+    shutil.copytree(APP_ROOT / "rules", rules)
+    path = rules / "cross_sell.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'reason: "製品Aを購入済みで、製品Bは未購入"', 'reason: "{{ customer.nmae }}: 製品Aを購入済みで、製品Bは未購入"'),
+        encoding="utf-8")
+    assert main(["validate", "--rules", str(rules)]) == 1
+    err = capsys.readouterr().err
+    assert "cross_sell.yaml:8, rule 'cross-sell-a-to-b', field 'reason': template error" in err
+    assert "customer has no field 'nmae' (did you mean 'name'?)" in err
+    assert main(["dry-run", "--input", str(APP_ROOT / "samples" / "customers.csv"), "--rules", str(rules),
+                 "--now", DEMO_NOW]) == 1
+    err = capsys.readouterr().err
+    assert "field 'reason'" in err and "Traceback" not in err
