@@ -1,6 +1,8 @@
 """`crmflow validate` and `crmflow dry-run` as a user runs them (the real console entry point, no storage)."""
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -107,3 +109,18 @@ def test_a_typo_in_a_rules_text_fails_validate_and_dry_run_without_a_traceback(t
                  "--now", DEMO_NOW]) == 1
     err = capsys.readouterr().err
     assert "field 'reason'" in err and "Traceback" not in err
+
+
+def test_the_readmes_first_dry_run_example_sees_what_the_demo_sees(capsys):
+    """The first example a newcomer copies must read the purchases too, or it shows fewer firings than the demo."""
+    text = (APP_ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    command = re.search(r"\.venv/bin/crmflow (dry-run [^#\n]*)", text)[1]
+    args = [str(APP_ROOT / arg) if arg.startswith("samples/") else arg for arg in shlex.split(command)]
+    assert main([*args, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert main(["dry-run", "--input", str(APP_ROOT / "samples" / "customers.csv"),
+                 "--purchases", str(APP_ROOT / "samples" / "purchases.csv"), "--now", DEMO_NOW,
+                 "--format", "json"]) == 0
+    complete = json.loads(capsys.readouterr().out)
+    assert len(shown) == len(complete) and {f["rule"] for f in shown} >= {"purchase-anniversary-a",
+                                                                          "upsell-high-annual-spend"}
