@@ -6,6 +6,7 @@ Layout of a templates directory (one folder per locale, the same names in each):
     <locale>/<name>.subject.txt    email subject (one line)
     <locale>/<name>.html           email HTML (autoescaped; usually `{% extends "_layout.html" %}`)
     <locale>/<name>.txt            email plain text
+    products.yaml                  display names of product codes per locale, for `{{ code|product }}`
 
 Hostile values cannot break out of any form: cards are parsed as JSON *before* rendering and each string leaf is
 rendered on its own (JSON breakers are impossible; values are markdown-escaped and kept on one line; URL leaves
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from shared.domain.errors import InvalidInput, Location
 
@@ -104,8 +106,47 @@ def _format_money(value: Any) -> str:
         return str(value)
 
 
+def _plural(count: Any, singular: str, plural: str | None = None) -> str:
+    """`{{ n|plural('year') }}` → "1 year", "2 years" (`plural` for irregular words: `plural('day', 'days')`)."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def _product_namer(names: Mapping[str, Mapping[str, str]], locale: str) -> Callable[[Any], str]:
+    """`{{ 'A'|product }}`: the product's display name in this locale, else its code (nothing for no product)."""
+    def product(code: Any) -> str:
+        if code is None or code == "":
+            return ""
+        return names.get(str(code), {}).get(locale) or str(code)
+
+    return product
+
+
+def load_product_names(path: Path, locales: tuple[str, ...]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """(code → locale → display name, problems) from a products.yaml; every product needs a name per locale."""
+    if not path.is_file():
+        return {}, []
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return {}, [f"not valid YAML: {exc}"]
+    if not isinstance(raw, dict):
+        return {}, ["a mapping of product codes to {<locale>: <display name>, ...}"]
+    names: dict[str, dict[str, str]] = {}
+    problems = []
+    for code, by_locale in raw.items():
+        if not isinstance(by_locale, dict) or not all(isinstance(v, str) and v for v in by_locale.values()):
+            problems.append(f"product {code!r}: give {{<locale>: <display name>}}")
+            continue
+        missing = [locale for locale in locales if locale not in by_locale]
+        if missing:
+            problems.append(f"product {code!r} has no name for {', '.join(missing)}")
+        names[str(code)] = {str(k): v for k, v in by_locale.items()}
+    return names, problems
+
+
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
-                 finalize: Callable[[Any], Any], blocks_trim: bool = True) -> jinja2.Environment:
+                 finalize: Callable[[Any], Any], blocks_trim: bool = True,
+                 products: Mapping[str, Mapping[str, str]] | None = None) -> jinja2.Environment:
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
     env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
@@ -113,6 +154,8 @@ def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: b
                              lstrip_blocks=blocks_trim, auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
+    env.filters["plural"] = _plural
+    env.filters["product"] = _product_namer(products or {}, locale)
     return env
 
 
@@ -262,13 +305,18 @@ class Renderer:
         self._inline: dict[tuple[str, str], jinja2.Template] = {}
         self._emails: dict[tuple[str, str], tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
         problems: list[tuple[Location, str]] = []
+        catalog = self.dir / "products.yaml"
+        self.products, product_problems = load_product_names(catalog, self.locales)
+        problems += [(Location(str(catalog)), problem) for problem in product_problems]
         names: dict[str, set[str]] = {CARD: set(), EMAIL: set()}
         for locale in self.locales:
             loader = jinja2.FileSystemLoader(str(self.dir / locale))
-            self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text)
-            self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text)
+            self._html[locale] = _environment(loader, locale, autoescape=True, finalize=_finalize_text,
+                                              products=self.products)
+            self._text[locale] = _environment(loader, locale, autoescape=False, finalize=_finalize_text,
+                                              products=self.products)
             card_env = _environment(None, locale, autoescape=False, finalize=_finalize_card_text,
-                                    blocks_trim=False)
+                                    blocks_trim=False, products=self.products)
             for path in sorted((self.dir / locale).iterdir()):
                 if path.name.endswith(".card.json"):
                     name = path.name.removesuffix(".card.json")

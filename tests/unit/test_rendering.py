@@ -2,13 +2,14 @@
 
 import json
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from shared.domain.model import Customer
-from shared.rendering.engine import Renderer
+from shared.rendering.engine import Renderer, TemplateProblems
 from shared.rules import Evaluator, load_ruleset
 from shared.settings import APP_ROOT, Settings
 
@@ -128,3 +129,37 @@ def test_card_shapes_build_like_the_json(tmp_path):
         (tmp_path / locale / "shape.card.json").write_text(json.dumps({"body": [deep]}), encoding="utf-8")
     with pytest.raises(TemplateProblems, match="nested too deeply"):
         Renderer(tmp_path, "ja-JP")
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+
+
+@pytest.mark.parametrize(("locale", "subject", "body"), [
+    ("en-US", "1 year with your Product A: thank you", "It has been 1 year since you bought Product A."),
+    ("ja-JP", "【ご購入1周年】製品Aをご愛用いただきありがとうございます", "製品Aをご購入いただいてから1年が経ちました。"),
+])
+def test_anniversary_mail_reads_naturally_in_each_language(locale, subject, body):
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    evaluator = Evaluator(load_ruleset(APP_ROOT / "rules", APP_ROOT / "templates"), settings)
+    customer = Customer.from_dict({"id": "C-7", "name": "Contoso", "contact_name": "Jane", "email": "j@example.com",
+                                   "locale": locale, "timezone": "Asia/Tokyo",
+                                   "purchases": [{"product": "A", "date": "2024-11-22", "amount": 1000}]})
+    email = {f.rule_id: f for f in evaluator.evaluate(customer, now=NOW, trigger="sweep")}[
+        "purchase-anniversary-a"].actions[0]
+    assert email.subject == subject and body in email.content["text"] and body in email.content["html"]
+    if locale == "en-US":
+        assert not _CJK.search(email.subject + email.content["text"] + email.content["html"])
+
+
+def test_product_names_and_plural_forms_in_templates(tmp_path):
+    renderer = Renderer(APP_ROOT / "templates", "ja-JP")
+    render = renderer.compile_text("{{ 'X'|product }} / {{ 'NEW'|product }} / {{ n|plural('year') }} / "
+                                   "{{ m|plural('day') }}")
+    assert render("en-US", {"n": 1, "m": 2}) == "Service X / NEW / 1 year / 2 days"
+    assert render("ja-JP", {"n": 2, "m": 1}).startswith("サービスX / NEW")
+    # Every product of the catalog needs a name per locale.
+    broken = tmp_path / "templates"
+    shutil.copytree(APP_ROOT / "templates", broken)
+    (broken / "products.yaml").write_text("A: {ja-JP: 製品A}\n", encoding="utf-8")
+    with pytest.raises(TemplateProblems, match="product 'A' has no name for en-US"):
+        Renderer(broken, "ja-JP")
