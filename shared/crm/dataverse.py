@@ -249,6 +249,20 @@ class DataverseClient:
         rows = body.get("value") or []
         return rows[0]["activityid"] if rows else None
 
+    def list_tasks(self, *, owner_id: str | None = None, customer_id: str | None = None,
+                   top: int = 500) -> list[dict]:
+        """Tasks crmflow wrote (stamped `crmflow:<dedupe key>`), optionally of one owner or one customer."""
+        clauses = [f"startswith(subcategory,'{_odata_text(TASK_STAMP_PREFIX)}')"]
+        if owner_id:
+            clauses.append(f"_ownerid_value eq {owner_id}")
+        if customer_id:  # dedupe keys are <rule>:<customer>:<period>; rule ids cannot hold ':'
+            clauses.append(f"contains(subcategory,'{_odata_text(':' + customer_id + ':')}')")
+        body = self._call("GET", f"{self.api}/tasks", params={
+            "$select": "activityid,subject,description,scheduledend,subcategory,statecode,_ownerid_value,"
+                       "_regardingobjectid_value,createdon",
+            "$filter": " and ".join(clauses), "$top": str(top)}).json()
+        return list(body.get("value") or [])
+
     # --- writes ----------------------------------------------------------------------------------------------
     def create_task(self, task: Mapping[str, Any]) -> str:
         """POST tasks; returns the new activityid (from OData-EntityId)."""

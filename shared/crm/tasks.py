@@ -162,3 +162,61 @@ class DataverseTaskWriter(TaskWriter):
             if user_id:
                 body["ownerid@odata.bind"] = f"/systemusers({user_id})"
         return TaskResult("created", self.target, self.client.create_task(body))
+
+
+@dataclass(frozen=True)
+class WrittenTask:
+    """A task as crmflow wrote it, read back for `crmflow tasks` (local Tasks table or Dataverse)."""
+
+    target: str
+    customer_id: str | None
+    rule: str | None
+    subject: str
+    due: str | None
+    owner: str | None
+    status: str | None
+    dedupe_key: str | None
+    task_id: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def list_local_tasks(tables: TableAccess, *, customer_id: str | None = None,
+                     owner_email: str | None = None, limit: int = 1000) -> list[WrittenTask]:
+    """Rows of the local Tasks table (one customer's partition, or all), optionally of one owner, by due date."""
+    filters = {"PartitionKey": customer_id, "owner_email": owner_email}
+    given = {name: value for name, value in filters.items() if value}
+    table = tables.table(TASKS)
+    rows = (table.query_entities(" and ".join(f"{name} eq @{name}" for name in given), parameters=given)
+            if given else table.list_entities())
+    found = []
+    for row in rows:
+        found.append(WrittenTask(
+            target="local", customer_id=row["PartitionKey"], rule=row.get("rule"), subject=row.get("subject", ""),
+            due=row.get("due"), owner=row.get("owner_email"), status=row.get("status"),
+            dedupe_key=row.get("dedupe_key"), task_id=f"{row['PartitionKey']}/{row['RowKey']}"))
+        if len(found) >= limit:
+            break
+    return sorted(found, key=lambda t: (t.due or "9999", t.customer_id or "", t.task_id))
+
+
+def list_dataverse_tasks(client: DataverseClient, *, customer_id: str | None = None,
+                         owner_email: str | None = None, limit: int = 500) -> list[WrittenTask]:
+    """Tasks crmflow wrote to Dataverse (found by their `crmflow:` stamp), optionally of one customer or owner."""
+    owner_id = None
+    if owner_email:
+        owner_id = client.find_user_id(owner_email)
+        if owner_id is None:
+            return []  # no such user in Dataverse: no task can be theirs
+    found = []
+    for row in client.list_tasks(owner_id=owner_id, customer_id=customer_id, top=limit):
+        key = str(row.get("subcategory") or "").removeprefix(TASK_STAMP_PREFIX)
+        rule, _, rest = key.partition(":")
+        due = row.get("scheduledend")
+        found.append(WrittenTask(
+            target="dataverse", customer_id=rest.partition(":")[0] or None, rule=rule or None,
+            subject=row.get("subject") or "", due=str(due)[:10] if due else None,
+            owner=owner_email or row.get("_ownerid_value"), status={0: "open", 1: "completed", 2: "canceled"}.get(
+                row.get("statecode"), "open"), dedupe_key=key or None, task_id=str(row.get("activityid", ""))))
+    return sorted(found, key=lambda t: (t.due or "9999", t.customer_id or "", t.task_id))

@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "serve",
     "dlq",
     "outbox",
+    "customer",
+    "tasks",
 )
 
 

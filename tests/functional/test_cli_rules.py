@@ -98,9 +98,9 @@ def test_a_typo_in_a_rules_text_fails_validate_and_dry_run_without_a_traceback(t
     rules = tmp_path / "rules"
     shutil.copytree(APP_ROOT / "rules", rules)
     path = rules / "cross_sell.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        'reason: "製品Aを購入済みで、製品Bは未購入"', 'reason: "{{ customer.nmae }}: 製品Aを購入済みで、製品Bは未購入"'),
-        encoding="utf-8")
+    reason = 'reason: "製品Aを購入済みで、製品Bは未購入"'
+    typo = reason.replace('"', '"{{ customer.nmae }}: ', 1)
+    path.write_text(path.read_text(encoding="utf-8").replace(reason, typo), encoding="utf-8")
     assert main(["validate", "--rules", str(rules)]) == 1
     err = capsys.readouterr().err
     assert "cross_sell.yaml:8, rule 'cross-sell-a-to-b', field 'reason': template error" in err

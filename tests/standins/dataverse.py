@@ -2,8 +2,10 @@
 
 Follows the documented behaviour crmflow relies on: Bearer tokens (401 once revoked), `GET <set>(<id>)` with
 `_<lookup>_value` columns and their annotations when `Prefer: odata.include-annotations="*"`, `$expand=owninguser`,
-`$filter=<column> eq '<text>'` with `$top`, `POST tasks` answering 204 + `OData-EntityId`, 404 for missing rows,
-and injectable failures (429 + Retry-After, 5xx).
+`$filter` clauses joined by `and` (`<column> eq '<text>'`, `<column> eq <guid>`, `startswith(<column>,'<text>')`,
+`contains(<column>,'<text>')`) with `$top`, `POST tasks` answering 204 + `OData-EntityId` (a `<lookup>@odata.bind`
+of `/<set>(<id>)` is read back as `_<lookup>_value`), 404 for missing rows, and injectable failures (429 +
+Retry-After, 5xx).
 """
 
 from __future__ import annotations
@@ -116,6 +118,14 @@ class DataverseStandIn:
                     return None
                 if path == f"{API}/tasks":
                     row = json.loads(body)
+                    for key, value in list(row.items()):
+                        bound = re.fullmatch(r"(\w+)@odata\.bind", key)
+                        target = re.fullmatch(r"/\w+\(([0-9a-fA-F-]+)\)", str(value))
+                        if bound and target:
+                            # regardingobjectid_contact binds the polymorphic lookup regardingobjectid
+                            lookup = bound[1].split("_")[0] if bound[1].startswith("regardingobjectid_") \
+                                else bound[1]
+                            row[f"_{lookup}_value"] = target[1].lower()
                     task_id = str(uuid.uuid4())
                     row["activityid"] = task_id
                     standin.add("tasks", task_id, row)
@@ -136,11 +146,8 @@ class DataverseStandIn:
                     return self._send(200, self._shape(row, query))
                 listing = re.fullmatch(rf"{API}/(\w+)", parts.path)
                 if listing and listing[1] in standin.tables:
-                    rows = list(standin.tables[listing[1]].values())
-                    match = re.fullmatch(r"(\w+) eq '(.*)'", unquote(query.get("$filter", "")))
-                    if match:
-                        wanted = match[2].replace("''", "'")
-                        rows = [r for r in rows if r.get(match[1]) == wanted]
+                    rows = [r for r in standin.tables[listing[1]].values()
+                            if _matches(r, unquote(query.get("$filter", "")))]
                     rows = rows[: int(query.get("$top", "5000"))]
                     return self._send(200, {"value": rows})
                 return self._send(404, {"error": {"code": "0x80060888", "message": "Resource not found"}})
@@ -156,3 +163,23 @@ class DataverseStandIn:
                 return shaped
 
         return Handler
+
+
+_CLAUSE = re.compile(r"(?P<eq>\w+) eq '(?P<text>(?:[^']|'')*)'|(?P<eqid>\w+) eq (?P<guid>[0-9a-fA-F-]{36})"
+                     r"|(?P<fn>startswith|contains)\((?P<col>\w+),'(?P<arg>(?:[^']|'')*)'\)")
+
+
+def _matches(row: dict, expression: str) -> bool:
+    """Every clause of an `a and b and c` filter holds for the row (the subset of OData crmflow sends)."""
+    for clause in _CLAUSE.finditer(expression):
+        if clause["eq"]:
+            if row.get(clause["eq"]) != clause["text"].replace("''", "'"):
+                return False
+        elif clause["eqid"]:
+            if str(row.get(clause["eqid"], "")).lower() != clause["guid"].lower():
+                return False
+        else:
+            value, wanted = str(row.get(clause["col"]) or ""), clause["arg"].replace("''", "'")
+            if not (value.startswith(wanted) if clause["fn"] == "startswith" else wanted in value):
+                return False
+    return True

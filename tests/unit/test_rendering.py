@@ -136,7 +136,8 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
 @pytest.mark.parametrize(("locale", "subject", "body"), [
     ("en-US", "1 year with your Product A: thank you", "It has been 1 year since you bought Product A."),
-    ("ja-JP", "【ご購入1周年】製品Aをご愛用いただきありがとうございます", "製品Aをご購入いただいてから1年が経ちました。"),
+    ("ja-JP", "【ご購入1周年】製品Aをご愛用いただきありがとうございます",
+     "製品Aをご購入いただいてから1年が経ちました。"),
 ])
 def test_anniversary_mail_reads_naturally_in_each_language(locale, subject, body):
     settings = Settings.from_env({"TABLES_CONNECTION_STRING": "UseDevelopmentStorage=true"})
