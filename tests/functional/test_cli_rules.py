@@ -124,3 +124,12 @@ def test_the_readmes_first_dry_run_example_sees_what_the_demo_sees(capsys):
     complete = json.loads(capsys.readouterr().out)
     assert len(shown) == len(complete) and {f["rule"] for f in shown} >= {"purchase-anniversary-a",
                                                                           "upsell-high-annual-spend"}
+
+
+def test_the_readme_shows_every_cli_command():
+    from shared.devtools.cli import build_parser
+
+    readme = (APP_ROOT / "README.md").read_text(encoding="utf-8")
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"customer", "tasks"} <= set(commands)
+    assert [name for name in commands if f"crmflow {name}" not in readme] == []
