@@ -57,6 +57,14 @@ def test_demo_runs_the_whole_flow_into_the_outbox(demo):
     assert "approvals pending: 18" in out and "/api/approvals/ap" in out and "?token=" in out
     texts = [c.read_text(encoding="utf-8") for c in cards]
     assert sum("【承認依頼】" in t or "Approval needed" in t for t in texts) == 18
+    # English mails read as English: product names and plurals from the templates, no Japanese sample text.
+    english = []
+    for path in mails:
+        parsed = email.message_from_bytes(path.read_bytes(), policy=default)
+        text = parsed.get_body(("plain",)).get_content()
+        if text.startswith("Dear "):
+            english.append(parsed["Subject"] + text)
+    assert english and not [t for t in english if re.search(r"[\u3040-\u30ff\u3400-\u9fff]|\(s\)", t)]
     # Personal data stays out of the log: no customer address is printed.
     assert "@example.co" not in result.stderr and "@example.co" not in out
 
