@@ -29,7 +29,8 @@ def sweep_shard(msg: func.ServiceBusMessage) -> None:
     """Evaluate one shard. An exception abandons the message; Service Bus redelivers (claims keep it exactly-once)."""
     container = get_container()
     task = ShardTask.from_json(msg.get_body())
-    report = evaluate_shard(container.customers, container.evaluator, container.planner, task)
+    report = evaluate_shard(container.customers, container.evaluator, container.planner, task,
+                            journeys=container.journeys)
     log.info("shard %d: %d customers, %d firings, %d planned, %d already planned, %d recovered, %d messages",
              task.shard, report.customers, report.firings, report.planned, report.already_planned,
              report.recovered, report.messages)
@@ -43,6 +44,6 @@ def crm_event(msg: func.ServiceBusMessage) -> None:
     event = CrmEvent.from_json(msg.get_body())
     fetch = container.dataverse.fetch_event_record if container.dataverse and event.source == "dataverse" else None
     outcome = handle_crm_event(container.customers, container.evaluator, container.planner, event,
-                               datetime.now(UTC), fetch_record=fetch)
+                               datetime.now(UTC), fetch_record=fetch, journeys=container.journeys)
     log.info("crm event %s/%s from %s: changed=%s deleted=%s planned=%d", event.entity, event.operation,
              event.source, outcome.changed, outcome.deleted, outcome.report.planned)

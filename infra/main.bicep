@@ -292,6 +292,7 @@ var appSettings = {
   DEFAULT_TIMEZONE: defaultTimezone
   DEFAULT_LOCALE: defaultLocale
   RULES_DIR: 'rules'
+  JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
   MAPPINGS_DIR: 'mappings'
   // pipeline

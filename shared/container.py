@@ -35,6 +35,10 @@ from shared.delivery.transports import DirectoryCache, GraphMailTransport, Outbo
 from shared.domain.errors import ConfigError
 from shared.domain.messages import ActionMessage
 from shared.domain.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
+from shared.journeys.history import JourneyHistory
+from shared.journeys.loader import load_journey
+from shared.journeys.model import Journey
+from shared.journeys.service import JourneyRunner
 from shared.opportunities.ledger import OpportunityLedger
 from shared.pipeline.planner import Planner
 from shared.rules import Evaluator, RuleSet, load_ruleset
@@ -70,6 +74,24 @@ class Container:
     @cached_property
     def evaluator(self) -> Evaluator:
         return Evaluator(self.ruleset, self.settings)
+
+    # --- journeys ---------------------------------------------------------------------------------------------
+    @cached_property
+    def journey(self) -> Journey | None:
+        """The journey under JOURNEYS_DIR, checked with the rules' templates (None: no journey defined)."""
+        return load_journey(self.settings.journeys_dir, self.ruleset.renderer)
+
+    @cached_property
+    def journey_history(self) -> JourneyHistory:
+        return JourneyHistory(self.tables)
+
+    @cached_property
+    def journeys(self) -> JourneyRunner | None:
+        """Moves customers through the journey on change events and in the sweep (None without a journey)."""
+        if self.journey is None:
+            return None
+        return JourneyRunner(self.journey, self.evaluator, self.planner, self.customers, self.journey_history,
+                             self.broker, self.settings)
 
     # --- pipeline: broker, ledger (issue 4) ----------------------------------------------------------------
     @cached_property

@@ -171,6 +171,8 @@ class Settings:
     default_locale: str = setting(
         "DEFAULT_LOCALE", _locale, "ja-JP", doc="Locale of customers whose record has none (ja-JP or en-US).")
     rules_dir: Path = setting("RULES_DIR", _path, "rules", doc="Directory of YAML rule files.")
+    journeys_dir: Path = setting(
+        "JOURNEYS_DIR", _path, "journeys", doc="Directory of the YAML journey definition (customer-success stages).")
     templates_dir: Path = setting("TEMPLATES_DIR", _path, "templates", doc="Directory of Jinja2 templates.")
     mappings_dir: Path = setting(
         "MAPPINGS_DIR", _path, "mappings", doc="Directory of CSV and CRM field mappings.")

@@ -264,6 +264,34 @@ class DataverseClient:
         return list(body.get("value") or [])
 
     # --- writes ----------------------------------------------------------------------------------------------
+    def update_stage(self, record_id: str, stage: str) -> str | None:
+        """Write the journey stage into the column mapped to `stage` (accounts first, then contacts).
+
+        PATCH with `If-Match: *` updates an existing row and never creates one; an option column gets the option
+        value the map gives the stage. Returns the table written, or None when no row has this id.
+        """
+        record_id = check_record_id(record_id, "record_id").lower()
+        if not _GUID.match(record_id):
+            return None  # not a Dataverse record (e.g. a customer the generic webhook created)
+        for entity_name in ("account", "contact"):
+            entity = self.mapping.entities.get(entity_name)
+            rule = next((r for r in entity.fields.values() if r.target == "stage"), None) if entity else None
+            if rule is None:
+                continue
+            value: object = stage
+            if rule.type == "option":
+                codes = [code for code, label in rule.options.items() if label == stage]
+                if not codes:
+                    raise PermanentError(f"mappings/dataverse.yaml has no {rule.column} option for stage {stage!r}")
+                value = int(codes[0]) if codes[0].lstrip("-").isdigit() else codes[0]
+            url = f"{self.api}/{_ENTITY_SETS[entity_name]}({quote(record_id)})"
+            try:
+                self._call("PATCH", url, json={rule.column: value}, headers={"If-Match": "*"})
+            except NotFound:
+                continue
+            return entity_name
+        return None
+
     def create_task(self, task: Mapping[str, Any]) -> str:
         """POST tasks; returns the new activityid (from OData-EntityId)."""
         response = self._call("POST", f"{self.api}/tasks", json=dict(task))

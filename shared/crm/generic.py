@@ -4,7 +4,8 @@ Headers: `X-Crmflow-Timestamp` (Unix seconds), `X-Crmflow-Signature` = hex(HMAC-
 timestamp + "." + body)), optionally prefixed `sha256=`; requests outside a 5-minute window are refused, as are
 exact replays seen by this process. Optional: `X-Crmflow-Event-Id` (the sender's stable id, so a re-signed retry is
 still deduplicated) and `X-Crmflow-Operation: delete`. Only the fields present in the body are applied
-(a partial update); a field sent as null is cleared.
+(a partial update); a field sent as null is cleared. `deals` merge by deal id (the deals sent, and only the
+fields sent for each).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def parse_webhook(request: WebhookRequest, received_at: datetime) -> list[CrmEve
     customer = Customer.from_dict(body)  # validates every field, naming the bad one
     full = customer.to_dict()
     record = {key: full[key] for key in body if key in CUSTOMER_FIELDS}
+    if isinstance(body.get("deals"), list):  # per deal, only the fields sent: the rest of a stored deal stays
+        record["deals"] = [{key: value for key, value in deal.items() if key in sent}
+                           for deal, sent in zip(full["deals"], body["deals"], strict=True)]
     extra = {key: value for key, value in body.items() if key not in CUSTOMER_FIELDS}
     if extra or "custom" in body:
         record["custom"] = {**(full["custom"] if "custom" in body else {}), **extra}

@@ -9,7 +9,8 @@ event at least as new. Per-field versions matter because CRMs such as HubSpot se
 older change to another field must still apply. Fields never written by an event fall back to `"*"` (the last
 full-record write) and then to the customer's `updated_at`. An event without a time applies unconditionally.
 
-Deals: a deal event updates `deals`; a deal whose stage is `won` and whose product is known becomes (or updates)
+Deals: a customer event's `deals` merge into the stored ones by deal id (per field, newer wins; deals it does not
+list stay). A deal event updates `deals`; a deal whose stage is `won` and whose product is known becomes (or updates)
 the purchase with the same `deal_id`, which also adds the product to `products` and recomputes
 `last_purchase_date` and `annual_spend` (sum of purchases in the 365 days up to the event). A deal that leaves
 `won`, or is deleted, takes its purchase away (products stay: they may have come from the CRM itself).
@@ -63,7 +64,9 @@ def apply_event(current: Customer | None, event: CrmEvent, refetched: dict | Non
     for key, value in record.items():
         if key in ("id", "updated_at"):
             continue
-        if key in _PARTIAL_OBJECTS and isinstance(value, Mapping):
+        if key == "deals" and isinstance(value, list):
+            base[key] = _merge_deals(base.get(key) or [], value, versions, when, fallback)
+        elif key in _PARTIAL_OBJECTS and isinstance(value, Mapping):
             merged = dict(base.get(key) or {})
             for sub, sub_value in value.items():
                 path = f"{key}.{sub}"
@@ -125,6 +128,30 @@ def _apply_deal(current: Customer | None, event: CrmEvent, record: dict, when: d
     if record.get("customer_email") and not base.get("email"):
         base["email"] = record["customer_email"]
     return _build(base, versions, current, when, record.get("updated_at"))
+
+
+def _merge_deals(current: list, incoming: list, versions: dict[str, str], when: datetime | None,
+                 fallback: datetime | None) -> list[dict]:
+    """The customer's deals with the event's deals merged in by id, field by field (newer wins).
+
+    A customer event lists the deals it knows about, not necessarily all of them: deals it leaves out stay.
+    """
+    deals = [dict(d) for d in current]
+    by_id = {str(d.get("id")): d for d in deals}
+    for raw in incoming:
+        if not isinstance(raw, Mapping) or not raw.get("id"):
+            continue
+        deal_id = str(raw["id"])
+        deal = by_id.get(deal_id)
+        if deal is None:
+            deal = by_id[deal_id] = {"id": deal_id}
+            deals.append(deal)
+        for key, value in raw.items():
+            path = f"deals[{deal_id}].{key}"
+            if key != "id" and _newer(versions, path, when, fallback):
+                deal[key] = value
+                _stamp(versions, path, when)
+    return deals
 
 
 def _purchases_after(purchases: list[dict], deal: dict, patch: dict, when: datetime | None) -> list[dict]:

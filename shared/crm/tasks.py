@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,6 +26,8 @@ from shared.domain.names import TASKS
 from shared.storage.tables import TableAccess
 
 log = logging.getLogger("crmflow.crm.tasks")
+
+STAGE_SYNC = "crm_stage"  # channel of a journey's stage write-back (shared.journeys.service publishes it)
 
 SUBJECT_LIMIT = 200  # Dataverse task.subject max length
 STAMP_LIMIT = 250  # task.subcategory max length
@@ -84,6 +86,27 @@ class TaskWriter(ABC):
 
     @abstractmethod
     def write(self, task: CrmTask) -> TaskResult: ...
+
+    def write_stage(self, customer_id: str, stage: str) -> TaskResult:
+        """Write a customer's journey stage to the CRM (the local target keeps it in `Customers` only)."""
+        return TaskResult("skipped", self.target, customer_id)
+
+
+def write_crm_message(message: ActionMessage, writer: TaskWriter,
+                      current_stage: Callable[[str], str | None]) -> TaskResult:
+    """The `crm-tasks` consumer's one call: a crm_task action, or a journey stage to write back.
+
+    A stage message writes the customer's stage as it is *now* (`current_stage(customer_id)`), not the one it
+    carries: messages of two quick transitions may arrive in either order, and the last write must be the latest.
+    """
+    if message.channel == STAGE_SYNC:
+        stage = current_stage(message.customer_id)
+        if not stage:
+            return TaskResult("skipped", writer.target, message.customer_id)
+        result = writer.write_stage(message.customer_id, stage)
+        log.info("journey stage %s in %s", result.status, result.target)
+        return result
+    return write_task(message, writer)
 
 
 def write_task(message: ActionMessage, writer: TaskWriter) -> TaskResult:
@@ -144,6 +167,10 @@ class DataverseTaskWriter(TaskWriter):
         if len(stamp) <= STAMP_LIMIT:
             return stamp
         return f"{TASK_STAMP_PREFIX}{hashlib.sha256(dedupe_key.encode('utf-8')).hexdigest()}"
+
+    def write_stage(self, customer_id: str, stage: str) -> TaskResult:
+        written = self.client.update_stage(customer_id, stage)
+        return TaskResult("updated" if written else "skipped", self.target, customer_id)
 
     def write(self, task: CrmTask) -> TaskResult:
         stamp = self.stamp(task.dedupe_key)

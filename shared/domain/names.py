@@ -18,7 +18,8 @@ SUPPRESSIONS: Final = "Suppressions"
 APPROVALS: Final = "Approvals"
 RATE_LIMITS: Final = "RateLimits"
 TASKS: Final = "Tasks"
-TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS)
+JOURNEY_HISTORY: Final = "JourneyHistory"
+TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS, JOURNEY_HISTORY)
 
 # Action channels and the queue each one is delivered from.
 CHANNEL_QUEUES: Final = {"teams": TEAMS, "email": EMAIL, "crm_task": CRM_TASKS}

@@ -31,6 +31,7 @@ from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.names import CHANNEL_QUEUES, SWEEP_SHARDS
 from shared.domain.schedule import next_business_slot
+from shared.journeys.engine import journey_meta
 from shared.opportunities.ledger import (
     NEEDS_APPROVAL,
     QUEUED,
@@ -46,6 +47,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
+    from shared.journeys.service import JourneyRunner
 
 log = logging.getLogger("crmflow.pipeline")
 
@@ -195,8 +197,13 @@ def plan_sweep(settings: Settings, broker: Broker, now: datetime, today: date | 
 
 
 def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Planner, task: ShardTask,
-                   on_customer: Callable[[int], None] | None = None) -> PlanReport:
-    """Evaluate every customer of a shard against the `sweep` rules and plan what fires."""
+                   on_customer: Callable[[int], None] | None = None,
+                   journeys: JourneyRunner | None = None) -> PlanReport:
+    """Evaluate every customer of a shard against the `sweep` rules and plan what fires.
+
+    With `journeys`, each customer first takes the journey steps due on its local date (a date that passed while
+    no sweep ran still counts), and the rules see the customer as it is after them.
+    """
     partition = partition_key(task.shard)
     report = planner.recover(partition, task.now)
     known = planner.ledger.known_keys(partition)
@@ -211,6 +218,10 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
     pending: list[tuple[Customer, Firing]] = []
     for customer in customers.iter_shard(task.shard):
         report.customers += 1
+        if journeys is not None:
+            customer, moved = journeys.sweep_customer(customer, task.now, task.today)
+            if moved is not None:
+                report.add(moved)
         for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
                                          skip=planned_before):
             pending.append((customer, firing))
@@ -239,11 +250,14 @@ class EventOutcome:
 
 
 def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Planner, event: CrmEvent,
-                     now: datetime, fetch_record: Callable[[CrmEvent], dict] | None = None) -> EventOutcome:
+                     now: datetime, fetch_record: Callable[[CrmEvent], dict] | None = None,
+                     journeys: JourneyRunner | None = None) -> EventOutcome:
     """Merge a CRM change into the store, then plan the `on: change` rules with `prev` = the version before it.
 
     The merge is a read-merge-write loop on the customer's ETag, so concurrent events for one customer never lose
     each other's changes, and `apply_event` keeps the newer value per field when events arrive out of order.
+    With `journeys`, the journey steps the change makes due are taken in the same write, then recorded and planned
+    (`shared/journeys/service.py`); steps a crash left pending are finished by any later event, a redelivery too.
     """
     refetched = None
     if event.needs_refetch:
@@ -257,13 +271,18 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
         stored = customers.get(customer_id)
         current = stored.customer if stored else None
         updated = apply_event(current, event, refetched)
+        if updated is not None and journeys is not None:
+            updated, _ = journeys.advance(updated, now=now, prev=current, cause=f"{event.source}:{event.event_id}")
         if updated == current:
-            return EventOutcome(customer_id, False, False, PlanReport())
+            report = PlanReport()
+            if current is not None and journeys is not None and journey_meta(current).get("pending"):
+                report = journeys.complete(current, now, etag=stored.etag, recovering=True)
+            return EventOutcome(customer_id, False, False, report)
         try:
             if updated is None:
                 customers.delete(customer_id)
                 return EventOutcome(customer_id, True, True, PlanReport())
-            customers.put(updated, stored.etag if stored else None)
+            etag = customers.put(updated, stored.etag if stored else None)
             break
         except Conflict:
             continue  # another event for this customer won the race: re-read and merge again
@@ -271,6 +290,9 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
         raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
     firings = evaluator.evaluate(updated, now=now, trigger="change", prev=current)
     report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
+    if journeys is not None:
+        report.add(journeys.complete(updated, now, etag=etag,
+                                     recovering=bool(current and journey_meta(current).get("pending"))))
     report.customers = 1
     return EventOutcome(customer_id, True, False, report)
 

@@ -93,6 +93,15 @@ class Evaluator:
                 log.warning("rule %s failed on customer %s", rule.id, customer.id, exc_info=True)
         return firings
 
+    def plan(self, rule: Rule, customer: Customer, *, now: datetime, key: str, prev: Customer | None = None,
+             today: date | None = None) -> Firing:
+        """One firing of `rule` under a key the caller chose, planned and rendered like any other.
+
+        Journeys compile each transition into a rule and plan its entry actions here when the transition happens.
+        """
+        local = today or self.local_date(customer.timezone, now)
+        return self._plan(rule, customer, local, prev, key, None, now)
+
     # --- period and dedupe key -------------------------------------------------------------------------------
     @staticmethod
     def _period(rule: Rule, customer: Customer, local: date, prev: Customer | None) -> tuple[str | None, int | None]:

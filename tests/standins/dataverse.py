@@ -4,8 +4,8 @@ Follows the documented behaviour crmflow relies on: Bearer tokens (401 once revo
 `_<lookup>_value` columns and their annotations when `Prefer: odata.include-annotations="*"`, `$expand=owninguser`,
 `$filter` clauses joined by `and` (`<column> eq '<text>'`, `<column> eq <guid>`, `startswith(<column>,'<text>')`,
 `contains(<column>,'<text>')`) with `$top`, `POST tasks` answering 204 + `OData-EntityId` (a `<lookup>@odata.bind`
-of `/<set>(<id>)` is read back as `_<lookup>_value`), 404 for missing rows, and injectable failures (429 +
-Retry-After, 5xx).
+of `/<set>(<id>)` is read back as `_<lookup>_value`), `PATCH <set>(<id>)` (204; with `If-Match: *` a missing row is
+404 instead of an upsert), 404 for missing rows, and injectable failures (429 + Retry-After, 5xx).
 """
 
 from __future__ import annotations
@@ -131,6 +131,22 @@ class DataverseStandIn:
                     standin.add("tasks", task_id, row)
                     return self._send(204, None, {"OData-EntityId": f"{standin.url}{API}/tasks({task_id})"})
                 return self._send(404, {"error": {"code": "0x80060888", "message": "Resource not found"}})
+
+            def do_PATCH(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                standin.requests.append(("PATCH", self.path))
+                if self._failure() or not self._authorised():
+                    return None
+                single = re.fullmatch(rf"{API}/(\w+)\(([0-9a-fA-F-]+)\)", urlsplit(self.path).path)
+                row = standin.tables.get(single[1], {}).get(single[2].lower()) if single else None
+                if row is None:  # with If-Match: * a PATCH never creates (no upsert)
+                    if single and self.headers.get("If-Match") != "*":
+                        standin.add(single[1], single[2], json.loads(body))
+                        return self._send(204)
+                    return self._send(404, {"error": {"code": "0x80040217", "message": "Does Not Exist"}})
+                row.update(json.loads(body))
+                return self._send(204)
 
             def do_GET(self):
                 standin.requests.append(("GET", self.path))

@@ -30,7 +30,7 @@ def run_sweep(container: Container, now: datetime, today: date | None = None, wo
     if workers <= 1:
         for shard in shards:
             reports.append(evaluate_shard(container.customers, container.evaluator, container.planner,
-                                          ShardTask(shard, now, today)))
+                                          ShardTask(shard, now, today), journeys=container.journeys))
             if progress:
                 progress.advance()
         return summarize_reports(reports)
@@ -51,7 +51,7 @@ def _evaluate_in_worker(settings, shard: int, now: datetime, today: date | None)
     if _worker_container is None:  # one container per worker process, like one per Functions instance
         _worker_container = Container(settings)
     c = _worker_container
-    return evaluate_shard(c.customers, c.evaluator, c.planner, ShardTask(shard, now, today))
+    return evaluate_shard(c.customers, c.evaluator, c.planner, ShardTask(shard, now, today), journeys=c.journeys)
 
 
 def format_report(report: PlanReport) -> str:
