@@ -9,6 +9,7 @@ from functions import (
     dashboard,
     health,
     housekeeping,
+    journeys,
     opportunities,
     pipeline,
     senders,
@@ -18,5 +19,5 @@ from functions import (
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp, opportunities.bp,
-                  approvals.bp, dashboard.bp, housekeeping.bp):
+                  approvals.bp, dashboard.bp, housekeeping.bp, journeys.bp):
     app.register_functions(blueprint)

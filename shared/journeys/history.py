@@ -73,3 +73,19 @@ def _entry(row: dict) -> dict:
     return {"from": row.get("from_stage"), "to": row.get("to_stage"),
             "at": at.isoformat() if isinstance(at, datetime) else at, "cause": row.get("cause"),
             "cycle": row.get("cycle"), "transition": row.get("transition"), "due": row.get("due")}
+
+
+def journey_view(customers, history: JourneyHistory, customer_id: str) -> dict:
+    """`GET /api/customers/{id}/journey`: the stage, since when, and every recorded step (NotFound: no customer)."""
+    from shared.domain.errors import NotFound
+    from shared.journeys.engine import journey_meta
+
+    if not customer_id or len(customer_id) > 200 or not customer_id.isprintable() or any(c in customer_id
+                                                                                         for c in "/\\#?"):
+        raise InvalidInput("not a customer id")
+    stored = customers.get(customer_id)
+    if stored is None:
+        raise NotFound(f"no customer {customer_id!r}")
+    meta = journey_meta(stored.customer)
+    return {"customer": customer_id, "stage": stored.customer.stage, "since": meta.get("since"),
+            "history": history.steps(customer_id)}
