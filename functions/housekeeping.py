@@ -17,5 +17,5 @@ bp = func.Blueprint()
 def cleanup_timer(timer: func.TimerRequest) -> None:
     container = get_container()
     report = purge_deliveries(container.tables, datetime.now(UTC), container.settings.audit_retention_days)
-    log.info("cleanup: %d expired delivery records, %d old audit rows, %d decided approvals deleted",
-             report.idempotency_records, report.audit_rows, report.approvals)
+    log.info("cleanup: %d expired delivery records, %d old audit rows, %d decided approvals, %d journey steps "
+             "deleted", report.idempotency_records, report.audit_rows, report.approvals, report.journey_steps)

@@ -2,8 +2,9 @@
 
 Everything is aggregated from the tables the pipeline already writes (no counters to keep in step): the ledger
 (`Opportunities`), `Customers` (journey stages), the delivery audit rows (`Deliveries`, last `days` days), pending
-`Approvals` and the broker's dead-letter queues. Reads select only the columns they count. At a million customers
-the customer and ledger scans take seconds, so call it for a report, not on every page view.
+`Approvals`, the broker's dead-letter queues and `JourneyHistory` (transitions per edge, days per stage, SLA).
+Reads select only the columns they count. At a million customers the customer, ledger and history scans take
+seconds, so call it for a report, not on every page view.
 """
 
 from __future__ import annotations
@@ -11,25 +12,28 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from html import escape
+from statistics import median
 from typing import Any
 
 from shared.approvals.flow import PENDING, ApprovalStore
 from shared.broker import Broker
-from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, SWEEP_SHARDS
+from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
+from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
 from shared.storage.tables import TableAccess
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
+TRANSITION_DAYS = 30
 DLQ_PEEK_LIMIT = 1000
 
 
 def build_dashboard(tables: TableAccess, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
-                    now: datetime, days: int = 7) -> dict[str, Any]:
+                    now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
     """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
-        "journey": _journey(tables),
+        "journey": _journey(tables, now, journey),
         "delivery": _delivery(tables, approvals, broker, now, days),
     }
 
@@ -73,12 +77,49 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
     }
 
 
-def _journey(tables: TableAccess) -> dict[str, int]:
-    stages = Counter(row.get("stage") or "(none)" for row in tables.table(CUSTOMERS).list_entities(
-        select=["stage"], results_per_page=1000))
-    ordered = {stage: stages.pop(stage, 0) for stage in JOURNEY_STAGES}
+def _journey(tables: TableAccess, now: datetime, journey: Journey | None = None) -> dict[str, Any]:
+    """Customers per stage; from `JourneyHistory`: transitions per edge in the last 30 days, median days spent in
+    each stage (completed stays) and customers in a stage longer than its `sla_days`."""
+    order = journey.state_ids if journey is not None else JOURNEY_STAGES
+    current: dict[str, str] = {}
+    stages: Counter = Counter()
+    for row in tables.table(CUSTOMERS).list_entities(select=["RowKey", "stage"], results_per_page=1000):
+        stage = row.get("stage") or "(none)"
+        stages[stage] += 1
+        if row.get("stage"):
+            current[row["RowKey"]] = stage
+    ordered = {stage: stages.pop(stage, 0) for stage in order}
     ordered.update(sorted(stages.items()))
-    return ordered
+    since = now - timedelta(days=TRANSITION_DAYS)
+    edges: Counter = Counter()
+    stays: dict[str, list[float]] = defaultdict(list)
+    entered: dict[str, tuple[str, datetime]] = {}  # customer → (stage, when) of its latest step
+    rows = tables.table(JOURNEY_HISTORY).list_entities(
+        select=["PartitionKey", "RowKey", "from_stage", "to_stage", "at"], results_per_page=1000)
+    for row in sorted(rows, key=lambda r: (r["PartitionKey"], r["RowKey"])):
+        customer, at, target = row["PartitionKey"], row.get("at"), row.get("to_stage")
+        if not isinstance(at, datetime) or not target:
+            continue
+        if at >= since:
+            edges[f"{row.get('from_stage') or '(start)'}→{target}"] += 1
+        previous = entered.get(customer)
+        if previous is not None:
+            stays[previous[0]].append((at - previous[1]).total_seconds() / 86400)
+        entered[customer] = (target, at)
+    sla = {state.id: state.sla_days for state in journey.states if state.sla_days} if journey is not None else {}
+    past_sla: Counter = Counter()
+    for customer, (stage, at) in entered.items():
+        if current.get(customer) == stage and stage in sla and now - at > timedelta(days=sla[stage]):
+            past_sla[stage] += 1
+    return {
+        "stages": ordered,
+        "transitions_days": TRANSITION_DAYS,
+        "transitions": dict(edges.most_common()),
+        "median_days": {stage: round(median(stays[stage]), 1) if stays.get(stage) else None for stage in order},
+        "sla_days": sla,
+        "past_sla": {stage: past_sla[stage] for stage in sla},
+        "past_sla_total": sum(past_sla.values()),
+    }
 
 
 def _delivery(tables: TableAccess, approvals: ApprovalStore, broker: Broker, now: datetime,
@@ -118,7 +159,11 @@ def dashboard_html(data: dict[str, Any]) -> str:
                              for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
         table("Campaigns", [(r, v["opportunities"], v["won"], v["lost"], v["revenue"])
                             for r, v in opp["campaigns"].items()], ("rule", "opportunities", "won", "lost", "revenue")),
-        table("Journey stages", list(journey.items()), ("stage", "customers")),
+        table("Journey stages", [(stage, n, journey["median_days"].get(stage), journey["past_sla"].get(stage))
+                                 for stage, n in journey["stages"].items()],
+              ("stage", "customers", "median days", "past SLA")),
+        table(f"Journey transitions (last {journey['transitions_days']} days)", list(journey["transitions"].items()),
+              ("transition", "count")),
         table(f"Deliveries (last {delivery['days']} days)",
               [(channel, status, n)
                for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],

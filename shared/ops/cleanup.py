@@ -1,5 +1,5 @@
-"""Housekeeping Table Storage cannot do itself (it has no TTL): delete expired delivery records, old audit rows and
-long-decided approvals."""
+"""Housekeeping Table Storage cannot do itself (it has no TTL): delete expired delivery records, old audit rows,
+long-decided approvals and old journey history."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from azure.data.tables import TableClient, TransactionOperation
 
 from shared.approvals.flow import PENDING
 from shared.customers.store import BATCH_LIMIT
-from shared.domain.names import APPROVALS, DELIVERIES
+from shared.domain.names import APPROVALS, DELIVERIES, JOURNEY_HISTORY
 from shared.storage.tables import TableAccess
 
 IDEMPOTENCY_PARTITIONS = tuple(f"d{i:02x}" for i in range(256))  # TableDedupeStore: `d` + two hex digits
@@ -22,6 +22,7 @@ class CleanupReport:
     idempotency_records: int
     audit_rows: int
     approvals: int = 0
+    journey_steps: int = 0
 
 
 def purge_deliveries(tables: TableAccess, now: datetime, audit_retention_days: int) -> CleanupReport:
@@ -44,7 +45,12 @@ def purge_deliveries(tables: TableAccess, now: datetime, audit_retention_days: i
         "status ne @pending and decided_at lt @cutoff",
         parameters={"pending": PENDING, "cutoff": now - timedelta(days=audit_retention_days)},
         select=["PartitionKey", "RowKey"])
-    return CleanupReport(records, audit_rows, _delete(tables.table(APPROVALS), decided))
+    approvals = _delete(tables.table(APPROVALS), decided)
+    # Journey steps are history, not state (the customer keeps its stage): the same retention.
+    old_steps = tables.table(JOURNEY_HISTORY).query_entities(
+        "at lt @cutoff", parameters={"cutoff": now - timedelta(days=audit_retention_days)},
+        select=["PartitionKey", "RowKey"])
+    return CleanupReport(records, audit_rows, approvals, _delete(tables.table(JOURNEY_HISTORY), old_steps))
 
 
 def _delete(client: TableClient, rows: Iterable[dict]) -> int:

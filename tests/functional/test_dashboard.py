@@ -70,7 +70,7 @@ def test_numbers_match_the_tables(swept):
     [campaign] = opp["campaigns"].values()
     assert campaign["won"] == 1 and campaign["revenue"] == 300000.0
     stages = Counter(c.stage for c in swept.customers.iter_all())
-    assert {k: v for k, v in data["journey"].items() if v} == dict(stages)
+    assert {k: v for k, v in data["journey"]["stages"].items() if v} == dict(stages)
     delivery = data["delivery"]
     teams_files = len(list((swept.settings.local_dir / "outbox" / "teams").glob("*.json")))
     assert delivery["outcomes"]["teams"]["sent"] == teams_files > 100

@@ -81,7 +81,8 @@ def test_a_customer_goes_through_all_five_stages_and_into_the_next_cycle(journey
     view = journey(c)
     assert view["stage"] == "onboarding"
     assert edges(view) == [(None, "contract"), ("contract", "implementation"), ("implementation", "onboarding")]
-    assert [h["cause"] for h in view["history"]][1:] == [f"generic:{generic_event('2_won_and_delivered.json').event_id}"] * 2
+    cause = f"generic:{generic_event('2_won_and_delivered.json').event_id}"
+    assert [h["cause"] for h in view["history"]][1:] == [cause] * 2
     teams, tasks = journey_messages(c)
     assert [m.rule for m in tasks] == ["customer-success-contract", "customer-success-implementation",
                                        "customer-success-onboarding"]
@@ -203,6 +204,7 @@ def test_a_crash_between_the_stage_write_and_planning_is_finished_by_the_redeliv
     deliver(c, event, datetime(2025, 12, 5, 2, 1, tzinfo=UTC))  # the redelivery
     deliver(c, event, datetime(2025, 12, 5, 2, 2, tzinfo=UTC))  # and once more: nothing new
     teams, tasks = journey_messages(c)
+    assert len(teams) == 2
     assert [m.rule for m in tasks] == ["customer-success-implementation", "customer-success-onboarding"]
     assert len(journey(c)["history"]) == 3
     assert journey_meta(c.customers.get("C-J1").customer)["pending"] == []
@@ -248,3 +250,23 @@ def test_stage_is_written_back_to_the_dataverse_account(azurite, tmp_path):
         assert sum(1 for method, path in dataverse.requests if method == "PATCH") == 2
         tasks = [row for row in dataverse.tables["tasks"].values()]
         assert len(tasks) == 3
+
+
+def test_dashboard_journey_part_counts_edges_days_in_stage_and_sla(journey_container):
+    from shared.dashboard.report import build_dashboard
+
+    c = journey_container
+    deliver(c, generic_event("1_subscription_created.json"), datetime(2025, 12, 1, 2, tzinfo=UTC))
+    deliver(c, generic_event("2_won_and_delivered.json"), datetime(2025, 12, 11, 2, tzinfo=UTC))
+    deliver(c, generic_event("1_subscription_created.json", "C-J2"), datetime(2025, 12, 1, 2, tzinfo=UTC))
+    sweep(c, "C-J1", date(2026, 1, 10))
+    data = build_dashboard(c.tables, c.ledger, c.approval_store, c.broker, datetime(2026, 1, 20, tzinfo=UTC),
+                           journey=c.journey)["journey"]
+    assert data["stages"] == {"contract": 1, "implementation": 0, "onboarding": 0, "utilization": 1, "renewal": 0}
+    # Last 30 days (since 21 December): only the sweep's step.
+    assert data["transitions"] == {"onboarding→utilization": 1}
+    assert data["median_days"]["contract"] == 10.0 and data["median_days"]["implementation"] == 0.0
+    assert data["median_days"]["onboarding"] == 29.9 and data["median_days"]["renewal"] is None
+    # C-J2 has been in contract (sla 30 days) since 1 December.
+    assert data["past_sla"] == {"contract": 1, "implementation": 0, "onboarding": 0, "renewal": 0}
+    assert data["past_sla_total"] == 1

@@ -1,6 +1,7 @@
 """crmflow dry-run --input FILE.csv|FILE.json [--rules DIR] [--today D | --now T] [--format table|json]
 
-Shows whom the rules would hit and what would be sent, with no side effects: nothing is stored, queued or sent.
+Shows whom the rules would hit, which journey transitions a sweep would make (action channel `journey`, `to` = the
+new stage) and what would be sent, with no side effects: nothing is stored, queued or sent.
 --today D: every customer's local date is D. --now T: each customer's local date is T in their own time zone.
 """
 
@@ -14,13 +15,19 @@ import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
 from shared.customers.reader import RowError, iter_customers
 from shared.devtools.commands._local import offline_settings
 from shared.devtools.commands._time import add_time_options, resolve_time
-from shared.rules import Evaluator, Firing, RuleProblems, load_ruleset
+from shared.domain.model import Customer
+from shared.journeys.engine import JourneyEngine, Step, step_key
+from shared.journeys.loader import load_journey
+from shared.journeys.model import Journey
+from shared.rules import Evaluator, Firing, PlannedAction, RuleProblems, load_ruleset
 from shared.rules.evaluator import NO_SIGNING_KEY
 
 MAX_ERRORS_SHOWN = 50
@@ -34,6 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mapping", type=Path, help="CSV column mapping (default mappings/csv_default.yaml)")
     parser.add_argument("--rules", type=Path, help="rules directory (default: RULES_DIR, rules/)")
     parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
+    parser.add_argument("--journeys", type=Path, help="journeys directory (default: JOURNEYS_DIR, journeys/)")
     parser.add_argument("--trigger", choices=("sweep", "change"), default="sweep",
                         help="which rules to evaluate (default sweep; change rules see no previous version)")
     add_time_options(parser)
@@ -49,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
+    try:
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+    except RuleProblems as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
     evaluator = Evaluator(ruleset, settings)
+    engine = JourneyEngine(journey) if journey is not None else None
     now, today = resolve_time(args)
     errors: list[RowError] = []
     customers = (customer for _, customer in iter_customers(
@@ -64,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
                 # and again while planning allocates. Frozen objects are the input itself, alive until exit anyway.
                 gc.freeze()
             stats["customers"] += 1
+            if engine is not None:
+                customer, steps = engine.advance(customer, now=now, prev=None,
+                                                 local=today or evaluator.local_date(customer.timezone, now))
+                for firing in journey_firings(journey, evaluator, customer, steps, now, today):
+                    stats["firings"] += 1
+                    stats["transitions"] += 1
+                    stats.update(action.status for action in firing.actions if action.channel != JOURNEY_CHANNEL)
+                    yield firing
             for firing in evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today):
                 stats["firings"] += 1
                 stats.update(action.status for action in firing.actions)
@@ -79,6 +101,25 @@ def run(args: argparse.Namespace) -> int:
     _summary(stats, errors, evaluator, has_key=bool(settings.unsubscribe_signing_key))
     # Non-zero when input rows were rejected (like `crmflow import`); the good rows were evaluated all the same.
     return 1 if errors else 0
+
+
+JOURNEY_CHANNEL = "journey"
+
+
+def journey_firings(journey: Journey, evaluator: Evaluator, customer: Customer, steps: list[Step], now: datetime,
+                    today: date | None) -> list[Firing]:
+    """A sweep's journey steps as dry-run firings: a `journey` action (`to` = the new stage) before the entry
+    actions, each rendered as of its stage."""
+    firings = []
+    for step in steps:
+        transition = journey.transition(step.transition)
+        key = step_key(journey, step, customer.id)
+        firing = evaluator.plan(transition.rule, replace(customer, stage=step.target), now=now, today=today, key=key)
+        move = PlannedAction(dedupe_key=f"{key}.j", channel=JOURNEY_CHANNEL, to=step.target, status="planned",
+                             reason=f"{step.source or '(start)'} → {step.target}: {step.cause}"
+                                    + (f" (due {step.due.isoformat()})" if step.due else ""), subject=None)
+        firings.append(replace(firing, actions=(move, *firing.actions)))
+    return firings
 
 
 class _Chunked:
@@ -155,7 +196,8 @@ def _fit(text: str, width: int) -> str:
 
 def _summary(stats: Counter, errors: list[RowError], evaluator: Evaluator, *, has_key: bool) -> None:
     err = sys.stderr
-    print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings; actions: "
+    print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings "
+          f"({stats['transitions']:,} journey transitions); actions: "
           f"{stats['planned']:,} planned, {stats['needs_approval']:,} need approval, "
           f"{stats['suppressed']:,} suppressed. Nothing was stored, queued or sent.", file=err)
     if not has_key:

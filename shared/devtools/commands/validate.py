@@ -1,5 +1,5 @@
-"""crmflow validate [--rules DIR] [--templates DIR] [--mappings DIR]: check every rule file, template and field
-mapping (CSV import and each CRM's webhook map); list the rules."""
+"""crmflow validate [--rules DIR] [--templates DIR] [--mappings DIR] [--journeys DIR]: check every rule file,
+template, field mapping (CSV import and each CRM's webhook map) and the journey; list rules and transitions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shared.devtools.commands._local import offline_settings
 from shared.domain.errors import CrmflowError
+from shared.journeys.loader import load_journey
 from shared.rendering.engine import CARD, EMAIL
 from shared.rules import RuleProblems, load_ruleset
 
@@ -18,6 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--rules", type=Path, help="rules directory (default: RULES_DIR, rules/)")
     parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
     parser.add_argument("--mappings", type=Path, help="mappings directory (default: MAPPINGS_DIR, mappings/)")
+    parser.add_argument("--journeys", type=Path, help="journeys directory (default: JOURNEYS_DIR, journeys/)")
     parser.set_defaults(func=run)
 
 
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     try:
         ruleset = load_ruleset(rules_dir, templates_dir, default_locale=settings.default_locale)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
@@ -60,6 +63,19 @@ def run(args: argparse.Namespace) -> int:
         channels = ", ".join(f"{a.channel}:{a.route}" + (f" ({a.template})" if a.template else "")
                              for a in rule.actions)
         print(f"  {rule.id:<32} {rule.kind:<11} on {'+'.join(sorted(rule.on)):<13} {period:<28} {channels}")
+    if journey is not None:
+        print(f"  journey {journey.id}: {' → '.join(journey.state_ids)}")
+        for transition in journey.transitions:
+            trigger = transition.trigger
+            if trigger.kind == "date":
+                detail = f"{trigger.cause_field}{f' {trigger.offset_days:+d} days' if trigger.offset_days else ''}"
+            else:
+                detail = ", ".join(sorted(trigger.stages or trigger.types))
+                if trigger.stages and trigger.types:
+                    detail += f" (type {', '.join(sorted(trigger.types))})"
+            channels = ", ".join(f"{a.channel}:{a.route}" for a in transition.rule.actions)
+            print(f"    {transition.id:<20} {transition.source or '(start)':>14} → {transition.target:<14} "
+                  f"{trigger.kind} {detail}; {channels}")
     renderer = ruleset.renderer
     print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} files; "
           f"{len(renderer.names[CARD])} card and {len(renderer.names[EMAIL])} email templates in "
