@@ -43,6 +43,11 @@ def test_demo_runs_the_whole_flow_into_the_outbox(demo):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "imported 260 customers, 0 rows rejected" in out
+    # The journey: two change events take the new customer to onboarding, the sweep on to utilization.
+    journey = out.split("== 2.")[1].split("== 3.")[0]
+    assert "C-JOURNEY is in onboarding" in journey and "C-JOURNEY is in utilization" in journey
+    assert "implementation → onboarding" in journey
+    assert re.search(r"onboarding → utilization\s+onboarding_due, due \d{4}-\d{2}-\d{2}", journey)
     assert "0 already planned" in out and "failed" not in out.split("== 3.")[1].split("== 4.")[0]
     outbox = local / "outbox"
     mails = sorted((outbox / "email").glob("*.eml"))

@@ -1,7 +1,8 @@
 """crmflow demo: the whole flow on a fresh local stack.
 
 Writes the sample customers pinned to today (their birthdays, anniversaries and renewal windows fall on today's
-daily sweep, 00:00 UTC = 09:00 in Tokyo), imports them, runs that sweep, delivers what it planned through the very
+daily sweep, 00:00 UTC = 09:00 in Tokyo), imports them, moves one new customer along the customer-success journey
+with CRM change events, runs that sweep, delivers what it planned through the very
 queue functions registered on the FunctionApp (Teams and Outlook to the local outbox, CRM tasks to the local Tasks
 table) and prints what happened per rule, channel and owner. Approvals open today, so the review and unsubscribe
 links it prints work with `crmflow serve` for APPROVAL_TTL_DAYS.
@@ -24,7 +25,10 @@ from shared.devtools.commands._local import local_dir_setting, local_stack
 from shared.devtools.commands.sweep import format_report, run_sweep
 from shared.devtools.progress import Progress
 from shared.devtools.sample_data import DEMO_NOW, sweep_instant, write_samples
+from shared.domain.events import CrmEvent
 from shared.domain.names import TASKS
+from shared.journeys.history import journey_view
+from shared.pipeline.planner import handle_crm_event
 
 
 def register(subparsers) -> None:
@@ -54,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
         customers = list(container.customers.iter_all())
         print(format_summary(summarize(customers), len(customers)))
 
-        print(f"\n== 2. daily sweep at {instant.isoformat()} (09:00 in Tokyo; each customer's own local date)")
+        print("\n== 2. journey: CRM change events for a new subscription deal (open, then won and delivered)")
+        _journey_events(container, instant)
+        print(_journey(container))
+        print(f"\n== 2b. daily sweep at {instant.isoformat()} (09:00 in Tokyo; each customer's own local date)")
         plan = run_sweep(container, instant, progress=Progress("sweeping shards", total=64))
         print(format_report(plan))
+        print(_journey(container))
 
         print("\n== 3. delivery through the registered queue functions (local outbox, local Tasks table)")
         outcomes = deliver_all(container, clock)
@@ -66,6 +74,39 @@ def run(args: argparse.Namespace) -> int:
         print("\n== 4. what happened")
         print(_report(container))
     return 0 if not (report.errors or failed) else 1
+
+
+JOURNEY_CUSTOMER = "C-JOURNEY"
+
+
+def _journey_events(container: Container, instant: datetime) -> None:
+    """Two change events as the generic webhook queues them; the onboarding date has passed, so the sweep that
+    follows moves the customer on once more."""
+    deal = {"id": "D-JOURNEY", "type": "subscription_new", "stage": "open", "amount": 600000,
+            "onboarding_due": (instant - timedelta(days=3)).date().isoformat(),
+            "renewal_notice_date": (instant + timedelta(days=300)).date().isoformat()}
+    records = [
+        {"id": JOURNEY_CUSTOMER, "name": "株式会社ジャーニー", "contact_name": "山田 太郎",
+         "email": "journey@example.co.jp", "owner": {"name": "鈴木 健", "email": "ken.suzuki@contoso.com"},
+         "locale": "ja-JP", "timezone": "Asia/Tokyo", "deals": [deal]},
+        {"id": JOURNEY_CUSTOMER, "deals": [{"id": "D-JOURNEY", "stage": "delivered"}]},
+    ]
+    for number, record in enumerate(records, 1):
+        at = instant - timedelta(days=20 - number)
+        event = CrmEvent(source="generic", entity="customer", record_id=JOURNEY_CUSTOMER, operation="update",
+                         event_id=f"demo-journey-{number}", occurred_at=at, record=record, received_at=at)
+        handle_crm_event(container.customers, container.evaluator, container.planner, event, at,
+                         journeys=container.journeys)
+
+
+def _journey(container: Container) -> str:
+    view = journey_view(container.customers, container.journey_history, JOURNEY_CUSTOMER)
+    lines = [f"  {JOURNEY_CUSTOMER} is in {view['stage']} (since {view['since']}); "
+             "GET /api/customers/C-JOURNEY/journey shows:"]
+    for step in view["history"]:
+        due = f", due {step['due']}" if step.get("due") else ""
+        lines.append(f"    {step['at'][:16]}  {step['from'] or '(start)':>14} → {step['to']:<14} {step['cause']}{due}")
+    return "\n".join(lines)
 
 
 MAX_FAST_FORWARD_DAYS = 7  # a weekend and a long holiday between the sweep and the next business hours
