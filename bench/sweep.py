@@ -1,12 +1,16 @@
 """The daily sweep over Azurite: storage and broker operations per customer, and fan-out across processes.
 
-    .venv/bin/python bench/sweep.py [--customers 10000] [--runs 3]
+    .venv/bin/python bench/sweep.py [--customers 10000] [--runs 3] [--journey-only]
 
 1. Imports generated customers (shared.devtools.sample_data, every scenario) into Azurite once.
 2. Operation counts (every Table request is counted through the SDK's response hook, every broker call through a
    counting wrapper): a first sweep on an empty ledger, then the same sweep again (nothing new to plan).
 3. Throughput: whole sweeps with 1 and with 2 worker processes over the same data (fresh ledger and broker each
    run, runs alternated), medians and the ratio.
+4. Journey cost, against the rules-only numbers of the same run (target <= 1.2x): a steady-state sweep (everything
+   planned) with and without the journey, alternated; CRM change events (a usage update, planned with the change
+   rules) with and without it; and, for scale, events that do move a customer (a new subscription deal: stage write,
+   history, two actions claimed and published, pending cleared). `--journey-only` runs just this part.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--journey-only", action="store_true", help="only the journey cost (part 4)")
+    parser.add_argument("--events", type=int, default=300, help="change events per measurement (part 4)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_dir, Azurite(in_memory=True) as azurite:
@@ -87,6 +93,9 @@ def main() -> None:
         imported = import_customers(Container(settings).customers, customers_csv, purchases_path=purchases_csv)
         print(f"{imported.imported:,} customers imported into Azurite", flush=True)
 
+        if args.journey_only:
+            journey_cost(settings, args.runs, args.events)
+            return
         first = counted_sweep(settings)
         again = counted_sweep(settings)
         r = first["report"]
@@ -120,6 +129,72 @@ def main() -> None:
         one, two = statistics.median(rates[1]), statistics.median(rates[2])
         print(f"\nmedian: 1 worker {one:,.0f} customers/s, 2 workers {two:,.0f} customers/s, "
               f"ratio {two / one:.2f}x (target >= 1.6x)")
+        journey_cost(settings, args.runs, args.events)
+
+
+def journey_cost(settings: Settings, runs: int, events: int) -> None:
+    """Part 4: journey on vs off, same data, same process, alternated runs."""
+    from shared.devtools.commands.sweep import run_sweep
+    from shared.domain.events import CrmEvent
+    from shared.pipeline.planner import handle_crm_event
+
+    def container(with_journey: bool) -> Container:
+        built = Container(settings)
+        built.evaluator  # noqa: B018 - load rules (and the journey) outside the timing
+        if not with_journey:
+            built.journeys = None
+        else:
+            assert built.journeys is not None
+        return built
+
+    run_sweep(container(True), DEMO_NOW)  # plan (and move) whatever is due once: then both sides are steady
+    sweep_seconds: dict[bool, list[float]] = {False: [], True: []}
+    customers = 0
+    for _ in range(runs):
+        for with_journey in (False, True):
+            c = container(with_journey)
+            started = time.perf_counter()
+            customers = run_sweep(c, DEMO_NOW).customers
+            sweep_seconds[with_journey].append((time.perf_counter() - started) / customers)
+    rules, journey = (statistics.median(sweep_seconds[k]) * 1e6 for k in (False, True))
+    print(f"\njourney, steady-state sweep of {customers:,} customers: rules only {rules:.0f} us per customer, "
+          f"with the journey {journey:.0f} us ({journey / rules:.2f}x, target <= 1.2x)")
+
+    ids = [c.id for c in Container(settings).customers.iter_all()]
+    event_seconds: dict[bool, list[float]] = {False: [], True: []}
+    batch = 0
+
+    def run_events(c: Container, build) -> float:
+        nonlocal batch
+        batch += 1
+        chosen = ids[(batch * events) % len(ids):][:events]
+        started = time.perf_counter()
+        for index, customer_id in enumerate(chosen):
+            handle_crm_event(c.customers, c.evaluator, c.planner, build(customer_id, index), DEMO_NOW,
+                             journeys=c.journeys)
+        return (time.perf_counter() - started) / len(chosen)
+
+    def usage(customer_id: str, index: int) -> CrmEvent:
+        return CrmEvent(source="generic", entity="customer", record_id=customer_id, operation="update",
+                        event_id=f"bench-{batch}-{index}", record={"id": customer_id,
+                                                                    "usage": {"bench": batch * 100_000 + index}})
+
+    for _ in range(runs):
+        for with_journey in (False, True):
+            event_seconds[with_journey].append(run_events(container(with_journey), usage))
+    rules, journey = (statistics.median(event_seconds[k]) * 1e3 for k in (False, True))
+    print(f"journey, change events (usage update): rules only {rules:.2f} ms per event, with the journey "
+          f"{journey:.2f} ms ({journey / rules:.2f}x, target <= 1.2x)")
+
+    def new_deal(customer_id: str, index: int) -> CrmEvent:
+        return CrmEvent(source="generic", entity="customer", record_id=customer_id, operation="update",
+                        event_id=f"bench-deal-{batch}-{index}", record={"id": customer_id, "stage": None, "deals": [
+                            {"id": f"BENCH-{batch}-{index}", "type": "subscription_new", "stage": "open"}]})
+
+    moving = run_events(container(True), new_deal) * 1e3
+    print(f"journey, change events that move the customer (new subscription deal -> contract, 2 actions): "
+          f"{moving:.2f} ms per event ({moving / rules:.1f}x a rules-only event: 1 more customer write, "
+          f"1 history insert, 1 ledger claim + publish)")
 
 
 if __name__ == "__main__":
