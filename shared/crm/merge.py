@@ -106,11 +106,7 @@ def _apply_deal(current: Customer | None, event: CrmEvent, record: dict, when: d
         deal = existing if existing is not None else {"id": deal_id}
         if existing is None:
             deals.append(deal)
-        for key, value in deal_patch.items():
-            path = f"deals[{deal_id}].{key}"
-            if key != "id" and _newer(versions, path, when, fallback):
-                deal[key] = value
-                _stamp(versions, path, when)
+        _patch_deal(deal, deal_patch, versions, when, fallback)
         purchases = _purchases_after(purchases, deal, dict(record.get("purchase") or {}), when)
 
     base["deals"] = deals
@@ -146,12 +142,18 @@ def _merge_deals(current: list, incoming: list, versions: dict[str, str], when: 
         if deal is None:
             deal = by_id[deal_id] = {"id": deal_id}
             deals.append(deal)
-        for key, value in raw.items():
-            path = f"deals[{deal_id}].{key}"
-            if key != "id" and _newer(versions, path, when, fallback):
-                deal[key] = value
-                _stamp(versions, path, when)
+        _patch_deal(deal, raw, versions, when, fallback)
     return deals
+
+
+def _patch_deal(deal: dict, patch: Mapping[str, Any], versions: dict[str, str], when: datetime | None,
+                fallback: datetime | None) -> None:
+    """Apply a deal's fields, each only if this event is at least as new as the one that wrote it last."""
+    for key, value in patch.items():
+        path = f"deals[{deal['id']}].{key}"
+        if key != "id" and _newer(versions, path, when, fallback):
+            deal[key] = value
+            _stamp(versions, path, when)
 
 
 def _purchases_after(purchases: list[dict], deal: dict, patch: dict, when: datetime | None) -> list[dict]:

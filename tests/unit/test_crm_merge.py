@@ -123,3 +123,18 @@ def test_refetched_record_is_applied_in_full():
 def test_bad_values_are_invalid_input():
     with pytest.raises(InvalidInput):
         apply_event(stored(), event({"id": "C-1", "birthday": "tomorrow"}))
+
+
+def test_customer_event_deals_merge_by_id_field_by_field():
+    def event(deals, at):
+        return CrmEvent(source="generic", entity="customer", record_id="C-M", operation="update", event_id=at,
+                     occurred_at=datetime.fromisoformat(at), record={"id": "C-M", "deals": deals})
+
+    first = apply_event(None, event([{"id": "D-1", "type": "subscription_new", "stage": "open"},
+                               {"id": "D-2", "type": "one_time", "stage": "open"}], "2026-01-01T00:00:00+00:00"))
+    won = apply_event(first, event([{"id": "D-1", "stage": "won"}], "2026-01-03T00:00:00+00:00"))
+    assert [(d.id, d.type, d.stage) for d in won.deals] == [("D-1", "subscription_new", "won"),
+                                                           ("D-2", "one_time", "open")]
+    late = apply_event(won, event([{"id": "D-1", "stage": "open"}, {"id": "D-3", "stage": "open"}],
+                            "2026-01-02T00:00:00+00:00"))
+    assert [(d.id, d.stage) for d in late.deals] == [("D-1", "won"), ("D-2", "open"), ("D-3", "open")]
