@@ -270,3 +270,17 @@ def test_dashboard_journey_part_counts_edges_days_in_stage_and_sla(journey_conta
     # C-J2 has been in contract (sla 30 days) since 1 December.
     assert data["past_sla"] == {"contract": 1, "implementation": 0, "onboarding": 0, "renewal": 0}
     assert data["past_sla_total"] == 1
+
+
+def test_a_dataverse_opportunity_won_moves_its_contact_through_two_stages(journey_container):
+    from tests.crm_helpers import dataverse_request, sample
+
+    c = journey_container
+    intake = WebhookIntake(c.settings, broker=None, clock=lambda: NOW)
+    [event] = intake.parse("dataverse", dataverse_request(sample("dataverse_opportunity_win.json")))
+    assert event.entity == "deal"
+    deliver(c, event, datetime(2025, 11, 22, 9, tzinfo=UTC))
+    contact = "9c8b7a6d-1111-2222-3333-444455556666"
+    view = journey(c, contact)
+    assert view["stage"] == "implementation"  # the deal appeared already won: contract, then implementation
+    assert [h["cause"] for h in view["history"]] == [f"dataverse:{event.event_id}"] * 2
