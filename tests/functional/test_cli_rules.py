@@ -26,7 +26,46 @@ def test_validate_ok(capsys):
     assert main(["validate", "--rules", str(APP_ROOT / "rules"), "--templates", str(APP_ROOT / "templates")]) == 0
     out = capsys.readouterr().out
     assert "renewal-reminder" in out and "windows [7, 30, 90]" in out
-    assert out.strip().splitlines()[-1].startswith("OK: 14 rules in 5 files")
+    assert out.strip().splitlines()[-1].startswith("OK: 10 rules in 4 files")
+    assert "journey customer-success: contract → implementation → onboarding → utilization → renewal" in out
+    assert "deal_stage delivered, won (type subscription_renewal)" in out
+
+
+def test_validate_reports_journey_problems_with_file_and_line(tmp_path, capsys):
+    journeys = tmp_path / "journeys"
+    shutil.copytree(APP_ROOT / "journeys", journeys)
+    path = journeys / "customer_success.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("on: {date: deal.onboarding_due}", "on: {date: deal.kickoff}")
+                    .replace("template: journey_task\n        importance: high", "template: journey_tsk\n"
+                             "        importance: high"), encoding="utf-8")
+    assert main(["validate", "--journeys", str(journeys)]) == 1
+    err = capsys.readouterr().err
+    line = next(n for n, row in enumerate(path.read_text().splitlines(), 1) if "deal.kickoff" in row)
+    assert f"customer_success.yaml:{line}, rule 'utilization', field 'date': deal dates are" in err
+    assert "rule 'renewal', field 'template': unknown card template 'journey_tsk'" in err
+
+
+def test_dry_run_lists_the_journey_transitions_a_sweep_would_make(tmp_path, capsys):
+    customers = tmp_path / "customers.json"
+    customers.write_text(json.dumps([
+        {"id": "J-1", "name": "J", "owner": {"name": "Rep", "email": "rep@contoso.com"}, "stage": "onboarding",
+         "deals": [{"id": "D-1", "type": "subscription_new", "stage": "delivered", "onboarding_due": "2026-11-20"}]},
+        {"id": "J-2", "name": "K", "owner": {"name": "Rep", "email": "rep@contoso.com"},
+         "deals": [{"id": "D-2", "type": "subscription_new", "stage": "open"}]},
+        {"id": "J-3", "name": "L", "stage": "onboarding",
+         "deals": [{"id": "D-3", "type": "subscription_new", "stage": "delivered", "onboarding_due": "2026-12-20"}]},
+    ]), encoding="utf-8")
+    assert main(["dry-run", "--input", str(customers), "--today", "2026-11-24", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    moves = [(f["customer"], f["actions"][0]["to"], f["rule"]) for f in json.loads(captured.out)
+             if f["actions"][0]["channel"] == "journey"]
+    assert moves == [("J-1", "utilization", "customer-success-utilization"),
+                     ("J-2", "contract", "customer-success-contract")]
+    [firing] = [f for f in json.loads(captured.out) if f["customer"] == "J-1"]
+    assert [a["channel"] for a in firing["actions"]] == ["journey", "teams", "crm_task"]
+    assert "onboarding → utilization: onboarding_due (due 2026-11-20)" in firing["actions"][0]["reason"]
+    assert "(2 journey transitions)" in captured.err
 
 
 def test_validate_reports_every_problem(tmp_path, capsys):
