@@ -64,13 +64,16 @@ def test_bad_shard_message_raises_so_the_host_redelivers_then_dead_letters(insta
         sweep_shard(sb_message('{"shard": "x"}', "bad"))
 
 
-def test_crm_event_merges_and_plans_change_rules(installed):
+def test_crm_event_merges_and_moves_the_journey(installed):
     import_customers(installed.customers, SAMPLES / "customers.csv", purchases_path=SAMPLES / "purchases.csv")
-    customer = next(c for c in installed.customers.iter_all() if c.stage == "onboarding" and c.owner)
+    customer = next(c for c in installed.customers.iter_all() if c.stage == "onboarding" and c.owner and any(
+        d.type == "subscription_new" for d in c.deals))
+    deal = next(d for d in reversed(customer.deals) if d.type == "subscription_new")
     event = CrmEvent(source="generic", entity="customer", record_id=customer.id, operation="update",
-                     event_id="evt-1", occurred_at=datetime.now(UTC), changed_fields=("stage",),
-                     record={"id": customer.id, "stage": "utilization"})
+                     event_id="evt-1", occurred_at=datetime.now(UTC), changed_fields=("deals",),
+                     record={"id": customer.id, "deals": [{"id": deal.id, "onboarding_due": "2026-01-10"}]})
     crm_event(sb_message(event.to_json(), "generic:evt-1"))
     assert installed.customers.get(customer.id).customer.stage == "utilization"
-    [notice] = installed.broker.receive(TEAMS, max_messages=10)
-    assert notice.properties["rule"] == "journey-utilization"
+    notices = installed.broker.receive(TEAMS, max_messages=10)
+    assert [n.properties["rule"] for n in notices if n.properties["kind"] == "journey"] == [
+        "customer-success-utilization"]

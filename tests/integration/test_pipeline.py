@@ -154,32 +154,39 @@ def _reference(loaded) -> set[str]:
 
 
 # --- change events ----------------------------------------------------------------------------------------
-def stage_event(customer_id: str, stage: str, at: str, event_id: str) -> CrmEvent:
+def deal_event(customer_id: str, deal: dict, at: str, event_id: str) -> CrmEvent:
     return CrmEvent(source="generic", entity="customer", record_id=customer_id, operation="update",
-                    event_id=event_id, occurred_at=datetime.fromisoformat(at), changed_fields=("stage",),
-                    record={"id": customer_id, "stage": stage})
+                    event_id=event_id, occurred_at=datetime.fromisoformat(at), changed_fields=("deals",),
+                    record={"id": customer_id, "deals": [deal]})
 
 
-def test_change_event_merges_and_fires_journey_rule_with_prev(loaded):
-    customer = next(c for c in loaded.customers.iter_all() if c.stage == "utilization" and c.owner)
-    moved = stage_event(customer.id, "renewal", "2026-11-24T01:00:00+00:00", "e-1")
-    outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW)
-    assert outcome.changed and outcome.report.by_rule == Counter({"journey-renewal": 1})
+def test_change_event_merges_and_moves_the_journey(loaded):
+    customer = next(c for c in loaded.customers.iter_all() if c.stage == "utilization" and c.owner and any(
+        d.type == "subscription_new" for d in c.deals))
+    deal = next(d for d in reversed(customer.deals) if d.type == "subscription_new")
+    moved = deal_event(customer.id, {"id": deal.id, "renewal_notice_date": "2026-11-20"},
+                       "2026-11-24T01:00:00+00:00", "e-1")
+    outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW,
+                               journeys=loaded.journeys)
+    assert outcome.changed and outcome.report.by_rule == Counter({"customer-success-renewal": 1})
     assert loaded.customers.get(customer.id).customer.stage == "renewal"
     [notice] = drain(loaded, TEAMS)
-    assert notice.rule == "journey-renewal" and notice.customer_id == customer.id
+    assert notice.rule == "customer-success-renewal" and notice.customer_id == customer.id
     [task] = drain(loaded, CRM_TASKS)
     assert task.content["due"]
     # The same event redelivered, and an older event arriving late, change nothing and plan nothing.
-    again = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW)
-    stale = stage_event(customer.id, "onboarding", "2026-11-23T00:00:00+00:00", "e-0")
-    late = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, stale, DEMO_NOW)
+    again = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW,
+                             journeys=loaded.journeys)
+    stale = deal_event(customer.id, {"id": deal.id, "renewal_notice_date": "2027-11-20"},
+                       "2026-11-23T00:00:00+00:00", "e-0")
+    late = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, stale, DEMO_NOW,
+                            journeys=loaded.journeys)
     assert not again.changed and not late.changed
     assert loaded.customers.get(customer.id).customer.stage == "renewal"
     assert sum(queued(loaded).values()) == 0
     opportunity = loaded.ledger.get(
         f"s{shard_of(customer.id, 64):04d}~{row_key(notice.properties['firing_key'])}")
-    assert opportunity.status == QUEUED and opportunity.rule == "journey-renewal"
+    assert opportunity.status == QUEUED and opportunity.rule == "customer-success-renewal"
 
 
 def test_event_for_a_new_customer_creates_it(loaded):

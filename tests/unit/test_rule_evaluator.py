@@ -48,7 +48,6 @@ def test_catalog_on_the_design_customer(catalog, customers):
     fired = by_rule(evaluator.evaluate(customers["C-001"], now=NOW, trigger="sweep"))
     assert {"cross-sell-a-to-b", "cross-sell-ac-to-d", "upsell-basic-to-premium", "upsell-high-annual-spend",
             "birthday-mail", "renewal-reminder"} <= set(fired)
-    assert "journey-onboarding" not in fired  # change rules are not evaluated in a sweep
     cross = fired["cross-sell-a-to-b"]
     assert cross.dedupe_key == "cross-sell-a-to-b:C-001:ever" and cross.local_date == date(2025, 11, 22)
     teams, task = cross.actions
@@ -194,16 +193,29 @@ def test_long_customer_id_action_keys(tmp_path, customers):
     assert all(len(a.dedupe_key) <= MAX_ACTION_KEY for a in firing.actions)
 
 
-def test_change_rules_see_prev(catalog):
-    evaluator = Evaluator(catalog, settings())
+STAGE_CHANGE = """\
+    - id: stage-onboarding
+      kind: journey
+      on: [change]
+      when: "stage == 'onboarding' and prev.stage != 'onboarding'"
+      once: {per: "contract_start"}
+      actions:
+        - teams: owner
+          template: journey_task
+        - crm_task: {subject: "onboarding - {{ customer.name }}", due_in_days: 7}
+    """
+
+
+def test_change_rules_see_prev(tmp_path):
+    evaluator = evaluator_for(tmp_path, STAGE_CHANGE)
     now = datetime(2026, 1, 5, tzinfo=UTC)
     current = Customer(id="C-1", stage="onboarding", contract_start=date(2026, 1, 1),
                        owner=Customer.from_dict({"id": "x", "owner": {"email": "rep@contoso.com"}}).owner)
     fired = by_rule(evaluator.evaluate(current, now=now, trigger="change", prev=Customer(id="C-1", stage="contract")))
-    assert fired["journey-onboarding"].dedupe_key == "journey-onboarding:C-1:per-2026-01-01"
-    task = fired["journey-onboarding"].actions[1]
+    assert fired["stage-onboarding"].dedupe_key == "stage-onboarding:C-1:per-2026-01-01"
+    task = fired["stage-onboarding"].actions[1]
     assert task.channel == "crm_task" and task.content["due"] == "2026-01-12"
-    assert "journey-onboarding" not in by_rule(evaluator.evaluate(current, now=now, trigger="change", prev=current))
+    assert "stage-onboarding" not in by_rule(evaluator.evaluate(current, now=now, trigger="change", prev=current))
 
 
 def test_bad_data_in_one_rule_is_counted_not_fatal(tmp_path):

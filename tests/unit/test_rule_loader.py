@@ -47,7 +47,8 @@ def test_default_catalog_covers_every_scenario():
     ids = {rule.id for rule in ruleset.rules}
     assert {"cross-sell-a-to-b", "cross-sell-ac-to-d", "cross-sell-service-x-option-y", "upsell-basic-to-premium",
             "upsell-standard-heavy-reports", "upsell-high-annual-spend", "birthday-mail", "purchase-anniversary-a",
-            "renewal-reminder", "campaign-subdisplay-40s-pc", "journey-onboarding"} <= ids
+            "renewal-reminder", "campaign-subdisplay-40s-pc"} <= ids
+    assert not any(rule.kind == "journey" for rule in ruleset.rules)  # the stages move in journeys/
     renewal = ruleset.rule("renewal-reminder")
     assert renewal.windows.days_before == (7, 30, 90) and renewal.on == frozenset({"sweep"})
     assert [a.channel for a in renewal.actions] == ["email", "teams"] and renewal.actions[1].after == 0
