@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from shared.crm.merge import VERSIONS_KEY
@@ -27,6 +28,7 @@ from shared.rules.expressions import as_date
 
 META_KEY = "journey"
 LOST = "lost"
+_EMPTY: Mapping = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,17 @@ def step_key(journey: Journey, step: Step, customer_id: str) -> str:
 
 
 def journey_meta(customer: Customer) -> dict:
+    """A copy of the customer's journey state (empty when it has none)."""
     meta = customer.custom.get(META_KEY) if customer.custom else None
-    return dict(meta) if isinstance(meta, Mapping) else {}
+    if not meta:
+        return {}
+    return dict(meta) if meta.__class__ is dict or isinstance(meta, Mapping) else {}
+
+
+def has_pending(customer: Customer) -> bool:
+    """Whether steps wait to be recorded and planned (cheap: the sweep asks it for every customer)."""
+    meta = customer.custom.get(META_KEY) if customer.custom else None
+    return bool(meta) and isinstance(meta, Mapping) and bool(meta.get("pending"))
 
 
 def pending_steps(customer: Customer) -> list[Step]:
@@ -76,6 +87,7 @@ class JourneyEngine:
     def __init__(self, journey: Journey):
         self.journey = journey
         self.states = frozenset(journey.state_ids)
+        self.deal_types = journey.deal_types
         self.max_steps = len(journey.transitions) + 1
 
     def advance(self, customer: Customer, *, now: datetime, local: date, prev: Customer | None = None,
@@ -88,15 +100,14 @@ class JourneyEngine:
         """
         outgoing = self.journey.outgoing
         stage = customer.stage if customer.stage in self.states else None
-        first = outgoing.get(stage)
-        if not first:
+        if stage not in outgoing:
             return customer, []
-        meta: dict | None = None
+        raw = customer.custom.get(META_KEY) if customer.custom else None
+        meta = raw if raw.__class__ is dict else journey_meta(customer) if raw else _EMPTY  # read-only until copied
+        copied = False
         steps: list[Step] = []
         current = customer
         for _ in range(self.max_steps):
-            if meta is None:
-                meta = journey_meta(customer)
             applied = None
             for transition in outgoing.get(stage, ()):
                 if transition.id in (meta.get("done") or ()) and not transition.new_cycle:
@@ -111,6 +122,8 @@ class JourneyEngine:
                 break
             if applied is None:
                 break
+            if not copied:
+                meta, copied = dict(meta), True
             transition, deal, due = applied
             starts = transition.new_cycle or stage is None
             if starts:
@@ -166,12 +179,10 @@ class JourneyEngine:
     def _new_deal(self, customer: Customer, meta: Mapping, types: frozenset[str],
                   stages: frozenset[str] | None) -> Deal | None:
         """The latest followed deal of these types that no cycle used yet (lost deals start nothing)."""
-        used = set(meta.get("used") or ())
-        if meta.get("deal"):
-            used.add(meta["deal"])
+        used, current = meta.get("used") or (), meta.get("deal")
         for deal in reversed(customer.deals):
-            if deal.type in types and deal.id not in used and deal.stage != LOST and \
-                    (stages is None or deal.stage in stages):
+            if deal.type in types and deal.stage != LOST and (stages is None or deal.stage in stages) and \
+                    deal.id != current and deal.id not in used:
                 return deal
         return None
 
@@ -180,9 +191,10 @@ class JourneyEngine:
         deal_id = meta.get("deal")
         if deal_id:
             return next((d for d in customer.deals if d.id == deal_id), None)
-        used = set(meta.get("used") or ())
+        used = meta.get("used")
+        deal_types = self.deal_types
         for deal in reversed(customer.deals):
-            if deal.type in self.journey.deal_types and deal.id not in used:
+            if deal.type in deal_types and (not used or deal.id not in used):
                 return deal
         return None
 

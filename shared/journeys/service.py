@@ -26,7 +26,7 @@ from shared.domain.errors import Conflict
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.names import CRM_TASKS
-from shared.journeys.engine import JourneyEngine, Step, journey_meta, pending_steps, step_key, without_pending
+from shared.journeys.engine import JourneyEngine, Step, has_pending, pending_steps, step_key, without_pending
 from shared.journeys.history import JourneyHistory
 from shared.journeys.model import Journey
 from shared.rules import Evaluator
@@ -98,13 +98,13 @@ class JourneyRunner:
     def sweep_customer(self, customer: Customer, now: datetime, today: date | None = None):
         """The sweep's part: move a customer whose date (or any other condition) has come; (customer, report)."""
         advanced, steps = self.advance(customer, now=now, today=today)
-        if not steps and not journey_meta(customer).get("pending"):
+        if not steps and not has_pending(customer):
             return customer, None
         for _ in range(WRITE_ATTEMPTS):
             stored = self.customers.get(customer.id)
             if stored is None:
                 return customer, None
-            recovering = bool(journey_meta(stored.customer).get("pending"))
+            recovering = has_pending(stored.customer)
             advanced, steps = self.advance(stored.customer, now=now, today=today)
             etag = stored.etag
             if steps:

@@ -31,7 +31,7 @@ from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.names import CHANNEL_QUEUES, SWEEP_SHARDS
 from shared.domain.schedule import next_business_slot
-from shared.journeys.engine import journey_meta
+from shared.journeys.engine import has_pending
 from shared.opportunities.ledger import (
     NEEDS_APPROVAL,
     QUEUED,
@@ -275,7 +275,7 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
             updated, _ = journeys.advance(updated, now=now, prev=current, cause=f"{event.source}:{event.event_id}")
         if updated == current:
             report = PlanReport()
-            if current is not None and journeys is not None and journey_meta(current).get("pending"):
+            if current is not None and journeys is not None and has_pending(current):
                 report = journeys.complete(current, now, etag=stored.etag, recovering=True)
             return EventOutcome(customer_id, False, False, report)
         try:
@@ -292,7 +292,7 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
     report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
     if journeys is not None:
         report.add(journeys.complete(updated, now, etag=etag,
-                                     recovering=bool(current and journey_meta(current).get("pending"))))
+                                     recovering=bool(current and has_pending(current))))
     report.customers = 1
     return EventOutcome(customer_id, True, False, report)
 
