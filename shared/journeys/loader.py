@@ -33,7 +33,7 @@ import yaml
 from shared.journeys.model import Journey, State, Transition, Trigger, TriggerKind
 from shared.rendering.engine import Renderer
 from shared.rules.expressions import ANY, DATE, DATETIME, NULL, STR, compile_expression
-from shared.rules.loader import RuleProblems, _Checker, _Loader, _Map, _RuleChecker, _shown
+from shared.rules.loader import RuleProblems, _Checker, _Loader, _Map, _RuleChecker, _sample_context, _shown
 from shared.rules.model import Rule
 
 JOURNEY_KEYS = ("id", "follows", "states", "transitions", "description")
@@ -50,7 +50,7 @@ def load_journey(journeys_dir: Path, renderer: Renderer) -> Journey | None:
     journeys_dir = Path(journeys_dir)
     if not journeys_dir.is_dir():
         return None
-    checker = _Checker(renderer)
+    checker = _Checker(renderer, _sample_context(renderer))
     journeys: list[Journey] = []
     files = sorted(p for p in journeys_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     for path in files:
@@ -204,6 +204,8 @@ class _JourneyChecker:
         params = item.get("params", {})
         if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
             rule_checker.fail("params", "params must be a mapping of names to values (passed to templates)")
+            params = {}
+        rule_checker.check_texts(params)  # a misspelt {{ customer.nmae }} fails here, as in rules
         if rule_checker.failed or trigger is None:
             return None
         rule = Rule(id=f"{journey_id}-{tid}", kind="journey", on=frozenset(), when=guard, actions=actions,

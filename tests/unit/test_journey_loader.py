@@ -92,3 +92,12 @@ def test_unknown_keys_and_states(tmp_path, renderer):
         load_journey(folder, renderer)
     assert "j.yaml:4" in caught.value.message and "unknown key 'colour'" in caught.value.message
     assert "unknown state 's0'" in caught.value.message
+
+
+def test_templated_texts_are_rendered_at_load(tmp_path, renderer):
+    folder = write(tmp_path, "id: cs\nfollows: [a]\nstates: [s1]\ntransitions:\n"
+                             "  - id: t\n    from: null\n    to: s1\n    on: {deal_created: [a]}\n"
+                             "    reason: \"{{ customer.nmae }}\"\n")
+    with pytest.raises(RuleProblems) as caught:
+        load_journey(folder, renderer)
+    assert "j.yaml:9" in caught.value.message and "field 'reason'" in caught.value.message
