@@ -159,8 +159,8 @@ def dashboard_html(data: dict[str, Any]) -> str:
                              for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
         table("Campaigns", [(r, v["opportunities"], v["won"], v["lost"], v["revenue"])
                             for r, v in opp["campaigns"].items()], ("rule", "opportunities", "won", "lost", "revenue")),
-        table("Journey stages", [(stage, n, journey["median_days"].get(stage), journey["past_sla"].get(stage))
-                                 for stage, n in journey["stages"].items()],
+        table("Journey stages", [(stage, n, _or_dash(journey["median_days"].get(stage)),
+                                  _or_dash(journey["past_sla"].get(stage))) for stage, n in journey["stages"].items()],
               ("stage", "customers", "median days", "past SLA")),
         table(f"Journey transitions (last {journey['transitions_days']} days)", list(journey["transitions"].items()),
               ("transition", "count")),
@@ -177,6 +177,10 @@ def dashboard_html(data: dict[str, Any]) -> str:
             f"<h1>crmflow</h1><p>{escape(_fmt(opp['total']))} opportunities, "
             f"{escape(_fmt(opp['amount_won']))} won; {escape(_fmt(delivery['approvals_pending']))} approvals pending; "
             f"generated {escape(data['generated_at'])}</p>{''.join(sections)}</body></html>")
+
+
+def _or_dash(value: Any) -> Any:
+    return "—" if value is None else value
 
 
 def _fmt(value: Any) -> str:
