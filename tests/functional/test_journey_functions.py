@@ -7,34 +7,19 @@ import json
 from datetime import UTC, datetime
 
 import azure.functions as func
-import pytest
-from azure.functions.servicebus import ServiceBusMessage
 
 from functions.crm_tasks import crm_tasks
 from functions.journeys import customer_journey
 from functions.pipeline import crm_event
-from shared.container import set_container
 from shared.crm.dataverse import DataverseClient
 from shared.crm.mapping import load_mapping
 from shared.crm.tasks import DataverseTaskWriter
 from shared.domain.events import CrmEvent
 from shared.domain.names import CRM_TASKS, TASKS
-from tests.functional.registered import bindings_of
+from tests.functional.registered import bindings_of, sb_message
 from tests.standins.dataverse import DataverseStandIn
 
 ACCOUNT = "7a1f0c2e-aaaa-bbbb-cccc-000000000002"
-
-
-@pytest.fixture
-def installed(container):
-    set_container(container)
-    yield container
-    set_container(None)
-
-
-def sb_message(body: str, message_id: str) -> ServiceBusMessage:
-    return ServiceBusMessage(body=body.encode(), message_id=message_id, delivery_count=1,
-                             enqueued_time_utc=datetime.now(UTC), application_properties={}, user_properties={})
 
 
 def event(customer_id: str, deal: dict, event_id: str) -> str:

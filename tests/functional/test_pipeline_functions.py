@@ -6,31 +6,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 from functions.pipeline import crm_event, sweep_shard, sweep_timer
-from shared.container import set_container
 from shared.customers.importer import import_customers
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.events import CrmEvent
 from shared.domain.names import SWEEP_SHARDS, TEAMS
 from shared.pipeline.planner import ShardTask
-from tests.functional.registered import bindings_of
+from tests.functional.registered import bindings_of, sb_message
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
-
-
-@pytest.fixture
-def installed(container):
-    set_container(container)
-    yield container
-    set_container(None)
-
-
-def sb_message(body: str, message_id: str) -> ServiceBusMessage:
-    return ServiceBusMessage(body=body.encode(), message_id=message_id, delivery_count=1,
-                             enqueued_time_utc=datetime.now(UTC), application_properties={}, user_properties={})
 
 
 def test_bindings_read_the_schedule_setting_and_the_queues():
