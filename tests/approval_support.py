@@ -59,7 +59,7 @@ def plan(container: Container, now: datetime = DEMO_NOW) -> PlanReport:
 
 
 def approvals_of(container: Container) -> list[Approval]:
-    rows = container.approval_store.client.list_entities()
+    rows = container.approval_store.table.query()
     return [container.approval_store.get(row["PartitionKey"]) for row in rows]
 
 

@@ -17,26 +17,25 @@ from shared.approvals.flow import PENDING, ApprovalStore
 from shared.broker import Broker
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, SWEEP_SHARDS
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
-from shared.storage.tables import TableAccess
+from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
 DLQ_PEEK_LIMIT = 1000
 
 
-def build_dashboard(tables: TableAccess, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
+def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
                     now: datetime, days: int = 7) -> dict[str, Any]:
     """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
-        "journey": _journey(tables),
-        "delivery": _delivery(tables, approvals, broker, now, days),
+        "journey": _journey(storage),
+        "delivery": _delivery(storage, approvals, broker, now, days),
     }
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
-    rows = ledger.client.list_entities(select=["kind", "rule", "owner_name", "owner_email", "status", "month",
-                                               "amount"], results_per_page=1000)
+    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount"])
     by = {name: Counter() for name in ("kind", "owner", "status", "month")}
     outcome: dict[str, Counter] = defaultdict(Counter)
     earned: Counter = Counter()
@@ -73,20 +72,19 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
     }
 
 
-def _journey(tables: TableAccess) -> dict[str, int]:
-    stages = Counter(row.get("stage") or "(none)" for row in tables.table(CUSTOMERS).list_entities(
-        select=["stage"], results_per_page=1000))
+def _journey(storage: Storage) -> dict[str, int]:
+    stages = Counter(row.get("stage") or "(none)" for row in storage.table(CUSTOMERS).query(select=["stage"]))
     ordered = {stage: stages.pop(stage, 0) for stage in JOURNEY_STAGES}
     ordered.update(sorted(stages.items()))
     return ordered
 
 
-def _delivery(tables: TableAccess, approvals: ApprovalStore, broker: Broker, now: datetime,
+def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: datetime,
               days: int) -> dict[str, Any]:
     since = f"audit-{now - timedelta(days=days - 1):%Y%m%d}"
-    rows = tables.table(DELIVERIES).query_entities(
-        "PartitionKey ge @since and PartitionKey le @until",
-        parameters={"since": since, "until": f"audit-{now:%Y%m%d}"}, select=["channel", "status"])
+    rows = storage.table(DELIVERIES).query("PartitionKey ge @since and PartitionKey le @until",
+                                           {"since": since, "until": f"audit-{now:%Y%m%d}"},
+                                           select=["channel", "status"])
     outcomes: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
         outcomes[row.get("channel") or "(none)"][row.get("status") or "(none)"] += 1

@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 24, tzinfo=UTC)
 def test_purge_deletes_only_what_expired(container):
     table = container.tables.table(DELIVERIES)
     clock = {"now": NOW - timedelta(days=40)}
-    store = TableDedupeStore(table, clock=lambda: clock["now"])
+    store = TableDedupeStore(container.storage, clock=lambda: clock["now"])
     for i in range(130):  # completed 40 days ago: expired after the 30-day retention
         store.complete(store.claim(f"old-{i}").record)
     clock["now"] = NOW - timedelta(days=1)
@@ -33,7 +33,7 @@ def test_purge_deletes_only_what_expired(container):
         approvals.create_entity({"PartitionKey": name, "RowKey": "approval", "status": status,
                                  **({"decided_at": decided} if decided else {})})
 
-    report = purge_deliveries(container.tables, NOW, audit_retention_days=400)
+    report = purge_deliveries(container.storage, NOW, audit_retention_days=400)
 
     assert (report.idempotency_records, report.audit_rows, report.approvals) == (130, 120, 1)
     assert {row["PartitionKey"] for row in approvals.list_entities()} == {"ap-recent", "ap-open"}
@@ -42,4 +42,4 @@ def test_purge_deletes_only_what_expired(container):
     left = {row["PartitionKey"] for row in table.list_entities(select=["PartitionKey"])}
     assert f"audit-{NOW - timedelta(days=10):%Y%m%d}" in left and "conversation" in left
     assert not any(p == f"audit-{NOW - timedelta(days=500):%Y%m%d}" for p in left)
-    assert purge_deliveries(container.tables, NOW, 400) == type(report)(0, 0, 0)  # idempotent
+    assert purge_deliveries(container.storage, NOW, 400) == type(report)(0, 0, 0)  # idempotent
