@@ -124,7 +124,7 @@ class DirectoryCache:
         self.table = table
 
     def get(self, kind: str, key: str) -> str | None:
-        found = self.table.get(kind, email_digest(key), select=["value"])
+        found = self.table.get(kind, email_digest(key))
         return found.get("value") if found is not None else None
 
     def put(self, kind: str, key: str, value: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from shared.domain.errors import Conflict, CrmflowError, NotFound, TransientError
+from shared.domain.errors import Conflict, CrmflowError, InvalidInput, NotFound, TransientError
 from shared.storage.codec import BATCH_LIMIT
 
 Entity = Mapping[str, Any]
@@ -222,6 +222,24 @@ class Table(ABC):
             # A jittered pause spreads contenders out instead of letting them collide again.
             time.sleep(random.uniform(0, pause * (attempt + 1)))
         raise TransientError(f"{self.name} row {row!r} is contended; try again")
+
+
+def check_transaction(operations: Sequence[Operation]) -> None:
+    """The service's rules for one transaction, checked before sending: 1..100 operations, one PartitionKey, each row
+    once (Azurite answers a malformed response to some of these instead of the documented 400)."""
+    if not operations:
+        raise BatchFailed(InvalidInput("a transaction needs at least one operation"))
+    if len(operations) > BATCH_LIMIT:
+        raise BatchFailed(InvalidInput(f"a transaction holds at most {BATCH_LIMIT} operations"), BATCH_LIMIT)
+    partition = operations[0].partition
+    rows: set[str] = set()
+    for index, operation in enumerate(operations):
+        if operation.partition != partition:
+            raise BatchFailed(InvalidInput("a transaction's operations must share one PartitionKey "
+                                           "(CommandsInBatchActOnDifferentPartitions)"), index)
+        if operation.entity["RowKey"] in rows:
+            raise BatchFailed(InvalidInput("a transaction may hold each row once (InvalidDuplicateRow)"), index)
+        rows.add(operation.entity["RowKey"])
 
 
 def group_batches(operations: Iterable[Operation], batch_size: int = BATCH_LIMIT) -> list[list[Operation]]:

@@ -30,9 +30,9 @@ from shared.storage.backend import (
     Operation,
     Storage,
     Table,
+    check_transaction,
 )
 from shared.storage.codec import (
-    BATCH_LIMIT,
     MAX_BATCH_BYTES,
     MAX_ENTITY_BYTES,
     MAX_KEY_CHARS,
@@ -196,21 +196,9 @@ class MemoryTable(Table):
         return (self._read(row, select) for _, row in rows if predicate is None or predicate(row.properties))
 
     def submit(self, operations: Sequence[Operation]) -> None:
-        if not operations:
-            raise BatchFailed(InvalidInput("a transaction needs at least one operation"))
-        if len(operations) > BATCH_LIMIT:
-            raise BatchFailed(InvalidInput(f"a transaction holds at most {BATCH_LIMIT} operations"), BATCH_LIMIT)
+        check_transaction(operations)
         partition = operations[0].partition
-        seen: set[str] = set()
-        size = 0
-        for index, operation in enumerate(operations):
-            if operation.partition != partition:
-                raise BatchFailed(InvalidInput("a transaction's operations must share one PartitionKey "
-                                               "(CommandsInBatchActOnDifferentPartitions)"), index)
-            if operation.entity["RowKey"] in seen:
-                raise BatchFailed(InvalidInput("a transaction may hold each row once (InvalidDuplicateRow)"), index)
-            seen.add(operation.entity["RowKey"])
-            size += entity_size(operation.entity)
+        size = sum(entity_size(operation.entity) for operation in operations)
         if size > MAX_BATCH_BYTES:
             raise BatchFailed(PayloadTooLarge("a transaction's payload is over 4 MiB (RequestBodyTooLarge)"))
         with self.storage._lock:

@@ -30,6 +30,7 @@ from shared.storage.backend import (
     Operation,
     Storage,
     Table,
+    check_transaction,
 )
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
@@ -89,16 +90,17 @@ def reason(exc: AzureError) -> str:
 def translate(exc: AzureError, table: str) -> CrmflowError:
     """An Azure SDK exception as the project's error."""
     where = f"{table} table"
-    if isinstance(exc, ResourceExistsError):
+    code = str(getattr(exc, "error_code", None) or "")
+    if isinstance(exc, ResourceExistsError) or code == "EntityAlreadyExists":
         return AlreadyExists(f"{where}: the entity exists")
     status = getattr(exc, "status_code", None) or 0
-    if isinstance(exc, ResourceModifiedError) or status == 412:
+    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "UpdateConditionNotSatisfied":
         return ETagMismatch(f"{where}: the entity changed since it was read")
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
+    if isinstance(exc, ResourceNotFoundError) or status == 404 or code == "ResourceNotFound":
         return EntityNotFound(f"{where}: not found")
     if not isinstance(exc, HttpResponseError) or status == 0 or status >= 500 or status in (408, 429):
         return TransientError(f"{where}: {reason(exc)}")
-    if status == 413 or str(getattr(exc, "error_code", "")) in _TOO_LARGE_CODES:
+    if status == 413 or code in _TOO_LARGE_CODES:
         return PayloadTooLarge(f"{where}: {reason(exc)}")
     return InvalidInput(f"{where} rejected the request: {reason(exc)}")
 
@@ -195,6 +197,7 @@ class AzureTable(Table):
             self._fail(exc)
 
     def submit(self, operations: Sequence[Operation]) -> None:
+        check_transaction(operations)
         try:
             self.client.submit_transaction([_transaction_operation(op) for op in operations])
         except TableTransactionError as exc:
