@@ -155,20 +155,20 @@ class _Parser:
         return token
 
     def expression(self) -> Predicate:
-        left = self.conjunction()
-        while self.peek() == "or":
-            self.take()
-            right = self.conjunction()
-            left = (lambda a, b: lambda e: a(e) or b(e))(left, right)
-        return left
+        return self._joined("or", self.conjunction, any)
 
     def conjunction(self) -> Predicate:
-        left = self.unary()
-        while self.peek() == "and":
+        return self._joined("and", self.unary, all)
+
+    def _joined(self, word: str, operand: Callable[[], Predicate], combine: Callable) -> Predicate:
+        """`operand (word operand)*`, combined by any/all (short-circuiting, left to right)."""
+        parts = [operand()]
+        while self.peek() == word:
             self.take()
-            right = self.unary()
-            left = (lambda a, b: lambda e: a(e) and b(e))(left, right)
-        return left
+            parts.append(operand())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda entity: combine(part(entity) for part in parts)
 
     def unary(self) -> Predicate:
         if self.peek() == "not":
