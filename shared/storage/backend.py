@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from shared.domain.errors import Conflict, CrmflowError, InvalidInput, NotFound, TransientError
 from shared.storage.codec import BATCH_LIMIT
 
 Entity = Mapping[str, Any]
-T = TypeVar("T")
 
 
 class AlreadyExists(Conflict):
@@ -254,16 +253,6 @@ def group_batches(operations: Iterable[Operation], batch_size: int = BATCH_LIMIT
             bucket.clear()
     batches += [bucket for bucket in by_partition.values() if bucket]
     return batches
-
-
-def retry_on_conflict(attempt: Callable[[], T], attempts: int, what: str) -> T:
-    """Run a read-modify-write `attempt` until it does not raise Conflict (another writer won the race)."""
-    for _ in range(attempts):
-        try:
-            return attempt()
-        except Conflict:
-            continue
-    raise Conflict(f"{what} kept changing during {attempts} attempts")
 
 
 class Storage(ABC):
