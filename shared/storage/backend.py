@@ -82,8 +82,10 @@ class BatchResult:
     failed: list[tuple[list[Operation], BatchFailed]] = field(default_factory=list)
 
     def raise_first(self) -> None:
+        """Raise the first refused transaction's error (TransientError, InvalidInput, ...), if any."""
         if self.failed:
-            raise self.failed[0][1]
+            error = self.failed[0][1]
+            raise error.cause from error
 
 
 def etag_of(entity: Entity) -> str | None:
