@@ -172,14 +172,12 @@ class WrittenTask:
         return dict(self.__dict__)
 
 
-def list_local_tasks(tables: TableAccess, *, customer_id: str | None = None,
+def list_local_tasks(storage: Storage, *, customer_id: str | None = None,
                      owner_email: str | None = None, limit: int = 1000) -> list[WrittenTask]:
     """Rows of the local Tasks table (one customer's partition, or all), optionally of one owner, by due date."""
-    filters = {"PartitionKey": customer_id, "owner_email": owner_email}
+    filters = {"PartitionKey": readable_key(customer_id) if customer_id else None, "owner_email": owner_email}
     given = {name: value for name, value in filters.items() if value}
-    table = tables.table(TASKS)
-    rows = (table.query_entities(" and ".join(f"{name} eq @{name}" for name in given), parameters=given)
-            if given else table.list_entities())
+    rows = storage.table(TASKS).query(" and ".join(f"{name} eq @{name}" for name in given) or None, given)
     found = []
     for row in rows:
         found.append(WrittenTask(
