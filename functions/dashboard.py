@@ -20,7 +20,7 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     if not days.isdigit() or not 1 <= int(days) <= 90:
         raise InvalidInput("days must be a whole number from 1 to 90", Location(field="days"))
     c = get_container()
-    data = build_dashboard(c.tables, c.ledger, c.approval_store, c.broker, datetime.now(UTC), int(days),
+    data = build_dashboard(c.storage, c.ledger, c.approval_store, c.broker, datetime.now(UTC), int(days),
                            journey=c.journey)
     wants_html = req.params.get("format") == "html" or "text/html" in (req.headers.get("accept") or "")
     if wants_html:

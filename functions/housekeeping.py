@@ -16,6 +16,6 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="0 30 18 * * *", use_monitor=True)  # 03:30 in Tokyo, after the sweep
 def cleanup_timer(timer: func.TimerRequest) -> None:
     container = get_container()
-    report = purge_deliveries(container.tables, datetime.now(UTC), container.settings.audit_retention_days)
+    report = purge_deliveries(container.storage, datetime.now(UTC), container.settings.audit_retention_days)
     log.info("cleanup: %d expired delivery records, %d old audit rows, %d decided approvals, %d journey steps "
              "deleted", report.idempotency_records, report.audit_rows, report.approvals, report.journey_steps)

@@ -1,7 +1,8 @@
 """The composition root: builds settings, stores, broker and senders once per process.
 
 Functions get it through `get_container()`; tests build their own with `Container(settings)` pointed at Azurite and
-local adapters. Every component is created lazily on first use, so a function only pays for what it touches.
+local adapters, or `Container(settings, storage=MemoryStorage())` for the in-memory storage backend (no Azurite).
+Every component is created lazily on first use, so a function only pays for what it touches.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.customers.store import CustomerStore
 from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
-from shared.delivery.idempotency import TableDedupeStore
+from shared.delivery.idempotency import DedupeStore
 from shared.delivery.ratelimit import RateLimiter
 from shared.delivery.service import DeliveryService, Outcome
 from shared.delivery.suppressions import SuppressionStore
@@ -34,7 +35,7 @@ from shared.delivery.tokens import (
 from shared.delivery.transports import DirectoryCache, GraphMailTransport, OutboxTransport, TeamsTransport, Transport
 from shared.domain.errors import ConfigError
 from shared.domain.messages import ActionMessage
-from shared.domain.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
+from shared.domain.names import DELIVERIES
 from shared.journeys.history import JourneyHistory
 from shared.journeys.loader import load_journey
 from shared.journeys.model import Journey
@@ -43,7 +44,8 @@ from shared.opportunities.ledger import OpportunityLedger
 from shared.pipeline.planner import Planner
 from shared.rules import Evaluator, RuleSet, load_ruleset
 from shared.settings import Settings
-from shared.storage.tables import TableAccess
+from shared.storage.backend import Storage
+from shared.storage.tables import TableAccess, TableStorage
 
 if TYPE_CHECKING:  # CRM modules load only where they are used
     from shared.crm.dataverse import DataverseClient
@@ -52,17 +54,26 @@ if TYPE_CHECKING:  # CRM modules load only where they are used
 
 
 class Container:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, storage: Storage | None = None):
+        """`storage`: the storage backend to use instead of Table Storage (e.g. `MemoryStorage()` in tests)."""
         self.settings = settings
+        if storage is not None:
+            self.storage = storage
 
     # --- storage -------------------------------------------------------------------------------------------
     @cached_property
     def tables(self) -> TableAccess:
+        """SDK clients of the Table Storage account (the Table Storage backend's, and benchmarks' request hooks)."""
         return TableAccess(self.settings)
 
     @cached_property
+    def storage(self) -> Storage:
+        """Every store's backend, built once: Table Storage (Azurite locally) unless one was passed in."""
+        return TableStorage(self.tables)
+
+    @cached_property
     def customers(self) -> CustomerStore:
-        return CustomerStore(self.tables, self.settings.customer_shards)
+        return CustomerStore(self.storage, self.settings.customer_shards)
 
     # --- rules (issue 3) -----------------------------------------------------------------------------------
     @cached_property
@@ -83,7 +94,7 @@ class Container:
 
     @cached_property
     def journey_history(self) -> JourneyHistory:
-        return JourneyHistory(self.tables)
+        return JourneyHistory(self.storage)
 
     @cached_property
     def journeys(self) -> JourneyRunner | None:
@@ -105,7 +116,7 @@ class Container:
 
     @cached_property
     def ledger(self) -> OpportunityLedger:
-        return OpportunityLedger(self.tables, self.settings.customer_shards)
+        return OpportunityLedger(self.storage, self.settings.customer_shards)
 
     @cached_property
     def planner(self) -> Planner:
@@ -114,7 +125,7 @@ class Container:
     # --- approvals (issue: approval flow) ------------------------------------------------------------------
     @cached_property
     def approval_store(self) -> ApprovalStore:
-        return ApprovalStore(self.tables)
+        return ApprovalStore(self.storage)
 
     @cached_property
     def approvals(self) -> ApprovalFlow:
@@ -172,23 +183,22 @@ class Container:
         teams = TeamsTransport(
             bot=ApiClient("bot", _Lazy(lambda: self.bot_tokens), session, timeout), graph=graph,
             webhook=ApiClient("webhook", None, session, timeout),
-            directory=DirectoryCache(self.tables.table(DELIVERIES)), settings=s)
+            directory=DirectoryCache(self.storage.table(DELIVERIES)), settings=s)
         return {"email": GraphMailTransport(graph, graph_base_url=s.graph_base_url, mailbox=s.mail_sender or "",
                                             settings=s),
                 "teams": teams}
 
     @cached_property
-    def dedupe(self) -> TableDedupeStore:
-        return TableDedupeStore(self.tables.table(DELIVERIES),
-                                clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
+    def dedupe(self) -> DedupeStore:
+        return DedupeStore(self.storage.table(DELIVERIES), clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
 
     @cached_property
     def suppressions(self) -> SuppressionStore:
-        return SuppressionStore(self.tables.table(SUPPRESSIONS))
+        return SuppressionStore(self.storage)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(self.tables.table(RATE_LIMITS), clock=self.clock)
+        return RateLimiter(self.storage, clock=self.clock)
 
     def on_delivered(self, message: ActionMessage, outcome: Outcome) -> None:
         """A message reached its recipient: the opportunity it belongs to becomes `notified` (never backwards)."""
@@ -201,7 +211,7 @@ class Container:
         return DeliveryService(
             transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
             broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
-            audit=self.tables.table(DELIVERIES), on_delivered=self.on_delivered,
+            audit=self.storage.table(DELIVERIES), on_delivered=self.on_delivered,
             max_attempts=self.settings.delivery_max_attempts, clock=self.clock)
 
     def _customer_opted_out(self, customer_id: str) -> bool:
@@ -237,7 +247,7 @@ class Container:
 
         if self.settings.crm_task_target == "dataverse" and self.dataverse is not None:
             return DataverseTaskWriter(self.dataverse)
-        return LocalTaskLedger(self.tables)
+        return LocalTaskLedger(self.storage)
 
 
 class _Lazy(TokenProvider):

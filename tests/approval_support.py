@@ -12,6 +12,7 @@ from shared.customers.store import shard_of
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.model import Customer
 from shared.pipeline.planner import PlanReport, ShardTask, evaluate_shard
+from shared.storage.backend import Storage
 from tests.conftest import make_settings
 
 SIGNING_KEY = "approval-test-signing-key-not-a-secret"
@@ -38,13 +39,15 @@ class Clock:
         self.now = now
 
 
-def approval_stack(azurite, tmp_path, **env) -> tuple[Container, Clock]:
-    env = {"TABLES_CONNECTION_STRING": azurite.connection_string, "UNSUBSCRIBE_SIGNING_KEY": SIGNING_KEY,
+def approval_stack(azurite, tmp_path, storage: Storage | None = None, **env) -> tuple[Container, Clock]:
+    """Azurite's tables, or `storage` (e.g. MemoryStorage()) when `azurite` is None."""
+    connection = azurite.connection_string if azurite else "UseDevelopmentStorage=true"
+    env = {"TABLES_CONNECTION_STRING": connection, "UNSUBSCRIBE_SIGNING_KEY": SIGNING_KEY,
            "MAIL_SENDER": "crm-notify@contoso.example", "CUSTOMER_SHARDS": "4",
            "PUBLIC_BASE_URL": "https://crmflow.example", **env}
     settings = make_settings(tmp_path, **env)
-    container = Container(settings)
-    container.tables.ensure_tables()
+    container = Container(settings, storage=storage)
+    container.storage.ensure_tables()
     clock = Clock()
     container.clock = clock
     container.broker = LocalBroker(settings.local_dir / "broker.sqlite3", clock=clock)
@@ -59,7 +62,7 @@ def plan(container: Container, now: datetime = DEMO_NOW) -> PlanReport:
 
 
 def approvals_of(container: Container) -> list[Approval]:
-    rows = container.approval_store.client.list_entities()
+    rows = container.approval_store.table.query()
     return [container.approval_store.get(row["PartitionKey"]) for row in rows]
 
 

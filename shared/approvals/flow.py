@@ -23,21 +23,15 @@ ledger as the opportunity's owner).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
-
 from shared.broker import Broker, OutgoingMessage
-from shared.customers.store import MAX_STRING_CHARS, CustomerStore
+from shared.customers.store import CustomerStore
 from shared.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
 from shared.domain.model import Customer
@@ -48,7 +42,9 @@ from shared.opportunities import ledger as opportunity
 from shared.opportunities.ledger import Claim, OpportunityLedger, QueuedMessage
 from shared.rendering.engine import one_line, template_context
 from shared.settings import Settings
-from shared.storage.tables import TableAccess
+from shared.storage.backend import AlreadyExists, Entity, Storage, Table, etag_of
+from shared.storage.codec import get_json, put_json
+from shared.storage.keys import digest
 
 if TYPE_CHECKING:
     from shared.rendering.engine import Renderer
@@ -71,7 +67,7 @@ STUCK_AFTER = timedelta(minutes=5)
 
 def approval_id(action_key: str) -> str:
     """Deterministic, URL- and key-safe id of the approval of one held action."""
-    return "ap" + hashlib.sha256(action_key.encode("utf-8")).hexdigest()[:32]
+    return "ap" + digest(action_key)[:32]
 
 
 def request_key(action_key: str) -> str:
@@ -79,8 +75,8 @@ def request_key(action_key: str) -> str:
     key = f"{action_key}~ap"
     if len(key) <= MAX_MESSAGE_ID:
         return key
-    digest = hashlib.sha256(action_key.encode("utf-8")).hexdigest()[:24]
-    return f"{action_key[:MAX_MESSAGE_ID - len(digest) - 4]}~{digest}~ap"
+    hashed = digest(action_key)[:24]
+    return f"{action_key[:MAX_MESSAGE_ID - len(hashed) - 4]}~{hashed}~ap"
 
 
 def mask_address(address: str | None) -> str:
@@ -152,37 +148,39 @@ class Approval:
 class ApprovalStore:
     """The `Approvals` table: atomic create, ETag compare-and-swap updates."""
 
-    def __init__(self, tables: TableAccess):
-        self.tables = tables
+    def __init__(self, storage: Storage):
+        self.storage = storage
 
     @property
-    def client(self) -> TableClient:
-        return self.tables.table(APPROVALS)
+    def table(self) -> Table:
+        return self.storage.table(APPROVALS)
 
     def create(self, approval: Approval) -> bool:
         """Insert; False when it exists already (a re-run or a recovery: the first one is kept)."""
         try:
-            self.client.create_entity(_entity(approval))
+            self.table.insert(_entity(approval))
             return True
-        except ResourceExistsError:
+        except AlreadyExists:
             return False
 
     def get(self, approval_id: str) -> Approval:
         try:
-            return _approval(self.client.get_entity(approval_id, ROW))
-        except (ResourceNotFoundError, ValueError):
-            raise NotFound(f"no approval {approval_id!r}") from None
+            row = self.table.get(approval_id, ROW)
+        except InvalidInput:  # not a key the table can hold: no such approval
+            row = None
+        if row is None:
+            raise NotFound(f"no approval {approval_id!r}")
+        return _approval(row)
 
     def update(self, approval: Approval, **changes: Any) -> Approval:
         """Write `changes` if the row is unchanged since `approval` was read; Conflict otherwise."""
         updated = replace(approval, **changes)
         entity = {"PartitionKey": approval.id, "RowKey": ROW, **_scalars(updated)}
         try:
-            metadata = self.client.update_entity(entity, mode=UpdateMode.MERGE, etag=approval.etag,
-                                                 match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
+            etag = self.table.merge(entity, approval.etag)
+        except (Conflict, NotFound):
             raise Conflict(f"approval {approval.id} changed meanwhile") from None
-        return replace(updated, etag=metadata.get("etag"))
+        return replace(updated, etag=etag)
 
     def query(self, status: str, before: datetime | None = None, field: str = "expires_at") -> Iterator[Approval]:
         """Approvals of one status (optionally with `field` before an instant): a filtered scan."""
@@ -190,13 +188,22 @@ class ApprovalStore:
         if before is not None:
             query += f" and {field} lt @before"
             parameters["before"] = before
-        for row in self.client.query_entities(query, parameters=parameters, results_per_page=1000):
+        for row in self.table.query(query, parameters):
             yield _approval(row)
 
     def count(self, status: str) -> int:
-        rows = self.client.query_entities("RowKey eq @row and status eq @status",
-                                          parameters={"row": ROW, "status": status}, select=["PartitionKey"])
+        rows = self.table.query("RowKey eq @row and status eq @status", {"row": ROW, "status": status},
+                                select=["PartitionKey"])
         return sum(1 for _ in rows)
+
+    def decided_before(self, cutoff: datetime) -> Iterator[tuple[str, str]]:
+        """Keys of approvals decided (or expired) before `cutoff`: what retention lets go."""
+        rows = self.table.query("status ne @pending and decided_at lt @cutoff",
+                                {"pending": PENDING, "cutoff": cutoff}, select=["PartitionKey", "RowKey"])
+        return ((row["PartitionKey"], row["RowKey"]) for row in rows)
+
+    def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
+        return self.table.delete_many(keys)
 
 
 class ApprovalFlow:
@@ -365,21 +372,14 @@ def _scalars(approval: Approval) -> dict:
 
 
 def _entity(approval: Approval) -> dict:
-    text = json.dumps(approval.held.to_dict(), ensure_ascii=False, separators=(",", ":"))
-    chunks = {("held_json" if i == 0 else f"held_json_{i}"): text[start:start + MAX_STRING_CHARS]
-              for i, start in enumerate(range(0, len(text), MAX_STRING_CHARS))}
-    return {"PartitionKey": approval.id, "RowKey": ROW, **_scalars(approval), **chunks}
+    return {"PartitionKey": approval.id, "RowKey": ROW, **_scalars(approval),
+            **put_json("held_json", approval.held.to_dict())}
 
 
-def _approval(row: dict) -> Approval:
-    parts, index = [], 0
-    while part := row.get("held_json" if index == 0 else f"held_json_{index}"):
-        parts.append(part)
-        index += 1
+def _approval(row: Entity) -> Approval:
     return Approval(
         id=row["PartitionKey"], status=row["status"], action_key=row["action_key"], firing_key=row["firing_key"],
         rule=row["rule"], kind=row.get("kind", ""), customer_id=row["customer_id"],
-        held=QueuedMessage.from_dict(json.loads("".join(parts))), approver=row.get("approver"),
+        held=QueuedMessage.from_dict(get_json(row, "held_json")), approver=row.get("approver"),
         created_at=row["created_at"], expires_at=row["expires_at"], decided_at=row.get("decided_at"),
-        decided_by=row.get("decided_by"), published=bool(row.get("published")),
-        etag=row.metadata.get("etag") if hasattr(row, "metadata") else None)
+        decided_by=row.get("decided_by"), published=bool(row.get("published")), etag=etag_of(row))

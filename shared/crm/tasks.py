@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-
 from shared.crm.dataverse import TASK_STAMP_PREFIX, DataverseClient
-from shared.domain.errors import InvalidInput, Location, TransientError
+from shared.domain.errors import InvalidInput, Location
 from shared.domain.messages import ActionMessage
 from shared.domain.names import TASKS
-from shared.storage.tables import TableAccess
+from shared.storage.backend import AlreadyExists, Storage
+from shared.storage.keys import readable_key
 
 log = logging.getLogger("crmflow.crm.tasks")
 
@@ -117,11 +116,7 @@ def write_task(message: ActionMessage, writer: TaskWriter) -> TaskResult:
     return result
 
 
-def task_row_key(dedupe_key: str) -> str:
-    """RowKey for a dedupe key: itself when Table Storage allows it, else a stable hash."""
-    if len(dedupe_key) <= 200 and dedupe_key.isprintable() and not any(ch in dedupe_key for ch in "/\\#?"):
-        return dedupe_key
-    return hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()
+task_row_key = readable_key  # RowKey for a dedupe key: itself when Table Storage allows it, else a stable hash
 
 
 class LocalTaskLedger(TaskWriter):
@@ -129,27 +124,22 @@ class LocalTaskLedger(TaskWriter):
 
     target = "local"
 
-    def __init__(self, tables: TableAccess, clock: Any = None):
-        self.tables = tables
+    def __init__(self, storage: Storage, clock: Any = None):
+        self.storage = storage
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def write(self, task: CrmTask) -> TaskResult:
         row_key = task_row_key(task.dedupe_key)
         entity = {
-            "PartitionKey": task.customer_id, "RowKey": row_key, "dedupe_key": task.dedupe_key,
+            "PartitionKey": readable_key(task.customer_id), "RowKey": row_key, "dedupe_key": task.dedupe_key,
             "rule": task.rule, "subject": task.subject, "description": task.description,
             "due": task.due.isoformat() if task.due else None, "regarding_email": task.regarding_email,
             "owner_email": task.owner_email, "status": "open", "created_at": self.clock().isoformat(),
         }
         try:
-            self.tables.table(TASKS).create_entity({k: v for k, v in entity.items() if v is not None})
-        except ResourceExistsError:
+            self.storage.table(TASKS).insert({k: v for k, v in entity.items() if v is not None})
+        except AlreadyExists:
             return TaskResult("exists", self.target, f"{task.customer_id}/{row_key}")
-        except HttpResponseError as exc:
-            status = getattr(exc, "status_code", 0) or 0
-            if status >= 500 or status in (408, 429):
-                raise TransientError(f"Tasks table: HTTP {status}") from None
-            raise InvalidInput(f"Tasks table rejected the task: HTTP {status}") from None
         return TaskResult("created", self.target, f"{task.customer_id}/{row_key}")
 
 
@@ -209,14 +199,12 @@ class WrittenTask:
         return dict(self.__dict__)
 
 
-def list_local_tasks(tables: TableAccess, *, customer_id: str | None = None,
+def list_local_tasks(storage: Storage, *, customer_id: str | None = None,
                      owner_email: str | None = None, limit: int = 1000) -> list[WrittenTask]:
     """Rows of the local Tasks table (one customer's partition, or all), optionally of one owner, by due date."""
-    filters = {"PartitionKey": customer_id, "owner_email": owner_email}
+    filters = {"PartitionKey": readable_key(customer_id) if customer_id else None, "owner_email": owner_email}
     given = {name: value for name, value in filters.items() if value}
-    table = tables.table(TASKS)
-    rows = (table.query_entities(" and ".join(f"{name} eq @{name}" for name in given), parameters=given)
-            if given else table.list_entities())
+    rows = storage.table(TASKS).query(" and ".join(f"{name} eq @{name}" for name in given) or None, given)
     found = []
     for row in rows:
         found.append(WrittenTask(

@@ -5,76 +5,39 @@ each worker and shards stay even); RowKey = customer id. Scalar fields are typed
 ops can read them in Storage Explorer; nested fields (owner, purchases, deals, ...) are JSON text, split into
 `<field>_json`, `<field>_json_1`, ... when longer than one string property may hold. Writes are batched per
 partition (≤ 100 per transaction, all or nothing) and single writes use ETags for optimistic concurrency.
+Storage primitives (keys, chunking, batching, ETags) are `shared/storage/`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TransactionOperation, UpdateMode
-
-from shared.domain.errors import Conflict, InvalidInput, Location, PayloadTooLarge, TransientError
+from shared.domain.errors import Conflict, Location, NotFound, PayloadTooLarge
 from shared.domain.model import Customer
 from shared.domain.names import CUSTOMERS
-from shared.storage.tables import TableAccess
+from shared.storage.backend import AlreadyExists, Op, Operation, Storage, Table, etag_of
+from shared.storage.codec import BATCH_LIMIT, MAX_ENTITY_BYTES, MAX_STRING_CHARS, entity_size, get_json, put_json
+from shared.storage.keys import readable_key, shard_of, shard_partition
 
-BATCH_LIMIT = 100  # entities per transaction (one partition)
-MAX_ENTITY_BYTES = 1024 * 1024  # Table Storage entity limit
-MAX_STRING_CHARS = 32 * 1024  # 64 KiB per string property, stored as UTF-16
+__all__ = ["BATCH_LIMIT", "MAX_STRING_CHARS", "BatchFailure", "CustomerStore", "StoredCustomer", "customer_to_entity",
+           "entity_size", "entity_to_customer", "partition_key", "shard_of"]
+
 NESTED_FIELDS = ("owner", "manager", "products", "purchases", "usage", "deals", "custom")
 SCALAR_FIELDS = tuple(
     name for name in Customer.__dataclass_fields__ if name not in NESTED_FIELDS and name != "id")
-
-
-def shard_of(customer_id: str, shards: int) -> int:
-    """Stable shard number for a customer id (same on every machine and Python version)."""
-    digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
-
-
-def partition_key(shard: int) -> str:
-    return f"s{shard:04d}"
-
-
-def entity_size(entity: dict) -> int:
-    """Bytes an entity takes against the 1 MiB limit, per the Table service's documented formula."""
-    size = 4
-    for key, value in entity.items():
-        if key in ("PartitionKey", "RowKey"):
-            size += len(value) * 2
-            continue
-        size += 8 + len(key) * 2
-        if isinstance(value, str):
-            size += 4 + len(value) * 2
-        elif isinstance(value, bool):
-            size += 1
-        else:
-            size += 8
-    return size
+partition_key = shard_partition
 
 
 def customer_to_entity(customer: Customer, shards: int) -> dict:
     data = customer.to_dict()
-    entity: dict = {"PartitionKey": partition_key(shard_of(customer.id, shards)), "RowKey": customer.id}
+    entity: dict = {"PartitionKey": shard_partition(shard_of(customer.id, shards)), "RowKey": readable_key(customer.id)}
     for name in SCALAR_FIELDS:
         value = data[name]
         if value is not None:
             entity[name] = value
     for name in NESTED_FIELDS:
-        value = data[name]
-        if not value:
-            continue
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        for index in range(0, len(text), MAX_STRING_CHARS):
-            suffix = "" if index == 0 else f"_{index // MAX_STRING_CHARS}"
-            entity[f"{name}_json{suffix}"] = text[index:index + MAX_STRING_CHARS]
+        entity.update(put_json(f"{name}_json", data[name] or None))
     size = entity_size(entity)
     if size > MAX_ENTITY_BYTES:
         raise PayloadTooLarge(f"customer {customer.id} is {size:,} bytes in Table Storage; the limit is 1 MiB "
@@ -88,15 +51,9 @@ def entity_to_customer(entity: dict) -> Customer:
         if name in entity:
             data[name] = entity[name]
     for name in NESTED_FIELDS:
-        first = entity.get(f"{name}_json")
-        if first is None:
-            continue
-        parts = [first]
-        index = 1
-        while (part := entity.get(f"{name}_json_{index}")) is not None:
-            parts.append(part)
-            index += 1
-        data[name] = json.loads("".join(parts))
+        value = get_json(entity, f"{name}_json")
+        if value is not None:
+            data[name] = value
     return Customer.from_dict(data, Location(file=CUSTOMERS, field=None))
 
 
@@ -115,16 +72,19 @@ class BatchFailure:
 class CustomerStore:
     """The `Customers` table."""
 
-    def __init__(self, tables: TableAccess, shards: int):
-        self.tables = tables
+    def __init__(self, storage: Storage, shards: int):
+        self.storage = storage
         self.shards = shards
 
     @property
-    def client(self) -> TableClient:
-        return self.tables.table(CUSTOMERS)
+    def table(self) -> Table:
+        return self.storage.table(CUSTOMERS)
 
     def shard_keys(self) -> list[str]:
-        return [partition_key(shard) for shard in range(self.shards)]
+        return [shard_partition(shard) for shard in range(self.shards)]
+
+    def _keys(self, customer_id: str) -> tuple[str, str]:
+        return shard_partition(shard_of(customer_id, self.shards)), readable_key(customer_id)
 
     # --- writes --------------------------------------------------------------------------------------------
     def upsert_many(self, customers: Iterable[Customer], batch_size: int = BATCH_LIMIT,
@@ -135,33 +95,14 @@ class CustomerStore:
         returned (with the reason) instead of stopping the rest. Transactions of different partitions are
         independent, so up to `parallel` are in flight at once (the service works while we serialise the next).
         """
-        by_partition: dict[str, list[dict]] = defaultdict(list)
-        batches: list[list[dict]] = []
-        for customer in customers:
-            entity = customer_to_entity(customer, self.shards)
-            bucket = by_partition[entity["PartitionKey"]]
-            bucket.append(entity)
-            if len(bucket) >= batch_size:
-                batches.append(list(bucket))
-                bucket.clear()
-        batches += [bucket for bucket in by_partition.values() if bucket]
-        if parallel <= 1 or len(batches) <= 1:
-            return [failure for batch in batches for failure in self._submit(batch)]
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            return [failure for failures in pool.map(self._submit, batches) for failure in failures]
-
-    def _submit(self, entities: list[dict]) -> list[BatchFailure]:
-        operations = [(TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE}) for entity in entities]
-        try:
-            self.client.submit_transaction(operations)
-        except HttpResponseError as exc:
-            ids = tuple(entity["RowKey"] for entity in entities)
-            return [BatchFailure(ids, _reason(exc))]
-        return []
+        operations = (Operation(Op.UPSERT, customer_to_entity(customer, self.shards)) for customer in customers)
+        result = self.table.write_batches(operations, batch_size=batch_size, parallel=parallel)
+        return [BatchFailure(tuple(op.entity["RowKey"] for op in batch), error.cause.message)
+                for batch, error in result.failed]
 
     def upsert_one(self, customer: Customer) -> None:
         """Unbatched replace-or-insert (the baseline the import benchmark compares against)."""
-        self.client.upsert_entity(customer_to_entity(customer, self.shards), mode=UpdateMode.REPLACE)
+        self.table.upsert(customer_to_entity(customer, self.shards))
 
     def put(self, customer: Customer, etag: str | None) -> str:
         """Write one customer: insert when etag is None, else replace only if unchanged since read.
@@ -171,49 +112,28 @@ class CustomerStore:
         entity = customer_to_entity(customer, self.shards)
         try:
             if etag is None:
-                meta = self.client.create_entity(entity)
-            else:
-                meta = self.client.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
-        except ResourceExistsError:
+                return self.table.insert(entity)
+            return self.table.replace(entity, etag)
+        except AlreadyExists:
             raise Conflict(f"customer {customer.id} already exists") from None
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except (Conflict, NotFound):
             raise Conflict(f"customer {customer.id} changed since it was read") from None
-        except HttpResponseError as exc:
-            raise _translate(exc) from None
-        return meta["etag"]
 
     def delete(self, customer_id: str) -> None:
-        self.client.delete_entity(partition_key(shard_of(customer_id, self.shards)), customer_id)
+        self.table.delete(*self._keys(customer_id))
 
     # --- reads ---------------------------------------------------------------------------------------------
     def get(self, customer_id: str) -> StoredCustomer | None:
-        try:
-            entity = self.client.get_entity(partition_key(shard_of(customer_id, self.shards)), customer_id)
-        except ResourceNotFoundError:
+        entity = self.table.get(*self._keys(customer_id))
+        if entity is None:
             return None
-        return StoredCustomer(entity_to_customer(entity), entity.metadata["etag"])
+        return StoredCustomer(entity_to_customer(entity), etag_of(entity))
 
     def iter_shard(self, shard: int, page_size: int = 1000) -> Iterator[Customer]:
         """Every customer of one shard, read page by page (one request per `page_size` rows)."""
-        pages = self.client.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": partition_key(shard)}, results_per_page=page_size)
-        for entity in pages:
+        for entity in self.table.partition(shard_partition(shard), page_size=page_size):
             yield entity_to_customer(entity)
 
     def iter_all(self, page_size: int = 1000) -> Iterator[Customer]:
         for shard in range(self.shards):
             yield from self.iter_shard(shard, page_size)
-
-
-def _reason(exc: HttpResponseError) -> str:
-    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
-    message = str(getattr(exc, "message", exc)).splitlines()[0][:200]
-    return f"{code}: {message}" if code else message
-
-
-def _translate(exc: HttpResponseError) -> Exception:
-    status = getattr(exc, "status_code", None) or 0
-    if status >= 500 or status in (408, 429):
-        return TransientError(f"Table Storage: {_reason(exc)}")
-    return InvalidInput(f"Table Storage rejected the write: {_reason(exc)}")

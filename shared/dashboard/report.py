@@ -20,27 +20,26 @@ from shared.broker import Broker
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
-from shared.storage.tables import TableAccess
+from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
 TRANSITION_DAYS = 30
 DLQ_PEEK_LIMIT = 1000
 
 
-def build_dashboard(tables: TableAccess, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
+def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
                     now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
     """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
-        "journey": _journey(tables, now, journey),
-        "delivery": _delivery(tables, approvals, broker, now, days),
+        "journey": _journey(storage, now, journey),
+        "delivery": _delivery(storage, approvals, broker, now, days),
     }
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
-    rows = ledger.client.list_entities(select=["kind", "rule", "owner_name", "owner_email", "status", "month",
-                                               "amount"], results_per_page=1000)
+    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount"])
     by = {name: Counter() for name in ("kind", "owner", "status", "month")}
     outcome: dict[str, Counter] = defaultdict(Counter)
     earned: Counter = Counter()
@@ -77,13 +76,13 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
     }
 
 
-def _journey(tables: TableAccess, now: datetime, journey: Journey | None = None) -> dict[str, Any]:
+def _journey(storage: Storage, now: datetime, journey: Journey | None = None) -> dict[str, Any]:
     """Customers per stage; from `JourneyHistory`: transitions per edge in the last 30 days, median days spent in
     each stage (completed stays) and customers in a stage longer than its `sla_days`."""
     order = journey.state_ids if journey is not None else JOURNEY_STAGES
     current: dict[str, str] = {}
     stages: Counter = Counter()
-    for row in tables.table(CUSTOMERS).list_entities(select=["RowKey", "stage"], results_per_page=1000):
+    for row in storage.table(CUSTOMERS).query(select=["RowKey", "stage"]):
         stage = row.get("stage") or "(none)"
         stages[stage] += 1
         if row.get("stage"):
@@ -94,8 +93,7 @@ def _journey(tables: TableAccess, now: datetime, journey: Journey | None = None)
     edges: Counter = Counter()
     stays: dict[str, list[float]] = defaultdict(list)
     entered: dict[str, tuple[str, datetime]] = {}  # customer → (stage, when) of its latest step
-    rows = tables.table(JOURNEY_HISTORY).list_entities(
-        select=["PartitionKey", "RowKey", "from_stage", "to_stage", "at"], results_per_page=1000)
+    rows = storage.table(JOURNEY_HISTORY).query(select=["PartitionKey", "RowKey", "from_stage", "to_stage", "at"])
     for row in sorted(rows, key=lambda r: (r["PartitionKey"], r["RowKey"])):
         customer, at, target = row["PartitionKey"], row.get("at"), row.get("to_stage")
         if not isinstance(at, datetime) or not target:
@@ -122,12 +120,12 @@ def _journey(tables: TableAccess, now: datetime, journey: Journey | None = None)
     }
 
 
-def _delivery(tables: TableAccess, approvals: ApprovalStore, broker: Broker, now: datetime,
+def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: datetime,
               days: int) -> dict[str, Any]:
     since = f"audit-{now - timedelta(days=days - 1):%Y%m%d}"
-    rows = tables.table(DELIVERIES).query_entities(
-        "PartitionKey ge @since and PartitionKey le @until",
-        parameters={"since": since, "until": f"audit-{now:%Y%m%d}"}, select=["channel", "status"])
+    rows = storage.table(DELIVERIES).query("PartitionKey ge @since and PartitionKey le @until",
+                                           {"since": since, "until": f"audit-{now:%Y%m%d}"},
+                                           select=["channel", "status"])
     outcomes: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
         outcomes[row.get("channel") or "(none)"][row.get("status") or "(none)"] += 1

@@ -14,26 +14,16 @@ Records keep their dedupe key and technical metadata only (no addresses, names o
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-)
-from azure.data.tables import TableClient, UpdateMode
-
-from shared.domain.errors import Conflict, TransientError
+from shared.domain.errors import Conflict, NotFound, TransientError
+from shared.domain.names import DELIVERIES
+from shared.storage.backend import Entity, Storage, Table, etag_of
+from shared.storage.keys import digest, spread_partition, spread_partitions
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -80,52 +70,74 @@ class Claim:
         return self.outcome == CLAIMED
 
 
-class BaseDedupeStore(ABC):
-    """The in-progress/completed/expiry logic over three storage primitives a backend implements."""
+RECORD_PREFIX = "d"  # PartitionKey `d00`..`dff`: records spread over 256 partitions by their key's digest
+RECORD_PARTITIONS = spread_partitions(RECORD_PREFIX)
 
-    def __init__(self, *, lease: timedelta = DEFAULT_LEASE, retention: timedelta = DEFAULT_RETENTION,
+
+def record_keys(key: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a dedupe key's record: the digest spreads the load (and the cleanup timer scans the
+    partitions one by one); the key itself is kept in clear in the `dedupe_key` column."""
+    row = digest(key)
+    return spread_partition(RECORD_PREFIX, row), row
+
+
+class DedupeStore:
+    """The in-progress/completed/expiry logic over a storage table (`Deliveries`, any backend).
+
+    The decisions are one compare-and-swap per step, so exactly one worker holds a record at a time."""
+
+    def __init__(self, table: Table, *, lease: timedelta = DEFAULT_LEASE, retention: timedelta = DEFAULT_RETENTION,
                  clock: Clock = _utcnow):
+        self.table = table
         self.lease = lease
         self.retention = retention
         self.clock = clock
 
-    # --- storage primitives ----------------------------------------------------------------------------------
-    @abstractmethod
     def get(self, key: str) -> DedupeRecord | None:
         """The record of a key, or None."""
+        entity = self.table.get(*record_keys(key))
+        return None if entity is None else _from_entity(entity)
 
-    @abstractmethod
-    def _create(self, record: DedupeRecord) -> DedupeRecord:
-        """Insert; raise Conflict when the key exists. Returns the record with its new etag."""
-
-    @abstractmethod
-    def _replace(self, record: DedupeRecord) -> DedupeRecord:
-        """Replace if `record.etag` still matches; raise Conflict otherwise. Returns the record with its new etag."""
-
-    # --- logic -----------------------------------------------------------------------------------------------
     def claim(self, key: str) -> Claim:
         """Take the record of `key` for this worker, or report why not (see `Claim`)."""
-        for _ in range(5):
-            now = self.clock()
-            try:
-                record = self._create(DedupeRecord(key, IN_PROGRESS, lease_until=now + self.lease))
-                return Claim(CLAIMED, record)
-            except Conflict:
-                pass
-            existing = self.get(key)
-            if existing is None:
-                continue  # deleted between the two calls: try to create again
+        found: list[Claim] = []
+        now = self.clock()
+        new = DedupeRecord(key, IN_PROGRESS, lease_until=now + self.lease)
+
+        def decide(entity: Entity | None) -> dict | None:
+            if entity is None:  # deleted since: claim it afresh
+                found[:] = [Claim(CLAIMED, new)]
+                return _to_entity(new)
+            existing = _from_entity(entity)
             if existing.status in (COMPLETED, FAILED):
-                return Claim(existing.status, existing)
-            if existing.lease_until and existing.lease_until > now:
-                return Claim(IN_PROGRESS, existing)
-            takeover = replace(existing, stage=CLAIMED, attempts=existing.attempts + 1, lease_until=now + self.lease,
+                found[:] = [Claim(existing.status, existing)]
+                return None
+            if existing.lease_until and existing.lease_until > self.clock():
+                found[:] = [Claim(IN_PROGRESS, existing)]
+                return None
+            takeover = replace(existing, stage=CLAIMED, attempts=existing.attempts + 1,
+                               lease_until=self.clock() + self.lease,
                                uncertain=existing.uncertain or existing.stage == SENDING)
-            try:
-                return Claim(CLAIMED, self._replace(takeover))
-            except Conflict:
-                continue  # another worker took it over first; look again
-        raise TransientError(f"idempotency record {key!r} is contended; try again")
+            found[:] = [Claim(CLAIMED, takeover)]
+            return _to_entity(takeover)
+
+        pk, rk = record_keys(key)
+        # Most keys are new: try the insert first (one round trip), read only when it exists.
+        found[:] = [Claim(CLAIMED, new)]
+        try:
+            etag = self.table.compare_and_swap(pk, rk, decide, attempts=5, insert_first=_to_entity(new), pause=0)
+        except TransientError:
+            raise TransientError(f"idempotency record {key!r} is contended; try again") from None
+        claim = found[0]
+        return Claim(claim.outcome, replace(claim.record, etag=etag)) if etag else claim
+
+    def _replace(self, record: DedupeRecord) -> DedupeRecord:
+        """Replace if `record.etag` still matches; Conflict otherwise. Returns the record with its new etag."""
+        try:
+            etag = self.table.replace(_to_entity(record), record.etag)
+        except (Conflict, NotFound):
+            raise Conflict(f"delivery record {record.key!r} changed since it was read") from None
+        return replace(record, etag=etag)
 
     def mark_sending(self, record: DedupeRecord) -> DedupeRecord:
         """Record that the external send starts now (so a crash leaves the outcome flagged uncertain)."""
@@ -148,89 +160,27 @@ class BaseDedupeStore(ABC):
                                      expires_at=self.clock() + self.retention))
 
 
-class InMemoryDedupeStore(BaseDedupeStore):
-    """A process-local backend (unit tests, dry runs). Same semantics as the table backend."""
+class TableDedupeStore(DedupeStore):
+    """Records in the `Deliveries` table of a storage backend."""
+
+    def __init__(self, storage: Storage, **kwargs: Any):
+        super().__init__(storage.table(DELIVERIES), **kwargs)
+
+
+class InMemoryDedupeStore(DedupeStore):
+    """A process-local store (unit tests, dry runs): the same logic on the in-memory backend."""
 
     def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._records: dict[str, DedupeRecord] = {}
-        self._lock = threading.Lock()
-        self._version = 0
+        from shared.storage.memory import MemoryStorage
 
-    def _next_etag(self) -> str:
-        self._version += 1
-        return str(self._version)
-
-    def get(self, key: str) -> DedupeRecord | None:
-        return self._records.get(key)
-
-    def _create(self, record: DedupeRecord) -> DedupeRecord:
-        with self._lock:
-            if record.key in self._records:
-                raise Conflict(f"{record.key} exists")
-            stored = self._records[record.key] = replace(record, etag=self._next_etag())
-            return stored
-
-    def _replace(self, record: DedupeRecord) -> DedupeRecord:
-        with self._lock:
-            current = self._records.get(record.key)
-            if current is None or current.etag != record.etag:
-                raise Conflict(f"{record.key} changed")
-            stored = self._records[record.key] = replace(record, etag=self._next_etag())
-            return stored
+        super().__init__(MemoryStorage().table(DELIVERIES), **kwargs)
 
 
-def record_row_key(key: str) -> str:
-    """Table keys may not hold '/', '\\', '#', '?' or control characters: use a digest of the dedupe key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-class TableDedupeStore(BaseDedupeStore):
-    """Records in the `Deliveries` table: PartitionKey `d<2 hex>` (spreads load), RowKey = sha256(key)."""
-
-    def __init__(self, client: TableClient, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.client = client
-
-    @staticmethod
-    def _keys(key: str) -> tuple[str, str]:
-        row = record_row_key(key)
-        return f"d{row[:2]}", row
-
-    def get(self, key: str) -> DedupeRecord | None:
-        pk, rk = self._keys(key)
-        try:
-            entity = self.client.get_entity(pk, rk)
-        except ResourceNotFoundError:
-            return None
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise TransientError(f"Deliveries table: {type(exc).__name__}") from None
-        return _from_entity(entity)
-
-    def _create(self, record: DedupeRecord) -> DedupeRecord:
-        try:
-            meta = self.client.create_entity(_to_entity(record))
-        except ResourceExistsError:
-            raise Conflict(f"delivery record {record.key!r} exists") from None
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise TransientError(f"Deliveries table: {type(exc).__name__}") from None
-        return replace(record, etag=meta["etag"])
-
-    def _replace(self, record: DedupeRecord) -> DedupeRecord:
-        try:
-            meta = self.client.update_entity(_to_entity(record), mode=UpdateMode.REPLACE, etag=record.etag,
-                                             match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise Conflict(f"delivery record {record.key!r} changed since it was read") from None
-        except (HttpResponseError, ServiceRequestError) as exc:
-            if getattr(exc, "status_code", None) == 412:
-                raise Conflict(f"delivery record {record.key!r} changed since it was read") from None
-            raise TransientError(f"Deliveries table: {type(exc).__name__}") from None
-        return replace(record, etag=meta["etag"])
+BaseDedupeStore = DedupeStore  # what the delivery service depends on
 
 
 def _to_entity(record: DedupeRecord) -> dict:
-    pk, rk = TableDedupeStore._keys(record.key)
+    pk, rk = record_keys(record.key)
     entity: dict[str, Any] = {
         "PartitionKey": pk, "RowKey": rk, "dedupe_key": record.key, "status": record.status,
         "stage": record.stage, "attempts": record.attempts, "failures": record.failures,
@@ -253,7 +203,7 @@ def _from_entity(entity: Mapping[str, Any]) -> DedupeRecord:
         uncertain=bool(entity.get("uncertain", False)),
         lease_until=_aware(entity.get("lease_until")), expires_at=_aware(entity.get("expires_at")),
         result=json.loads(entity.get("result_json") or "{}"), reason=entity.get("reason"),
-        etag=entity.metadata["etag"])
+        etag=etag_of(entity))
 
 
 def _aware(value: datetime | None) -> datetime | None:

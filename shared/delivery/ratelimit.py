@@ -15,27 +15,18 @@ otherwise put limit+1 requests into one of its windows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-)
-from azure.data.tables import TableClient, UpdateMode
-
 from shared.domain.errors import PayloadTooLarge, TransientError
+from shared.domain.names import RATE_LIMITS
+from shared.storage.backend import Entity, Storage
+from shared.storage.keys import digest
 
 HEADROOM = 0.97
 WINDOW_BUCKETS = 24
@@ -62,7 +53,7 @@ class Budget:
     @property
     def row_key(self) -> str:
         # Keys may name a mailbox or a conversation: store a digest, never the name.
-        return f"{self.kind}-{hashlib.sha256(self.key.encode('utf-8')).hexdigest()[:40]}"
+        return f"{self.kind}-{digest(self.key)[:40]}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +63,8 @@ class Lease:
 
 
 class RateLimiter:
-    def __init__(self, client: TableClient, clock: Callable[[], float] = time.time, max_cas_attempts: int = 20):
-        self.client = client
+    def __init__(self, storage: Storage, clock: Callable[[], float] = time.time, max_cas_attempts: int = 20):
+        self.table = storage.table(RATE_LIMITS)
         self.clock = clock
         self.max_cas_attempts = max_cas_attempts
 
@@ -157,35 +148,18 @@ class RateLimiter:
 
         self._cas(lease.budget, drop)
 
-    # --- compare-and-swap loop -----------------------------------------------------------------------------
+    # --- compare-and-swap ----------------------------------------------------------------------------------
     def _cas(self, budget: Budget, mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         """Apply `mutate` to the key's row atomically; `mutate` returning None means "no change"."""
-        pk, rk = "limits", budget.row_key
-        for attempt in range(self.max_cas_attempts):
-            try:
-                try:
-                    entity = self.client.get_entity(pk, rk)
-                    etag: str | None = entity.metadata["etag"]
-                    state = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
-                except ResourceNotFoundError:
-                    etag, state = None, {}
-                new_state = mutate(state)
-                if new_state is None:
-                    return
-                row = {"PartitionKey": pk, "RowKey": rk, **new_state}
-                if etag is None:
-                    self.client.create_entity(row)
-                else:
-                    self.client.update_entity(row, mode=UpdateMode.REPLACE, etag=etag,
-                                              match_condition=MatchConditions.IfNotModified)
-                return
-            except (ResourceExistsError, ResourceModifiedError):
-                pass  # another instance changed the row first: re-read and recompute
-            except HttpResponseError as exc:
-                if exc.status_code != 412:
-                    raise TransientError(f"RateLimits table: HTTP {exc.status_code}") from None
-            except ServiceRequestError as exc:
-                raise TransientError(f"RateLimits table: {type(exc).__name__}") from None
-            # Jittered pause before re-reading: contenders spread out instead of colliding again.
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise TransientError("RateLimits row is contended; try again")
+
+        def apply(entity: Entity | None) -> dict[str, Any] | None:
+            state = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")} if entity else {}
+            return mutate(state)
+
+        try:
+            self.table.compare_and_swap(LIMITS_PARTITION, budget.row_key, apply, attempts=self.max_cas_attempts)
+        except TransientError as exc:
+            raise TransientError(f"RateLimits row is contended or unavailable; try again ({exc.message})") from None
+
+
+LIMITS_PARTITION = "limits"

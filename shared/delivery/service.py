@@ -25,17 +25,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
-from azure.data.tables import TableClient, UpdateMode
-
 from shared.broker.port import Broker, OutgoingMessage
 from shared.delivery.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
 from shared.delivery.ratelimit import CONCURRENCY, HEADROOM, RATE, WINDOW, Budget, Lease, RateLimiter
 from shared.delivery.suppressions import SuppressionStore, email_digest
 from shared.delivery.transports import SendResult, Transport
-from shared.domain.errors import ConfigError, PermanentError, RetryableError, Throttled, TransientError, Unauthorized
+from shared.domain.errors import (
+    ConfigError,
+    CrmflowError,
+    PermanentError,
+    RetryableError,
+    Throttled,
+    TransientError,
+    Unauthorized,
+)
 from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
 from shared.domain.names import CHANNEL_QUEUES
+from shared.storage.backend import Table
+from shared.storage.keys import digest
 
 log = logging.getLogger("crmflow.delivery")
 
@@ -76,7 +83,7 @@ def reschedule_id(dedupe_key: str, n: int) -> str:
 class DeliveryService:
     def __init__(self, *, transports: Mapping[str, Transport], dedupe: BaseDedupeStore, limiter: RateLimiter,
                  broker: Broker, suppressions: SuppressionStore | None = None,
-                 customer_opted_out: Callable[[str], bool] | None = None, audit: TableClient | None = None,
+                 customer_opted_out: Callable[[str], bool] | None = None, audit: Table | None = None,
                  on_delivered: DeliveredHook = _no_hook, max_attempts: int = 8,
                  clock: Callable[[], float] = time.time):
         self.transports = transports
@@ -258,7 +265,7 @@ class DeliveryService:
         now = datetime.now(UTC)
         row = {
             "PartitionKey": f"audit-{now:%Y%m%d}",
-            "RowKey": f"{hashlib.sha256(message.dedupe_key.encode('utf-8')).hexdigest()[:32]}-{outcome.status}",
+            "RowKey": f"{digest(message.dedupe_key)[:32]}-{outcome.status}",
             "at": now, "dedupe_key": message.dedupe_key, "channel": message.channel, "rule": message.rule,
             "kind": message.kind, "customer_id": message.customer_id,
             "recipient_sha256": email_digest(message.to) if "@" in message.to else message.to,
@@ -266,8 +273,8 @@ class DeliveryService:
             "firing_key": message.properties.get("firing_key", ""), "reason": (outcome.reason or "")[:500],
         }
         try:
-            self.audit.upsert_entity(row, mode=UpdateMode.REPLACE)
-        except (HttpResponseError, ServiceRequestError):
+            self.audit.upsert(row)
+        except CrmflowError:
             # The delivery itself is done and recorded; a missing audit row must not resend it.
             log.warning("audit row for %s not written", message.dedupe_key)
 

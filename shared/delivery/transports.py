@@ -11,7 +11,6 @@ webhook for `channel:<name>`). Local: `OutboxTransport` writes the exact bytes i
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -21,15 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
-from azure.data.tables import TableClient, UpdateMode
-
 from shared.delivery.content import build_mime, teams_activity, webhook_payload
 from shared.delivery.http import ApiClient
 from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget
-from shared.domain.errors import ConfigError, InvalidInput, Location, NotFound, TransientError
+from shared.domain.errors import ConfigError, InvalidInput, Location, NotFound
 from shared.domain.messages import ActionMessage
 from shared.settings import Settings
+from shared.storage.backend import Table
+from shared.storage.keys import digest, email_digest
 
 log = logging.getLogger("crmflow.delivery")
 
@@ -122,27 +120,15 @@ class DirectoryCache:
     """Rep AAD object ids (by email digest) and bot conversation ids (by object id) in the `Deliveries` table, so a
     rep costs one Graph lookup and one conversation creation, ever."""
 
-    def __init__(self, client: TableClient):
-        self.client = client
+    def __init__(self, table: Table):
+        self.table = table
 
     def get(self, kind: str, key: str) -> str | None:
-        try:
-            return self.client.get_entity(kind, _digest(key))["value"]
-        except ResourceNotFoundError:
-            return None
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise TransientError(f"Deliveries table: {type(exc).__name__}") from None
+        found = self.table.get(kind, email_digest(key))
+        return found.get("value") if found is not None else None
 
     def put(self, kind: str, key: str, value: str) -> None:
-        try:
-            self.client.upsert_entity({"PartitionKey": kind, "RowKey": _digest(key), "value": value},
-                                      mode=UpdateMode.REPLACE)
-        except (HttpResponseError, ServiceRequestError) as exc:
-            raise TransientError(f"Deliveries table: {type(exc).__name__}") from None
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.strip().lower().encode("utf-8")).hexdigest()
+        self.table.upsert({"PartitionKey": kind, "RowKey": email_digest(key), "value": value})
 
 
 class TeamsTransport(Transport):
@@ -165,7 +151,8 @@ class TeamsTransport(Transport):
             return [Budget(RATE, f"webhook:{message.to}", s.webhook_posts_per_second, 1.0)]
         # Per conversation = per rep (one 1:1 conversation each); keyed by the address digest.
         return [Budget(RATE, f"bot-tenant:{s.bot_tenant_id}", s.bot_requests_per_second, 1.0),
-                Budget(RATE, f"bot-conversation:{_digest(message.to)}", s.bot_sends_per_second_per_conversation, 1.0)]
+                Budget(RATE, f"bot-conversation:{email_digest(message.to)}",
+                       s.bot_sends_per_second_per_conversation, 1.0)]
 
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
         # Bot Connector and webhooks have no "did it arrive?" query: a retry after an uncertain outcome may show
@@ -238,7 +225,7 @@ class OutboxTransport(Transport):
 
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
         stamp = message.planned_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
-        stem = f"{stamp}-{hashlib.sha256(message.dedupe_key.encode('utf-8')).hexdigest()[:16]}"
+        stem = f"{stamp}-{digest(message.dedupe_key)[:16]}"
         if message.channel == "email":
             path = self.directory / "email" / f"{stem}.eml"
             data = build_mime(message, self.sender).as_bytes()

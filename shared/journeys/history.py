@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.data.tables import TableClient
-
-from shared.domain.errors import InvalidInput, TransientError
+from shared.domain.errors import InvalidInput
 from shared.domain.names import JOURNEY_HISTORY
 from shared.journeys.engine import Step
-from shared.storage.tables import TableAccess
+from shared.storage.backend import Storage, Table
 
 _COLUMNS = ["PartitionKey", "RowKey", "cycle", "transition", "from_stage", "to_stage", "at", "cause", "due", "deal"]
 
@@ -26,46 +23,33 @@ def history_row_key(seq: int) -> str:
 
 
 class JourneyHistory:
-    def __init__(self, tables: TableAccess):
-        self.tables = tables
-
-    @property
-    def client(self) -> TableClient:
-        return self.tables.table(JOURNEY_HISTORY)
+    def __init__(self, storage: Storage):
+        self.table: Table = storage.table(JOURNEY_HISTORY)
 
     def record(self, customer_id: str, steps: Iterable[Step]) -> int:
-        """Insert each step once; returns how many were new."""
-        created = 0
+        """Insert each step once (an atomic insert: a step already recorded is skipped); returns how many were new."""
+        entities = []
         for step in steps:
             entity = {"PartitionKey": customer_id, "RowKey": history_row_key(step.seq), "cycle": step.cycle,
                       "transition": step.transition, "from_stage": step.source, "to_stage": step.target,
                       "at": step.at, "cause": step.cause, "due": step.due.isoformat() if step.due else None,
                       "deal": step.deal}
-            try:
-                self.client.create_entity({k: v for k, v in entity.items() if v is not None})
-                created += 1
-            except ResourceExistsError:
-                continue
-            except HttpResponseError as exc:
-                status = getattr(exc, "status_code", 0) or 0
-                if status >= 500 or status in (408, 429):
-                    raise TransientError(f"JourneyHistory: HTTP {status}") from None
-                raise InvalidInput(f"JourneyHistory rejected a step: HTTP {status}") from None
-        return created
+            entities.append({k: v for k, v in entity.items() if v is not None})
+        return sum(self.table.insert_many(entities)) if entities else 0
 
     def steps(self, customer_id: str) -> list[dict]:
         """A customer's history in order, as the journey API shows it."""
-        rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": customer_id})
-        return [_entry(row) for row in sorted(rows, key=lambda r: r["RowKey"])]
+        return [_entry(row) for row in sorted(self.table.partition(customer_id), key=lambda r: r["RowKey"])]
 
     def iter_all(self) -> Iterator[dict]:
         """Every step of every customer (dashboard aggregates), with `customer`."""
-        for row in self.client.list_entities(select=_COLUMNS, results_per_page=1000):
+        for row in self.table.query(select=_COLUMNS):
             yield {**_entry(row), "customer": row["PartitionKey"]}
 
-    def older_than(self, cutoff: datetime) -> Iterator[dict]:
-        return self.client.query_entities("at lt @cutoff", parameters={"cutoff": cutoff},
-                                          select=["PartitionKey", "RowKey"])
+    def delete_older_than(self, cutoff: datetime) -> int:
+        """Retention: steps recorded before `cutoff` go (the customer keeps its stage)."""
+        old = self.table.query("at lt @cutoff", {"cutoff": cutoff}, select=["PartitionKey", "RowKey"])
+        return self.table.delete_many((row["PartitionKey"], row["RowKey"]) for row in old)
 
 
 def _entry(row: dict) -> dict:

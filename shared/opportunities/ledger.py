@@ -13,25 +13,26 @@ marking then blanks them here (the `Approvals` row is their only copy). An appro
 out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
 `suppressed`), expired unanswered → `suppressed`.
 
-PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key.
+PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key (`readable_key`: dedupe
+keys are always valid keys, so the RowKey is the key itself). Status changes that must not overwrite a concurrent one
+go through `update_if`, an ETag compare-and-swap.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TransactionOperation, UpdateMode
+from typing import Any
 
 from shared.broker import OutgoingMessage
-from shared.customers.store import BATCH_LIMIT, MAX_STRING_CHARS, entity_size, partition_key, shard_of
 from shared.domain.errors import InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.names import OPPORTUNITIES
-from shared.storage.tables import TableAccess
+from shared.storage.backend import Entity, Op, Operation, Storage, Table, etag_of
+from shared.storage.codec import MAX_ENTITY_BYTES, blank_json, entity_size, get_json, put_json
+from shared.storage.keys import readable_key, shard_of, shard_partition
 
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
 SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
@@ -42,12 +43,7 @@ MANUAL_TRANSITIONS = {
     DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
     REJECTED: {IN_PROGRESS, LOST},
 }
-_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f]")
-
-
-def row_key(dedupe_key: str) -> str:
-    """Table RowKeys may not contain / \\ # ? or control characters."""
-    return _FORBIDDEN_KEY_CHARS.sub("_", dedupe_key)
+row_key = readable_key  # the RowKey of a firing's dedupe key
 
 
 @dataclass(frozen=True)
@@ -112,9 +108,10 @@ class Opportunity:
     amount: float | None = None
     published: bool = True
     actions: tuple[dict, ...] = field(default_factory=tuple)
+    etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in self.__dict__.items() if k != "published"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("published", "etag")}
         for name in ("detected_at", "updated_at", "queued_at", "notified_at"):
             data[name] = data[name].isoformat() if data[name] else None
         data["actions"] = list(self.actions)
@@ -130,22 +127,21 @@ class ClaimResult:
 
 
 class OpportunityLedger:
-    def __init__(self, tables: TableAccess, shards: int):
-        self.tables = tables
+    def __init__(self, storage: Storage, shards: int):
+        self.storage = storage
         self.shards = shards
 
     @property
-    def client(self) -> TableClient:
-        return self.tables.table(OPPORTUNITIES)
+    def table(self) -> Table:
+        return self.storage.table(OPPORTUNITIES)
 
     def partition_of(self, customer_id: str) -> str:
-        return partition_key(shard_of(customer_id, self.shards))
+        return shard_partition(shard_of(customer_id, self.shards))
 
     # --- claims --------------------------------------------------------------------------------------------
     def known_keys(self, partition: str) -> dict[str, bool]:
         """RowKey → published, for every firing of one partition (one paged read, two columns)."""
-        rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
-                                          select=["RowKey", "published"], results_per_page=1000)
+        rows = self.table.partition(partition, select=["RowKey", "published"])
         return {row["RowKey"]: bool(row.get("published", True)) for row in rows}
 
     def claim(self, claims: Sequence[Claim], now: datetime) -> ClaimResult:
@@ -154,64 +150,52 @@ class OpportunityLedger:
         Returns the claims whose messages must now be published.
         """
         result = ClaimResult()
-        by_partition: dict[str, list[tuple[Claim, dict]]] = {}
-        for claim in claims:
-            partition = self.partition_of(claim.customer_id)
-            by_partition.setdefault(partition, []).append((claim, self._claim_entity(partition, claim, now)))
-        for items in by_partition.values():
-            for start in range(0, len(items), BATCH_LIMIT):
-                chunk = items[start:start + BATCH_LIMIT]
-                try:
-                    self.client.submit_transaction(
-                        [(TransactionOperation.CREATE, entity) for _, entity in chunk])
-                    result.to_publish += [claim for claim, _ in chunk]
-                except HttpResponseError:
-                    # Some already exist (another instance, a redelivery): claim one by one.
-                    for claim, entity in chunk:
-                        try:
-                            self.client.create_entity(entity)
-                            result.to_publish.append(claim)
-                        except ResourceExistsError:
-                            result.already_planned += 1
+        entities = [self._claim_entity(self.partition_of(claim.customer_id), claim, now) for claim in claims]
+        for claim, created in zip(claims, self.table.insert_many(entities), strict=True):
+            if created:
+                result.to_publish.append(claim)
+            else:
+                result.already_planned += 1
         return result
 
     def mark_published(self, claims: Iterable[Claim], now: datetime) -> None:
         """Record that the broker accepted the claims' messages (batched, one partition per transaction)."""
-        by_partition: dict[str, list[dict]] = {}
+        operations = []
         for claim in claims:
-            partition = self.partition_of(claim.customer_id)
-            entity = {"PartitionKey": partition, "RowKey": row_key(claim.key), "published": True,
-                      "status": claim.status, "updated_at": now}
+            entity = {"PartitionKey": self.partition_of(claim.customer_id), "RowKey": row_key(claim.key),
+                      "published": True, "status": claim.status, "updated_at": now}
             if claim.status == QUEUED:
                 entity["queued_at"] = now
             # The stored messages are no longer needed: blank them (a merge cannot remove columns). Held ones
             # now live in the approval store (the planner passes `held=()` when it has none, keeping them here).
-            entity.update(dict.fromkeys(_chunks("messages_json", [m.to_dict() for m in claim.messages]), ""))
-            entity.update(dict.fromkeys(_chunks("held_json", [m.to_dict() for m in claim.held]), ""))
-            by_partition.setdefault(partition, []).append(entity)
-        for entities in by_partition.values():
-            for start in range(0, len(entities), BATCH_LIMIT):
-                chunk = entities[start:start + BATCH_LIMIT]
-                ops = [(TransactionOperation.UPDATE, e, {"mode": UpdateMode.MERGE}) for e in chunk]
-                self.client.submit_transaction(ops)
+            entity.update(blank_json("messages_json", [m.to_dict() for m in claim.messages]))
+            entity.update(blank_json("held_json", [m.to_dict() for m in claim.held]))
+            operations.append(Operation(Op.MERGE, entity))
+        self.table.write_batches(operations).raise_first()
 
     def unpublished(self, partition: str) -> list[Claim]:
         """Claims of a partition whose messages may not have reached the broker (a crash between the steps)."""
-        rows = self.client.query_entities("PartitionKey eq @pk and published eq false",
-                                          parameters={"pk": partition})
+        rows = self.table.query("PartitionKey eq @pk and published eq false", {"pk": partition})
         return [self._claim_from_entity(row) for row in rows]
 
     # --- reads and manual updates --------------------------------------------------------------------------
     def get(self, opportunity_id: str) -> Opportunity:
         partition, _, key = opportunity_id.partition("~")
         try:
-            return self._opportunity(self.client.get_entity(partition, key))
-        except (ResourceNotFoundError, ValueError):
-            raise NotFound(f"no opportunity {opportunity_id!r}") from None
+            row = self.table.get(partition, key) if partition and key else None
+        except InvalidInput:  # not a key the table can hold: no such opportunity
+            row = None
+        if row is None:
+            raise NotFound(f"no opportunity {opportunity_id!r}")
+        return self._opportunity(row)
 
     def iter_all(self) -> Iterator[Opportunity]:
-        for row in self.client.list_entities(results_per_page=1000):
+        for row in self.table.query():
             yield self._opportunity(row)
+
+    def scan(self, columns: Sequence[str]) -> Iterator[Entity]:
+        """Every ledger row, only `columns` of it (the dashboard's aggregation)."""
+        return self.table.query(select=list(columns))
 
     def query(self, *, status: str | None = None, owner_email: str | None = None, rule: str | None = None,
               kind: str | None = None, month: str | None = None, customer_id: str | None = None,
@@ -225,8 +209,7 @@ class OpportunityLedger:
         if month is not None and not re.fullmatch(r"\d{4}-\d{2}", month):
             raise InvalidInput("month must look like 2026-11", Location(field="month"))
         expression = " and ".join(f"{name} eq @{name}" for name in filters) or None
-        rows = (self.client.query_entities(expression, parameters=filters, results_per_page=min(limit, 1000))
-                if expression else self.client.list_entities(results_per_page=min(limit, 1000)))
+        rows = self.table.query(expression, filters, page_size=min(limit, 1000))
         found = []
         for row in rows:
             found.append(self._opportunity(row))
@@ -243,14 +226,36 @@ class OpportunityLedger:
         if manual and status != current.status and status not in MANUAL_TRANSITIONS.get(current.status, ()):
             raise InvalidInput(f"cannot change an opportunity from {current.status} to {status}")
         now = now or datetime.now(UTC)
-        entity = {"PartitionKey": current.id.split("~")[0], "RowKey": row_key(current.key), "status": status,
-                  "updated_at": now}
-        if amount is not None:
-            entity["amount"] = float(amount)
-        if status == NOTIFIED:
-            entity["notified_at"] = now
-        self.client.update_entity(entity, mode=UpdateMode.MERGE)
+        self.table.merge({"PartitionKey": current.id.split("~")[0], "RowKey": row_key(current.key),
+                          **_status_change(status, now, amount)})
         return self.get(opportunity_id)
+
+    def update_if(self, opportunity_id: str, change: Callable[[Opportunity], Mapping[str, Any] | None],
+                  attempts: int = 10) -> Opportunity | None:
+        """Compare-and-swap: `change(current)` returns the columns to set (e.g. `status_change(...)`) or None to
+        leave the row as it is; the write happens only if the row is unchanged since it was read, else it is read
+        and decided again. Returns the opportunity as written (or as found when nothing changed); None when the
+        opportunity does not exist."""
+        partition, _, key = opportunity_id.partition("~")
+        if not (partition and key):
+            return None
+        outcome: list[Opportunity | None] = [None]
+
+        def mutate(row: Entity | None) -> dict | None:
+            if row is None:
+                outcome[0] = None
+                return None
+            current = self._opportunity(row)
+            changes = change(current)
+            outcome[0] = current
+            if changes is None:
+                return None
+            merged = {**row, **changes}
+            outcome[0] = self._opportunity(merged)
+            return merged
+
+        self.table.compare_and_swap(partition, key, mutate, attempts=attempts)
+        return outcome[0]
 
     def mark_notified(self, customer_id: str, firing_key: str, now: datetime) -> None:
         """Called after a delivery to the rep succeeded; never moves an opportunity backwards."""
@@ -271,11 +276,8 @@ class OpportunityLedger:
         except NotFound:
             return
         if current.status == NEEDS_APPROVAL:
-            entity = {"PartitionKey": opportunity_id.split("~")[0], "RowKey": row_key(current.key),
-                      "status": status, "updated_at": now}
-            if status == QUEUED:
-                entity["queued_at"] = now
-            self.client.update_entity(entity, mode=UpdateMode.MERGE)
+            self.table.merge({"PartitionKey": opportunity_id.split("~")[0], "RowKey": row_key(current.key),
+                              **_status_change(status, now)})
 
     # --- encoding ------------------------------------------------------------------------------------------
     def _claim_entity(self, partition: str, claim: Claim, now: datetime) -> dict:
@@ -290,44 +292,46 @@ class OpportunityLedger:
         for name in ("owner_name", "owner_email", "recommendation"):
             if getattr(claim, name):
                 entity[name] = getattr(claim, name)
-        entity.update(_chunks("messages_json", [m.to_dict() for m in claim.messages]))
-        entity.update(_chunks("held_json", [m.to_dict() for m in claim.held]))
-        if entity_size(entity) > 1024 * 1024:
+        entity.update(put_json("messages_json", [m.to_dict() for m in claim.messages]))
+        entity.update(put_json("held_json", [m.to_dict() for m in claim.held]))
+        if entity_size(entity) > MAX_ENTITY_BYTES:
             raise PayloadTooLarge(f"firing {claim.key} has more than 1 MiB of rendered messages")
         return entity
 
-    def _claim_from_entity(self, row: dict) -> Claim:
+    def _claim_from_entity(self, row: Entity) -> Claim:
         return Claim(
             key=row["key"], rule=row["rule"], kind=row["kind"], customer_id=row["customer_id"],
             owner_name=row.get("owner_name"), owner_email=row.get("owner_email"),
             status=row.get("target_status", row["status"]), recommendation=row.get("recommendation"),
             local_date=row.get("local_date", ""),
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
-            messages=tuple(QueuedMessage.from_dict(m) for m in _unchunk(row, "messages_json")),
-            held=tuple(QueuedMessage.from_dict(m) for m in _unchunk(row, "held_json")))
+            messages=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "messages_json", [])),
+            held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])))
 
     @staticmethod
-    def _opportunity(row: dict) -> Opportunity:
+    def _opportunity(row: Entity) -> Opportunity:
         return Opportunity(
             id=f"{row['PartitionKey']}~{row['RowKey']}", key=row["key"], rule=row["rule"], kind=row["kind"],
             customer_id=row["customer_id"], owner_name=row.get("owner_name"), owner_email=row.get("owner_email"),
             status=row["status"], recommendation=row.get("recommendation"), month=row.get("month", ""),
             detected_at=row["detected_at"], updated_at=row["updated_at"], queued_at=row.get("queued_at"),
             notified_at=row.get("notified_at"), amount=row.get("amount"), published=bool(row.get("published")),
-            actions=tuple(json.loads(row.get("actions_json") or "[]")))
+            actions=tuple(json.loads(row.get("actions_json") or "[]")), etag=etag_of(row))
 
 
-def _chunks(name: str, value: list) -> dict:
-    if not value:
-        return {}
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return {(name if i == 0 else f"{name}_{i}"): text[start:start + MAX_STRING_CHARS]
-            for i, start in enumerate(range(0, len(text), MAX_STRING_CHARS))}
+def status_change(status: str, now: datetime, amount: float | None = None) -> dict[str, Any]:
+    """The columns a status change writes (for `update_if` callbacks)."""
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    return _status_change(status, now, amount)
 
 
-def _unchunk(row: dict, name: str) -> list:
-    parts, index = [], 0
-    while (part := row.get(name if index == 0 else f"{name}_{index}")):
-        parts.append(part)
-        index += 1
-    return json.loads("".join(parts)) if parts else []
+def _status_change(status: str, now: datetime, amount: float | None = None) -> dict[str, Any]:
+    changes: dict[str, Any] = {"status": status, "updated_at": now}
+    if amount is not None:
+        changes["amount"] = float(amount)
+    if status == NOTIFIED:
+        changes["notified_at"] = now
+    if status == QUEUED:
+        changes["queued_at"] = now
+    return changes

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from azure.core.exceptions import AzureError
-
 from shared.container import Container
+from shared.domain.errors import CrmflowError
 from shared.domain.names import CUSTOMERS
 
 
@@ -14,10 +13,9 @@ def check_health(container: Container) -> dict:
     started = time.perf_counter()
     checks: dict[str, str] = {}
     try:
-        rows = container.tables.table(CUSTOMERS).query_entities("PartitionKey eq 'health'", results_per_page=1)
-        next(iter(rows), None)
+        next(container.storage.table(CUSTOMERS).query("PartitionKey eq 'health'", page_size=1), None)
         checks["tables"] = "ok"
-    except AzureError as exc:
+    except CrmflowError as exc:
         checks["tables"] = f"error: {type(exc).__name__}"
     status = "ok" if all(value == "ok" for value in checks.values()) else "degraded"
     return {"status": status, "checks": checks, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}

@@ -1,19 +1,43 @@
-"""Table Storage access: one TableServiceClient per process, table clients by DESIGN name (with TABLE_PREFIX)."""
+"""The Table Storage backend (azure-data-tables): one TableServiceClient per process, tables by DESIGN name (with
+TABLE_PREFIX), and the one place Azure SDK exceptions become the project's errors (`translate`)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
+from typing import Any, NoReturn
 
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, TransactionOperation, UpdateMode
 
+from shared.domain.errors import CrmflowError, InvalidInput, NotFound, PayloadTooLarge, TransientError
 from shared.domain.names import TABLES
 from shared.settings import Settings
+from shared.storage.backend import (
+    AlreadyExists,
+    BatchFailed,
+    EntityNotFound,
+    ETagMismatch,
+    Op,
+    Operation,
+    Storage,
+    Table,
+    check_transaction,
+)
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+_TOO_LARGE_CODES = {"EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"}
 
 
 def azurite_connection_string(port: int, host: str = "127.0.0.1") -> str:
@@ -22,7 +46,7 @@ def azurite_connection_string(port: int, host: str = "127.0.0.1") -> str:
 
 
 class TableAccess:
-    """Hands out table clients. Uses the connection string when set, else the managed identity."""
+    """Hands out SDK table clients. Uses the connection string when set, else the managed identity."""
 
     def __init__(self, settings: Settings, **client_options):
         """`client_options` go to the SDK client (e.g. `raw_response_hook` to count requests in benchmarks)."""
@@ -49,8 +73,162 @@ class TableAccess:
             client = self._clients[table] = self.service.get_table_client(self.name(table))
         return client
 
-    def ensure_tables(self, tables: tuple[str, ...] = TABLES) -> None:
+    def ensure_tables(self, tables: Sequence[str] = TABLES) -> None:
         """Create the app's tables if missing (idempotent; Bicep creates them in Azure)."""
         for table in tables:
             with contextlib.suppress(ResourceExistsError):
                 self.service.create_table(self.name(table))
+
+
+def reason(exc: AzureError) -> str:
+    """`<error code>: <first line of the message>` (no entity content)."""
+    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+    message = str(getattr(exc, "message", None) or exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return f"{code}: {message}" if code else message
+
+
+def translate(exc: AzureError, table: str) -> CrmflowError:
+    """An Azure SDK exception as the project's error."""
+    where = f"{table} table"
+    code = str(getattr(exc, "error_code", None) or "")
+    if isinstance(exc, ResourceExistsError) or code == "EntityAlreadyExists":
+        return AlreadyExists(f"{where}: the entity exists")
+    status = getattr(exc, "status_code", None) or 0
+    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "UpdateConditionNotSatisfied":
+        return ETagMismatch(f"{where}: the entity changed since it was read")
+    if isinstance(exc, ResourceNotFoundError) or status == 404 or code == "ResourceNotFound":
+        return EntityNotFound(f"{where}: not found")
+    if not isinstance(exc, HttpResponseError) or status == 0 or status >= 500 or status in (408, 429):
+        return TransientError(f"{where}: {reason(exc)}")
+    if status == 413 or code in _TOO_LARGE_CODES:
+        return PayloadTooLarge(f"{where}: {reason(exc)}")
+    return InvalidInput(f"{where} rejected the request: {reason(exc)}")
+
+
+_MODES = {Op.UPSERT: UpdateMode.REPLACE, Op.UPSERT_MERGE: UpdateMode.MERGE, Op.REPLACE: UpdateMode.REPLACE,
+          Op.MERGE: UpdateMode.MERGE}
+
+
+def _transaction_operation(operation: Operation) -> tuple:
+    op = operation.op
+    if op is Op.INSERT:
+        return TransactionOperation.CREATE, operation.entity, {}
+    if op is Op.DELETE:
+        options = ({"etag": operation.etag, "match_condition": MatchConditions.IfNotModified}
+                   if operation.etag else {})
+        return TransactionOperation.DELETE, operation.entity, options
+    if op in (Op.UPSERT, Op.UPSERT_MERGE):
+        return TransactionOperation.UPSERT, operation.entity, {"mode": _MODES[op]}
+    options = {"mode": _MODES[op]}
+    if operation.etag:
+        options.update(etag=operation.etag, match_condition=MatchConditions.IfNotModified)
+    return TransactionOperation.UPDATE, operation.entity, options
+
+
+class AzureTable(Table):
+    """One table through azure-data-tables."""
+
+    def __init__(self, access: TableAccess, name: str):
+        self.access = access
+        self.name = name
+
+    @property
+    def client(self) -> TableClient:
+        return self.access.table(self.name)
+
+    def _fail(self, exc: AzureError) -> NoReturn:
+        raise translate(exc, self.name) from None
+
+    def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Mapping[str, Any] | None:
+        try:
+            return self.client.get_entity(partition, row, select=select) if select else \
+                self.client.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            self._fail(exc)
+
+    def insert(self, entity: Mapping[str, Any]) -> str:
+        try:
+            return self.client.create_entity(entity)["etag"]
+        except AzureError as exc:
+            self._fail(exc)
+
+    def _update(self, entity: Mapping[str, Any], mode: UpdateMode, etag: str | None) -> str:
+        try:
+            if etag is None:
+                return self.client.update_entity(entity, mode=mode)["etag"]
+            return self.client.update_entity(entity, mode=mode, etag=etag,
+                                             match_condition=MatchConditions.IfNotModified)["etag"]
+        except AzureError as exc:
+            self._fail(exc)
+
+    def replace(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
+        return self._update(entity, UpdateMode.REPLACE, etag)
+
+    def merge(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
+        return self._update(entity, UpdateMode.MERGE, etag)
+
+    def upsert(self, entity: Mapping[str, Any], *, merge: bool = False) -> str:
+        try:
+            return self.client.upsert_entity(entity, mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE)["etag"]
+        except AzureError as exc:
+            self._fail(exc)
+
+    def delete(self, partition: str, row: str, etag: str | None = None) -> None:
+        try:
+            if etag is None:
+                self.client.delete_entity(partition, row)
+            else:
+                self.client.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except AzureError as exc:
+            self._fail(exc)
+
+    def query(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
+              select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
+        try:
+            if filter:
+                pages = self.client.query_entities(filter, parameters=dict(parameters or {}), select=select,
+                                                   results_per_page=page_size)
+            else:
+                pages = self.client.list_entities(select=select, results_per_page=page_size)
+            yield from pages
+        except AzureError as exc:
+            self._fail(exc)
+
+    def submit(self, operations: Sequence[Operation]) -> None:
+        check_transaction(operations)
+        try:
+            self.client.submit_transaction([_transaction_operation(op) for op in operations])
+        except TableTransactionError as exc:
+            raise BatchFailed(translate(exc, self.name), getattr(exc, "index", 0) or 0) from None
+        except AzureError as exc:
+            raise BatchFailed(translate(exc, self.name)) from None
+
+
+class TableStorage(Storage):
+    """The app's tables in one storage account (Azurite locally)."""
+
+    def __init__(self, access: TableAccess):
+        self.access = access
+        self._tables: dict[str, AzureTable] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **client_options) -> TableStorage:
+        return cls(TableAccess(settings, **client_options))
+
+    def table(self, name: str) -> AzureTable:
+        handle = self._tables.get(name)
+        if handle is None:
+            handle = self._tables[name] = AzureTable(self.access, name)
+        return handle
+
+    def ensure_tables(self, names: Sequence[str] | None = None) -> None:
+        self.access.ensure_tables(tuple(names) if names else TABLES)
+
+    def delete_table(self, name: str) -> None:
+        try:
+            self.access.service.delete_table(self.access.name(name))
+        except AzureError as exc:
+            if not isinstance(translate(exc, name), NotFound):
+                raise translate(exc, name) from None

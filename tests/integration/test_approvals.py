@@ -66,8 +66,7 @@ def test_a_held_mail_gets_one_approval_and_one_request_card_even_when_the_shard_
     assert link.startswith(f"https://crmflow.example/api/approvals/{approval.id}?token=")
     assert verify(container.settings, APPROVAL, link.split("token=")[1], DEMO_NOW) == approval.id
 
-    row = container.ledger.client.get_entity(container.ledger.partition_of(CUSTOMER["id"]),
-                                             row_key(approval.firing_key))
+    row = container.ledger.table.get(container.ledger.partition_of(CUSTOMER["id"]), row_key(approval.firing_key))
     assert row["status"] == NEEDS_APPROVAL and row["published"] is True
     assert not row.get("held_json"), "the held mail lives in the approval only"
 

@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 24, tzinfo=UTC)
 def test_purge_deletes_only_what_expired(container):
     table = container.tables.table(DELIVERIES)
     clock = {"now": NOW - timedelta(days=40)}
-    store = TableDedupeStore(table, clock=lambda: clock["now"])
+    store = TableDedupeStore(container.storage, clock=lambda: clock["now"])
     for i in range(130):  # completed 40 days ago: expired after the 30-day retention
         store.complete(store.claim(f"old-{i}").record)
     clock["now"] = NOW - timedelta(days=1)
@@ -37,7 +37,7 @@ def test_purge_deletes_only_what_expired(container):
     for row, at in (("00000001", NOW - timedelta(days=401)), ("00000002", NOW - timedelta(days=20))):
         steps.create_entity({"PartitionKey": "C-1", "RowKey": row, "to_stage": "contract", "at": at})
 
-    report = purge_deliveries(container.tables, NOW, audit_retention_days=400)
+    report = purge_deliveries(container.storage, NOW, audit_retention_days=400)
 
     assert (report.idempotency_records, report.audit_rows, report.approvals, report.journey_steps) == (130, 120, 1, 1)
     assert [row["RowKey"] for row in steps.list_entities()] == ["00000002"]
@@ -47,4 +47,4 @@ def test_purge_deletes_only_what_expired(container):
     left = {row["PartitionKey"] for row in table.list_entities(select=["PartitionKey"])}
     assert f"audit-{NOW - timedelta(days=10):%Y%m%d}" in left and "conversation" in left
     assert not any(p == f"audit-{NOW - timedelta(days=500):%Y%m%d}" for p in left)
-    assert purge_deliveries(container.tables, NOW, 400) == type(report)(0, 0, 0, 0)  # idempotent
+    assert purge_deliveries(container.storage, NOW, 400) == type(report)(0, 0, 0, 0)  # idempotent

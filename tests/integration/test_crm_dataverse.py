@@ -115,7 +115,7 @@ def test_dataverse_task_retry_after_a_failed_create(dataverse, client):
 
 @pytest.mark.azurite
 def test_local_ledger_writes_once(container):
-    ledger = LocalTaskLedger(container.tables)
+    ledger = LocalTaskLedger(container.storage)
     assert write_task(task_message(), ledger).status == "created"
     assert write_task(task_message(), ledger).status == "exists"
     rows = list(container.tables.table(TASKS).list_entities())
@@ -127,4 +127,4 @@ def test_task_message_must_be_a_crm_task():
     bad = ActionMessage(dedupe_key="k", channel="email", rule="r", kind="k", customer_id="C", to="x@y",
                         subject=None, content={}, planned_at=datetime(2025, 1, 1, tzinfo=UTC))
     with pytest.raises(InvalidInput):
-        write_task(bad, LocalTaskLedger(tables=None))
+        write_task(bad, LocalTaskLedger(storage=None))

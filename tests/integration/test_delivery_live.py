@@ -84,7 +84,7 @@ def test_lost_response_after_the_mail_went_out_is_found_in_sent_items(stack):
     assert again.status == SENT
     assert len(stack.graph.sent()) == 1  # not sent twice
     assert stack.graph.calls("query") >= 1 and stack.graph.calls("create") == 1
-    record = TableDedupeStore(stack.container.tables.table(DELIVERIES)).get("renewal:C-001:90")
+    record = TableDedupeStore(stack.container.storage).get("renewal:C-001:90")
     assert record.result["found_existing"] is True
 
 

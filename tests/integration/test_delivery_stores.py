@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from shared.delivery.idempotency import CLAIMED, COMPLETED, IN_PROGRESS, TableDedupeStore
 from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget, Lease, RateLimiter
 from shared.delivery.suppressions import SuppressionStore
-from shared.domain.names import DELIVERIES, RATE_LIMITS, SUPPRESSIONS
+from shared.domain.names import SUPPRESSIONS
 
 
 def test_exactly_one_of_many_concurrent_claims_holds_the_record(container):
-    stores = [TableDedupeStore(container.tables.table(DELIVERIES)) for _ in range(8)]
+    stores = [TableDedupeStore(container.storage) for _ in range(8)]
     barrier = threading.Barrier(8)
 
     def claim(store):
@@ -26,7 +26,7 @@ def test_exactly_one_of_many_concurrent_claims_holds_the_record(container):
 
 
 def test_table_record_round_trips_and_completes(container):
-    store = TableDedupeStore(container.tables.table(DELIVERIES))
+    store = TableDedupeStore(container.storage)
     record = store.mark_sending(store.claim("key/with#odd?chars").record)
     store.complete(record, {"reference": "AAMk1"})
     claim = store.claim("key/with#odd?chars")
@@ -35,7 +35,7 @@ def test_table_record_round_trips_and_completes(container):
 
 def test_two_limiters_share_one_paced_rate(container):
     clock = [1000.0]
-    limiters = [RateLimiter(container.tables.table(RATE_LIMITS), clock=lambda: clock[0]) for _ in range(2)]
+    limiters = [RateLimiter(container.storage, clock=lambda: clock[0]) for _ in range(2)]
     budget = Budget(RATE, "mailbox:x", limit=30, seconds=60.0)
     barrier = threading.Barrier(10)
 
@@ -55,7 +55,7 @@ def test_two_limiters_share_one_paced_rate(container):
 
 def test_rolling_window_counts_recipients(container):
     clock = [0.0]
-    limiter = RateLimiter(container.tables.table(RATE_LIMITS), clock=lambda: clock[0])
+    limiter = RateLimiter(container.storage, clock=lambda: clock[0])
     budget = Budget(WINDOW, "recipients", limit=10, seconds=24 * 3600.0, cost=4)
     assert limiter.take_window(budget) == 0.0 and limiter.take_window(budget) == 0.0
     wait = limiter.take_window(budget)  # 8 used, 4 more would make 12
@@ -65,7 +65,7 @@ def test_rolling_window_counts_recipients(container):
 
 
 def test_concurrency_leases_cap_requests_in_flight(container):
-    limiter = RateLimiter(container.tables.table(RATE_LIMITS))
+    limiter = RateLimiter(container.storage)
     budget = Budget(CONCURRENCY, "mailbox-requests", limit=4, seconds=60.0)
     leases = [limiter.acquire(budget) for _ in range(4)]
     assert all(isinstance(lease, Lease) for lease in leases)
@@ -75,7 +75,7 @@ def test_concurrency_leases_cap_requests_in_flight(container):
 
 
 def test_suppressions_are_idempotent_and_keep_no_address_in_clear(container):
-    store = SuppressionStore(container.tables.table(SUPPRESSIONS))
+    store = SuppressionStore(container.storage)
     assert store.add_customer("C-001", "one-click") and not store.add_customer("C-001", "one-click")
     store.add_email("Taro@Example.co.jp", "import")
     assert store.is_suppressed(customer_id="C-001")

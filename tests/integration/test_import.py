@@ -72,9 +72,9 @@ def test_failed_transaction_is_reported_and_leaves_no_partial_rows(container):
 
 
 def _tables(settings):
-    from shared.storage.tables import TableAccess
+    from shared.storage.tables import TableStorage
 
-    return TableAccess(settings)
+    return TableStorage.from_settings(settings)
 
 
 def test_cli_warns_about_addresses_and_keeps_the_rows(azurite, settings, monkeypatch, capsys):

@@ -44,7 +44,7 @@ def stored(container, monkeypatch, caplog):
                             claim("upsell-x:C-000001:2026", "C-000001", "upsell-x", "won"),
                             claim("cross-sell-a-to-b:C-000002:ever", "C-000002", "cross-sell-a-to-b", "queued")],
                            NOW)
-    tasks = LocalTaskLedger(container.tables)
+    tasks = LocalTaskLedger(container.storage)
     tasks.write(task("cross-sell-a-to-b:C-000001:ever.a1", "C-000001", "ken.suzuki@contoso.com", date(2026, 12, 1)))
     tasks.write(task("upsell-x:C-000001:2026.a1", "C-000001", "hanako.sato@contoso.com", date(2026, 12, 8)))
     tasks.write(task("cross-sell-a-to-b:C-000002:ever.a1", "C-000002", "ken.suzuki@contoso.com", date(2026, 11, 30)))

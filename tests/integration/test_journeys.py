@@ -260,7 +260,7 @@ def test_dashboard_journey_part_counts_edges_days_in_stage_and_sla(journey_conta
     deliver(c, generic_event("2_won_and_delivered.json"), datetime(2025, 12, 11, 2, tzinfo=UTC))
     deliver(c, generic_event("1_subscription_created.json", "C-J2"), datetime(2025, 12, 1, 2, tzinfo=UTC))
     sweep(c, "C-J1", date(2026, 1, 10))
-    data = build_dashboard(c.tables, c.ledger, c.approval_store, c.broker, datetime(2026, 1, 20, tzinfo=UTC),
+    data = build_dashboard(c.storage, c.ledger, c.approval_store, c.broker, datetime(2026, 1, 20, tzinfo=UTC),
                            journey=c.journey)["journey"]
     assert data["stages"] == {"contract": 1, "implementation": 0, "onboarding": 0, "utilization": 1, "renewal": 0}
     # Last 30 days (since 21 December): only the sweep's step.

@@ -36,7 +36,7 @@ def claim(i: int, *, messages: int = 1, status: str = QUEUED, body: str = "{}") 
 
 @pytest.fixture
 def ledger(container) -> OpportunityLedger:
-    return OpportunityLedger(container.tables, container.settings.customer_shards)
+    return OpportunityLedger(container.storage, container.settings.customer_shards)
 
 
 def test_claims_are_atomic_and_once(ledger):

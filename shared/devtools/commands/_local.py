@@ -44,7 +44,7 @@ def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool 
         env.pop("TABLES_ACCOUNT_URL", None)
     if env.get("TABLES_CONNECTION_STRING") or env.get("TABLES_ACCOUNT_URL"):
         container = Container(Settings.from_env(env))
-        container.tables.ensure_tables()
+        container.storage.ensure_tables()
         yield container
         return
     local_dir = Settings.from_env({**env, "TABLES_CONNECTION_STRING": "-"}).local_dir
@@ -55,7 +55,7 @@ def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool 
             print(f"local stack: Azurite Table Storage on 127.0.0.1:{azurite.port}"
                   f"{' (data in ' + str(local_dir / 'azurite') + ')' if persistent else ''}", file=sys.stderr)
         container = Container(Settings.from_env({**env, "TABLES_CONNECTION_STRING": azurite.connection_string}))
-        container.tables.ensure_tables()
+        container.storage.ensure_tables()
         yield container
 
 

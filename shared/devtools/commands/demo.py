@@ -185,7 +185,7 @@ def _report(container: Container) -> str:
     lines.append("  per owner: " + ", ".join(f"{name} {count}" for name, count in owners.most_common()))
     outbox = list_outbox(container.settings.local_dir / "outbox")
     channels = Counter(row["channel"] for row in outbox)
-    tasks = sum(1 for _ in container.tables.table(TASKS).list_entities(select=["RowKey"]))
+    tasks = sum(1 for _ in container.storage.table(TASKS).query(select=["RowKey"]))
     lines.append("  delivered: " + ", ".join(f"{channel} {count}" for channel, count in sorted(channels.items()))
                  + f", CRM tasks {tasks}")
     for channel in sorted(channels):

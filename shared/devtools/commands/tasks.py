@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
                                          limit=args.limit)
             where = f"Dataverse ({settings.dataverse_url})"
         else:
-            tasks = list_local_tasks(container.tables, customer_id=args.customer, owner_email=args.owner,
+            tasks = list_local_tasks(container.storage, customer_id=args.customer, owner_email=args.owner,
                                      limit=args.limit)
             where = "the local Tasks table"
     if args.format == "json":
