@@ -14,13 +14,14 @@ from urllib.parse import parse_qs
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response, status_for
-from shared.approvals.flow import PENDING, AlreadyDecided, Approval
+from functions.http import handle_errors, html_response, json_response, status_for
+from shared.approvals.flow import AlreadyDecided, Approval
 from shared.container import get_container
 from shared.domain.errors import CrmflowError, InvalidInput
-from shared.web import approval_pages as pages
+from shared.web import approvals as approval_pages
+from shared.web.pages import language
 
-log = logging.getLogger("crmflow.functions.approvals")
+log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
@@ -50,21 +51,12 @@ def _form(req: func.HttpRequest) -> dict[str, str]:
     return fields
 
 
-def _html(page: pages.Page) -> func.HttpResponse:
-    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
-                             headers=dict(pages.HEADERS))
-
-
 def _lang(container, approval: Approval | None, req: func.HttpRequest) -> str:
     """The customer's language (the mail's locale, else the customer record), else the browser's."""
     if approval is not None:
-        locale = approval.message.content.get("locale")
-        if not locale:
-            customer = container.approvals.customer_of(approval)
-            locale = customer.locale if customer else None
-        return pages.language(locale or container.settings.default_locale)
+        return language(container.approvals.locale_of(approval) or container.settings.default_locale)
     accept = req.headers.get("Accept-Language") or container.settings.default_locale
-    return pages.language(accept.split(",")[0])
+    return language(accept.split(",")[0])
 
 
 @bp.function_name("approvals")
@@ -80,21 +72,18 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
     try:
         if req.method == "GET":
             token = req.params.get("token") or ""
-            approval = flow.authorize(approval_id, token, now)
-            status = approval.effective_status(now)
-            if status != PENDING:
-                raise AlreadyDecided(status)
+            approval = flow.review(approval_id, token, now)
             if as_json:
-                return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
-            return _html(pages.review_page(approval, token, _lang(container, approval, req)))
+                return json_response(approval.to_dict(), headers=dict(approval_pages.HEADERS))
+            return html_response(approval_pages.review_page(approval, token, _lang(container, approval, req)))
         fields = _form(req)
         # Easy Auth names the signed-in rep; kept on the record as who decided (never logged).
         decided_by = req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME") or None
         approval = flow.decide(approval_id, fields.get("token"), (fields.get("decision") or "").lower(), now,
                                decided_by)
         if as_json:
-            return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
-        return _html(pages.decided_page(approval, _lang(container, approval, req)))
+            return json_response(approval.to_dict(), headers=dict(approval_pages.HEADERS))
+        return html_response(approval_pages.decided_page(approval, _lang(container, approval, req)))
     except CrmflowError as exc:
         if as_json:
             raise  # handle_errors answers JSON with the mapped status
@@ -105,8 +94,8 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
                 approval = None
         lang = _lang(container, approval, req)
         if isinstance(exc, AlreadyDecided):
-            return _html(pages.already_page(exc.status, lang))
-        return _html(pages.error_page(status_for(exc), lang))
+            return html_response(approval_pages.already_page(exc.status, lang))
+        return html_response(approval_pages.error_page(status_for(exc), lang))
 
 
 @bp.function_name("approvals_housekeeping")

@@ -4,10 +4,11 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response
+from functions.http import handle_errors, html_response, json_response
 from shared.container import get_container
-from shared.dashboard.report import build_dashboard, dashboard_html
+from shared.dashboard.report import build_dashboard
 from shared.domain.errors import InvalidInput, Location
+from shared.web.dashboard import dashboard_page
 
 bp = func.Blueprint()
 
@@ -24,6 +25,5 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
                            journey=c.journey)
     wants_html = req.params.get("format") == "html" or "text/html" in (req.headers.get("accept") or "")
     if wants_html:
-        return func.HttpResponse(dashboard_html(data), mimetype="text/html", charset="utf-8",
-                                 headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        return html_response(dashboard_page(data))
     return json_response(data)

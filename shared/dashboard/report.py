@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from html import escape
 from statistics import median
 from typing import Any
 
-from shared.approvals.flow import PENDING, ApprovalStore
+from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
+from shared.domain.vocabulary import ApprovalStatus, OpportunityStatus, RuleKind
 from shared.journeys.model import Journey
-from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.ledger import OpportunityLedger
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -52,26 +52,27 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
         by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
         by["status"][status] += 1
         by["month"][row.get("month") or "(none)"] += 1
-        if status in (WON, LOST):
+        if status in (OpportunityStatus.WON, OpportunityStatus.LOST):
             outcome[kind][status] += 1
-        if status == WON and row.get("amount"):
+        if status == OpportunityStatus.WON and row.get("amount"):
             earned[kind] += float(row["amount"])
-        if kind == "campaign":
+        if kind == RuleKind.CAMPAIGN:
             campaign = campaigns[row.get("rule") or "(none)"]
             campaign["opportunities"] += 1
             campaign[status] += 1
-            if status == WON:
+            if status == OpportunityStatus.WON:
                 campaign["revenue"] += float(row.get("amount") or 0)
+    won, lost = OpportunityStatus.WON, OpportunityStatus.LOST
     conversion = {
-        kind: {"won": counts[WON], "lost": counts[LOST],
-               "rate": round(counts[WON] / (counts[WON] + counts[LOST]), 3), "amount_won": earned[kind]}
+        kind: {"won": counts[won], "lost": counts[lost],
+               "rate": round(counts[won] / (counts[won] + counts[lost]), 3), "amount_won": earned[kind]}
         for kind, counts in sorted(outcome.items())}
     return {
         "total": total,
         "by_kind": dict(by["kind"].most_common()), "by_owner": dict(by["owner"].most_common()),
         "by_status": dict(by["status"].most_common()), "by_month": dict(sorted(by["month"].items())),
         "conversion": conversion, "amount_won": sum(earned.values()),
-        "campaigns": {rule: {"opportunities": c["opportunities"], "won": c[WON], "lost": c[LOST],
+        "campaigns": {rule: {"opportunities": c["opportunities"], "won": c[won], "lost": c[lost],
                              "revenue": c["revenue"]} for rule, c in sorted(campaigns.items())},
     }
 
@@ -134,56 +135,5 @@ def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: d
         "days": days,
         "outcomes": {channel: dict(counts) for channel, counts in sorted(outcomes.items())},
         "dead_letters": {queue: len(broker.peek_dead_letters(queue, DLQ_PEEK_LIMIT)) for queue in queues},
-        "approvals_pending": approvals.count(PENDING),
+        "approvals_pending": approvals.count(ApprovalStatus.PENDING),
     }
-
-
-def dashboard_html(data: dict[str, Any]) -> str:
-    """A plain, self-contained HTML view of `build_dashboard`'s result (every value escaped)."""
-    opp, journey, delivery = data["opportunities"], data["journey"], data["delivery"]
-
-    def table(title: str, rows: list[tuple], header: tuple = ()) -> str:
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-        return (f"<section><h2>{escape(title)}</h2><table>{f'<tr>{head}</tr>' if head else ''}{body}"
-                f"</table></section>")
-
-    sections = [
-        table("Opportunities by type", list(opp["by_kind"].items()), ("type", "count")),
-        table("By owner", list(opp["by_owner"].items()), ("owner", "count")),
-        table("By status", list(opp["by_status"].items()), ("status", "count")),
-        table("By month", list(opp["by_month"].items()), ("month", "count")),
-        table("Conversion", [(k, v["won"], v["lost"], f"{v['rate']:.0%}", v["amount_won"])
-                             for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
-        table("Campaigns", [(r, v["opportunities"], v["won"], v["lost"], v["revenue"])
-                            for r, v in opp["campaigns"].items()], ("rule", "opportunities", "won", "lost", "revenue")),
-        table("Journey stages", [(stage, n, _or_dash(journey["median_days"].get(stage)),
-                                  _or_dash(journey["past_sla"].get(stage))) for stage, n in journey["stages"].items()],
-              ("stage", "customers", "median days", "past SLA")),
-        table(f"Journey transitions (last {journey['transitions_days']} days)", list(journey["transitions"].items()),
-              ("transition", "count")),
-        table(f"Deliveries (last {delivery['days']} days)",
-              [(channel, status, n)
-               for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],
-              ("channel", "outcome", "count")),
-        table("Dead letters", list(delivery["dead_letters"].items()), ("queue", "messages")),
-    ]
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>crmflow dashboard</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2rem}section{display:inline-block;vertical-align:top;"
-            "margin:0 2rem 2rem 0}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
-            "text-align:left}</style></head><body>"
-            f"<h1>crmflow</h1><p>{escape(_fmt(opp['total']))} opportunities, "
-            f"{escape(_fmt(opp['amount_won']))} won; {escape(_fmt(delivery['approvals_pending']))} approvals pending; "
-            f"generated {escape(data['generated_at'])}</p>{''.join(sections)}</body></html>")
-
-
-def _or_dash(value: Any) -> Any:
-    return "—" if value is None else value
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

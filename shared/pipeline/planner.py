@@ -1,4 +1,4 @@
-"""The event pipeline: daily sweep fan-out, shard evaluation, CRM change events → exactly-once planned actions.
+"""Firings → ledger claims → broker messages, each firing published exactly once.
 
 Order of work for a batch of firings (what makes it crash-safe):
   1. claim each firing in the ledger (atomic insert; the claim stores the rendered messages, `published=False`);
@@ -14,42 +14,27 @@ was planned before, cost neither writes nor template work.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.broker import Broker, OutgoingMessage
-from shared.crm.merge import apply_event, customer_id_of
-from shared.customers.store import CustomerStore, partition_key
-from shared.domain.errors import Conflict, InvalidInput
-from shared.domain.events import CrmEvent
+from shared.broker import Broker
+from shared.broker.outbound import publish_by_queue, queued
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
-from shared.domain.names import CHANNEL_QUEUES, SWEEP_SHARDS
 from shared.domain.schedule import next_business_slot
-from shared.journeys.engine import has_pending
-from shared.opportunities.ledger import (
-    NEEDS_APPROVAL,
-    QUEUED,
-    SUPPRESSED,
-    Claim,
-    OpportunityLedger,
-    QueuedMessage,
-    row_key,
-)
-from shared.rules import Evaluator
+from shared.domain.vocabulary import ActionStatus, Channel, OpportunityStatus
+from shared.opportunities.ledger import FiringClaim, OpportunityLedger
 from shared.rules.model import Firing
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
-    from shared.journeys.service import JourneyRunner
 
-log = logging.getLogger("crmflow.pipeline")
+log = logging.getLogger(__name__)
 
 PLAN_CHUNK = 500  # firings claimed and published together (amortises transactions and broker calls)
 
@@ -77,18 +62,24 @@ class PlanReport:
         self.by_status.update(other.by_status)
 
 
+def summarize_reports(reports: Iterable[PlanReport]) -> PlanReport:
+    """One report adding up many (a sweep's shards)."""
+    total = PlanReport()
+    for report in reports:
+        total.add(report)
+    return total
+
+
 class Planner:
     """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
 
-    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker,
-                 approvals: ApprovalFlow | None = None):
-        """Without `approvals`, held messages stay in the ledger claim (nothing asks anyone)."""
+    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker, approvals: ApprovalFlow):
         self.settings = settings
         self.ledger = ledger
         self.broker = broker
         self.approvals = approvals
 
-    def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> Claim:
+    def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> FiringClaim:
         """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
         timezone = customer.timezone or self.settings.default_timezone
         email_slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
@@ -96,22 +87,22 @@ class Planner:
                       "customer_id": customer.id}
         messages, held = [], []
         for action, message in firing.to_messages(
-                now, not_before=lambda action: email_slot if action.channel == "email" else None):
+                now, not_before=lambda action: email_slot if action.channel == Channel.EMAIL else None):
             message = _with_properties(message, properties)
-            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
-                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
-                subject=action.channel, properties=properties))
-            (held if action.status == NEEDS_APPROVAL else messages).append(queued)
-        status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
-        if held and self.approvals is not None:  # the cards asking the owner travel as ordinary messages
-            requests = (self.approvals.request_message(customer, firing, queued, now) for queued in held)
-            messages += [request for request in requests if request is not None]
+            (held if action.status == ActionStatus.NEEDS_APPROVAL else messages).append(
+                queued(message, properties=properties))
+        status = (OpportunityStatus.QUEUED if messages else OpportunityStatus.NEEDS_APPROVAL if held
+                  else OpportunityStatus.SUPPRESSED)
+        # The cards asking the owner travel as ordinary messages.
+        requests = (self.approvals.request_message(customer, firing, waiting, now) for waiting in held)
+        messages += [request for request in requests if request is not None]
         actions = tuple({"key": a.dedupe_key, "channel": a.channel, "status": a.status, "reason": a.reason}
                         for a in firing.actions)
-        return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
-                     owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
-                     status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=actions, messages=tuple(messages), held=tuple(held))
+        return FiringClaim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
+                           owner_name=customer.owner.name if customer.owner else None,
+                           owner_email=firing.owner_email, status=status, recommendation=firing.recommendation,
+                           local_date=str(firing.local_date), actions=actions, messages=tuple(messages),
+                           held=tuple(held))
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
@@ -123,25 +114,19 @@ class Planner:
         self.publish(result.to_publish, now, report)
         return report
 
-    def publish(self, claims: Sequence[Claim], now: datetime, report: PlanReport) -> None:
-        by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
+    def publish(self, claims: Sequence[FiringClaim], now: datetime, report: PlanReport) -> None:
+        """Open the claims' approvals, publish their messages, mark them published (steps 2 and 3)."""
         for claim in claims:
             report.by_rule[claim.rule] += 1
             report.by_status[claim.status] += 1
             for action in claim.actions:
                 report.by_channel[f"{action['channel']}:{action['status']}"] += 1
-            for queued in claim.messages:
-                by_queue[queued.queue].append(queued.message)
         held = [claim for claim in claims if claim.held]
-        if held and self.approvals is not None:  # before the cards go out, so their links resolve
+        if held:  # before the cards go out, so their links resolve
             report.approvals += self.approvals.open(held, now)
-        for queue, messages in by_queue.items():
-            self.broker.publish(queue, messages)
-            report.messages += len(messages)
+        report.messages += publish_by_queue(self.broker, (message for claim in claims for message in claim.messages))
         if claims:
-            # Held messages handed to the approval store are blanked from the claim; without one they stay.
-            self.ledger.mark_published(
-                claims if self.approvals is not None else [replace(c, held=()) for c in claims], now)
+            self.ledger.mark_published(claims, now)
 
     def recover(self, partition: str, now: datetime) -> PlanReport:
         """Publish claims a crash left unpublished in this partition."""
@@ -159,146 +144,3 @@ def _with_properties(message: ActionMessage, properties: dict[str, str]) -> Acti
     ledger."""
     return replace(message, properties={**message.properties, **properties}, followups=tuple(
         _with_properties(ActionMessage.from_json(f), properties).to_json() for f in message.followups))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Daily sweep
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ShardTask:
-    """The body of a `sweep-shards` message."""
-
-    shard: int
-    now: datetime
-    today: date | None = None
-
-    def to_json(self) -> str:
-        return json.dumps({"shard": self.shard, "now": self.now.isoformat(),
-                           "today": self.today.isoformat() if self.today else None})
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ShardTask:
-        try:
-            data = json.loads(text)
-            return cls(int(data["shard"]), datetime.fromisoformat(data["now"]),
-                       date.fromisoformat(data["today"]) if data.get("today") else None)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"not a shard task: {exc}") from None
-
-
-def plan_sweep(settings: Settings, broker: Broker, now: datetime, today: date | None = None) -> int:
-    """Fan out one sweep: a `sweep-shards` message per shard. The ids make a repeated timer firing a no-op."""
-    stamp = (today.isoformat() if today else now.strftime("%Y%m%dT%H%M"))
-    messages = [OutgoingMessage(body=ShardTask(shard, now, today).to_json(),
-                                message_id=f"sweep-{stamp}-{shard:04d}", subject="sweep-shard")
-                for shard in range(settings.customer_shards)]
-    broker.publish(SWEEP_SHARDS, messages)
-    return len(messages)
-
-
-def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Planner, task: ShardTask,
-                   on_customer: Callable[[int], None] | None = None,
-                   journeys: JourneyRunner | None = None) -> PlanReport:
-    """Evaluate every customer of a shard against the `sweep` rules and plan what fires.
-
-    With `journeys`, each customer first takes the journey steps due on its local date (a date that passed while
-    no sweep ran still counts), and the rules see the customer as it is after them.
-    """
-    partition = partition_key(task.shard)
-    report = planner.recover(partition, task.now)
-    known = planner.ledger.known_keys(partition)
-
-    def planned_before(key: str) -> bool:  # checked before rendering: re-matches cost no template work
-        if row_key(key) in known:
-            report.already_planned += 1
-            report.firings += 1
-            return True
-        return False
-
-    pending: list[tuple[Customer, Firing]] = []
-    for customer in customers.iter_shard(task.shard):
-        report.customers += 1
-        if journeys is not None:
-            customer, moved = journeys.sweep_customer(customer, task.now, task.today)
-            if moved is not None:
-                report.add(moved)
-        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
-                                         skip=planned_before):
-            pending.append((customer, firing))
-        if len(pending) >= PLAN_CHUNK:
-            report.add(planner.plan(pending, task.now))
-            pending.clear()
-        if on_customer:
-            on_customer(1)
-    if pending:
-        report.add(planner.plan(pending, task.now))
-    return report
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CRM change events
-# ---------------------------------------------------------------------------------------------------------------
-MERGE_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class EventOutcome:
-    customer_id: str
-    changed: bool
-    deleted: bool
-    report: PlanReport
-
-
-def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Planner, event: CrmEvent,
-                     now: datetime, fetch_record: Callable[[CrmEvent], dict] | None = None,
-                     journeys: JourneyRunner | None = None) -> EventOutcome:
-    """Merge a CRM change into the store, then plan the `on: change` rules with `prev` = the version before it.
-
-    The merge is a read-merge-write loop on the customer's ETag, so concurrent events for one customer never lose
-    each other's changes, and `apply_event` keeps the newer value per field when events arrive out of order.
-    With `journeys`, the journey steps the change makes due are taken in the same write, then recorded and planned
-    (`shared/journeys/service.py`); steps a crash left pending are finished by any later event, a redelivery too.
-    """
-    refetched = None
-    if event.needs_refetch:
-        if fetch_record is None:
-            raise InvalidInput(f"{event.source} sent a stripped record and it cannot be re-queried here")
-        refetched = fetch_record(event)
-    customer_id = customer_id_of(event, refetched)
-    if not customer_id:
-        raise InvalidInput(f"{event.source} {event.entity} event {event.event_id} names no customer")
-    for _ in range(MERGE_ATTEMPTS):
-        stored = customers.get(customer_id)
-        current = stored.customer if stored else None
-        updated = apply_event(current, event, refetched)
-        if updated is not None and journeys is not None:
-            updated, _ = journeys.advance(updated, now=now, prev=current, cause=f"{event.source}:{event.event_id}")
-        if updated == current:
-            report = PlanReport()
-            if current is not None and journeys is not None and has_pending(current):
-                report = journeys.complete(current, now, etag=stored.etag, recovering=True)
-            return EventOutcome(customer_id, False, False, report)
-        try:
-            if updated is None:
-                customers.delete(customer_id)
-                return EventOutcome(customer_id, True, True, PlanReport())
-            etag = customers.put(updated, stored.etag if stored else None)
-            break
-        except Conflict:
-            continue  # another event for this customer won the race: re-read and merge again
-    else:
-        raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
-    firings = evaluator.evaluate(updated, now=now, trigger="change", prev=current)
-    report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
-    if journeys is not None:
-        report.add(journeys.complete(updated, now, etag=etag,
-                                     recovering=bool(current and has_pending(current))))
-    report.customers = 1
-    return EventOutcome(customer_id, True, False, report)
-
-
-def summarize_reports(reports: Iterable[PlanReport]) -> PlanReport:
-    total = PlanReport()
-    for report in reports:
-        total.add(report)
-    return total

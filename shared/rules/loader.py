@@ -16,7 +16,8 @@ import yaml
 
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Person
-from shared.rendering.engine import CARD, EMAIL, Renderer, TemplateProblems, template_context
+from shared.domain.vocabulary import Channel, Importance, RuleKind, TemplateKind, Trigger
+from shared.rendering.engine import Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
     ANY,
@@ -28,7 +29,7 @@ from shared.rules.expressions import (
     ExpressionError,
     compile_expression,
 )
-from shared.rules.model import CHANNELS, IMPORTANCE, KINDS, TRIGGERS, ActionSpec, Rule, RuleSet, Windows
+from shared.rules.model import ActionSpec, Rule, RuleSet, Windows
 
 RULE_KEYS = ("id", "kind", "on", "when", "once", "windows", "recommendation", "reason", "actions", "description",
              "params", "enabled")
@@ -36,7 +37,7 @@ ACTION_KEYS = ("teams", "email", "crm_task", "template", "importance", "approval
 TASK_KEYS = ("subject", "description", "due_in_days")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _CHANNEL_NAME = re.compile(r"channel:[A-Za-z0-9_-]{1,64}")
-_TEMPLATE_FORM = {"teams": CARD, "email": EMAIL}
+_TEMPLATE_FORM = {Channel.TEAMS: TemplateKind.CARD, Channel.EMAIL: TemplateKind.EMAIL}
 PERSON_FIELDS = frozenset(Person.__dataclass_fields__)
 
 
@@ -224,11 +225,11 @@ class _RuleChecker:
         else:
             self.parent.seen[rule_id] = f"{self.file}:{data.lines.get('id', data.line)}"
         kind = data.get("kind")
-        if kind not in KINDS:
-            self.fail("kind" if "kind" in data else None, f"kind must be one of {', '.join(KINDS)}")
+        if kind not in tuple(RuleKind):
+            self.fail("kind" if "kind" in data else None, f"kind must be one of {', '.join(RuleKind)}")
         on = data.get("on", None)
         triggers = [on] if isinstance(on, str) else on
-        if not isinstance(triggers, list) or not triggers or not all(t in TRIGGERS for t in triggers):
+        if not isinstance(triggers, list) or not triggers or not all(t in tuple(Trigger) for t in triggers):
             self.fail("on" if "on" in data else None, "on must be a list of sweep and/or change")
             triggers = []
         when = self.expression("when", data.get("when")) if "when" in data else None
@@ -250,9 +251,10 @@ class _RuleChecker:
         self.check_texts(params if isinstance(params, Mapping) else {})
         if self.failed or not enabled:
             return None
-        return Rule(id=rule_id, kind=kind, on=frozenset(triggers), when=when, actions=actions, once=once,
-                    once_per=once_per, windows=windows, recommendation=recommendation, reason=reason,
-                    description=description, params=MappingProxyType(dict(params)), file=self.file, line=data.line)
+        return Rule(id=rule_id, kind=RuleKind(kind), on=frozenset(Trigger(t) for t in triggers), when=when,
+                    actions=actions, once=once, once_per=once_per, windows=windows, recommendation=recommendation,
+                    reason=reason, description=description, params=MappingProxyType(dict(params)), file=self.file,
+                    line=data.line)
 
     def period(self) -> tuple[str | None, CompiledExpression | None, Windows | None]:
         data = self.data
@@ -315,18 +317,18 @@ class _RuleChecker:
         for key in item:
             if key not in ACTION_KEYS:
                 self.fail(key, f"unknown action key {key!r} (allowed: {', '.join(ACTION_KEYS)})", item)
-        present = [c for c in CHANNELS if c in item]
+        present = [c for c in Channel if c in item]
         if len(present) != 1:
-            self.fail(None, f"an action names exactly one channel: {', '.join(CHANNELS)}", item)
+            self.fail(None, f"an action names exactly one channel: {', '.join(Channel)}", item)
             return None
         channel = present[0]
         value = item[channel]
         route, subject, description, due = channel, None, None, item.get("due_in_days")
-        if channel == "teams":
+        if channel == Channel.TEAMS:
             if value not in ("owner", "manager") and not (isinstance(value, str) and _CHANNEL_NAME.fullmatch(value)):
                 self.fail("teams", f"teams must be owner, manager or channel:<name>, not {value!r}", item)
             route = value
-        elif channel == "email":
+        elif channel == Channel.EMAIL:
             if value != "customer":
                 self.fail("email", f"email must be customer, not {value!r}", item)
             route = "customer"
@@ -355,13 +357,13 @@ class _RuleChecker:
         elif template is not None:
             self.fail("template", "crm_task takes subject/description, not a template", item)
         importance = item.get("importance", "normal")
-        if importance not in IMPORTANCE:
-            self.fail("importance", f"importance must be one of {', '.join(IMPORTANCE)}", item)
+        if importance not in tuple(Importance):
+            self.fail("importance", f"importance must be one of {', '.join(Importance)}", item)
         approval = self.expression("approval", item["approval"], item) if "approval" in item else None
         after = None
         if "after" in item:
-            if item["after"] not in CHANNELS:
-                self.fail("after", f"after must name an earlier action's channel ({', '.join(CHANNELS)})", item)
+            if item["after"] not in tuple(Channel):
+                self.fail("after", f"after must name an earlier action's channel ({', '.join(Channel)})", item)
             elif item["after"] not in earlier:
                 self.fail("after", f"after: {item['after']} needs an earlier {item['after']} action in this rule",
                           item)
@@ -369,8 +371,8 @@ class _RuleChecker:
                 after = earlier.index(item["after"])
         if due is not None and (not isinstance(due, int) or isinstance(due, bool) or not 0 <= due <= 3650):
             self.fail("due_in_days", "due_in_days must be a whole number of days 0..3650", item)
-        return ActionSpec(channel=channel, route=route, template=template if channel != "crm_task" else None,
-                          importance=importance, approval=approval, after=after,
+        return ActionSpec(channel=channel, route=route, template=template if channel != Channel.CRM_TASK else None,
+                          importance=Importance(importance), approval=approval, after=after,
                           due_in_days=due if isinstance(due, int) else None, subject=subject,
                           description=description, line=item.line)
 

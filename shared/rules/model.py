@@ -8,23 +8,18 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.domain.messages import ActionMessage
+from shared.domain.vocabulary import ActionStatus, Channel, Importance, RuleKind, Trigger
 from shared.rules.expressions import CompiledExpression
-
-KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
-TRIGGERS = ("sweep", "change")
-CHANNELS = ("teams", "email", "crm_task")
-IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL = "planned", "suppressed", "needs_approval"
 
 
 @dataclass(frozen=True)
 class ActionSpec:
     """One `actions:` entry of a rule, checked at load time."""
 
-    channel: str  # teams | email | crm_task
+    channel: Channel
     route: str  # owner | manager | channel:<name> | customer | task
     template: str | None
-    importance: str
+    importance: Importance
     approval: CompiledExpression | None
     after: int | None  # index of the action (in the same rule) this one waits for
     due_in_days: int | None
@@ -42,8 +37,8 @@ class Windows:
 @dataclass(frozen=True)
 class Rule:
     id: str
-    kind: str
-    on: frozenset[str]
+    kind: RuleKind
+    on: frozenset[Trigger]
     when: CompiledExpression
     actions: tuple[ActionSpec, ...]
     once: str | None = None  # ever | year | month | week | day
@@ -77,11 +72,11 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval
+    status: ActionStatus
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
-    importance: str = "normal"
+    importance: Importance = Importance.NORMAL
     after: str | None = None  # dedupe key of the action this one waits for
     due_date: date | None = None
     template: str | None = None
@@ -136,7 +131,7 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != SUPPRESSED:
+            if action.after and action.status != ActionStatus.SUPPRESSED:
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
@@ -144,4 +139,4 @@ class Firing:
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
         return [(action, build(action)) for action in self.actions
-                if action.status != SUPPRESSED and not action.after]
+                if action.status != ActionStatus.SUPPRESSED and not action.after]

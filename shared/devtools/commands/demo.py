@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from shared.approvals.flow import PENDING
 from shared.broker.local import LocalBroker
 from shared.container import Container, set_container
 from shared.customers.importer import display_width, format_summary, import_customers, summarize
@@ -27,8 +26,9 @@ from shared.devtools.progress import Progress
 from shared.devtools.sample_data import DEMO_NOW, sweep_instant, write_samples
 from shared.domain.events import CrmEvent
 from shared.domain.names import TASKS
+from shared.domain.vocabulary import ApprovalStatus
 from shared.journeys.history import journey_view
-from shared.pipeline.planner import handle_crm_event
+from shared.pipeline.changes import handle_crm_event
 
 
 def register(subparsers) -> None:
@@ -163,7 +163,7 @@ def deliver_all(container: Container, clock: DemoClock | None = None) -> Counter
 
 def _approvals(container: Container) -> str:
     """How many held messages wait for their owner, and one review link (the Teams cards carry the others)."""
-    pending = sorted(container.approval_store.query(PENDING), key=lambda approval: approval.id)
+    pending = sorted(container.approval_store.query(ApprovalStatus.PENDING), key=lambda approval: approval.id)
     line = f"  approvals pending: {len(pending)}"
     if pending:
         now = datetime.fromtimestamp(container.clock(), UTC)
