@@ -38,7 +38,7 @@ from shared.devtools.ncrontab import Schedule
 from shared.domain.errors import ConfigError, CrmflowError
 from shared.settings import APP_ROOT, Settings
 
-log = logging.getLogger("crmflow.localhost")
+log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
 NEVER = "0001-01-01T00:00:00"  # what the Functions host reports as `Last` before a timer's first run

@@ -24,7 +24,7 @@ from shared.domain.events import SOURCES, CrmEvent
 from shared.domain.names import CRM_EVENTS
 from shared.settings import Settings
 
-log = logging.getLogger("crmflow.crm.ingest")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

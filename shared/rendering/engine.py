@@ -235,7 +235,11 @@ class _CardTemplate:
 
 def _builder(shape: tuple) -> Callable[[list[str]], Any]:
     """The shape as ONE generated Python expression of dict and list displays (like the card JSON itself), over
-    the list of rendered leaves `r`: building a card is then a single call, no per-node closures or dispatch."""
+    the list of rendered leaves `r`: building a card is then a single call, no per-node closures or dispatch.
+
+    Generated rather than interpreted because it is measurably faster: a plain recursive builder walking the same
+    shape took ~3× as long per card on the repo's cards. The generated text contains only repr'd keys, literal
+    constants and indexes into `r`; no template or customer text is ever part of it."""
     constants: list[Any] = []
     try:
         code = compile("lambda r: " + _expression(shape, constants), "<card>", "eval")
