@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 PLAN_CHUNK = 500  # firings claimed and published together (amortises transactions and broker calls)
 
+# Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
+_NEEDS_APPROVAL = ActionStatus.NEEDS_APPROVAL
+_EMAIL_CHANNEL = Channel.EMAIL
+
 
 @dataclass
 class PlanReport:
@@ -87,9 +91,9 @@ class Planner:
                       "customer_id": customer.id}
         messages, held = [], []
         for action, message in firing.to_messages(
-                now, not_before=lambda action: email_slot if action.channel == Channel.EMAIL else None):
+                now, not_before=lambda action: email_slot if action.channel == _EMAIL_CHANNEL else None):
             message = _with_properties(message, properties)
-            (held if action.status == ActionStatus.NEEDS_APPROVAL else messages).append(
+            (held if action.status == _NEEDS_APPROVAL else messages).append(
                 queued(message, properties=properties))
         status = (OpportunityStatus.QUEUED if messages else OpportunityStatus.NEEDS_APPROVAL if held
                   else OpportunityStatus.SUPPRESSED)

@@ -32,6 +32,14 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
+_PLANNED = ActionStatus.PLANNED
+_SUPPRESSED = ActionStatus.SUPPRESSED
+_NEEDS_APPROVAL = ActionStatus.NEEDS_APPROVAL
+_EMAIL_CHANNEL = Channel.EMAIL
+_TEAMS_CHANNEL = Channel.TEAMS
+_CRM_TASK_CHANNEL = Channel.CRM_TASK
+
 DEFAULT_DUE_DAYS = 7  # teams and crm_task actions without due_in_days
 NO_SIGNING_KEY = "no unsubscribe link: UNSUBSCRIBE_SIGNING_KEY is not set (sending will refuse this mail)"
 
@@ -136,17 +144,17 @@ class Evaluator:
                 now: datetime) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
         waits_for = earlier[spec.after] if spec.after is not None else None
-        if status == ActionStatus.PLANNED and waits_for is not None and waits_for.status == ActionStatus.SUPPRESSED:
-            status, note = ActionStatus.SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
-        if status == ActionStatus.PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
-            status, note = ActionStatus.NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
+        if status == _PLANNED and waits_for is not None and waits_for.status == _SUPPRESSED:
+            status, note = _SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
+        if status == _PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
+            status, note = _NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \
-            (None if spec.channel == Channel.EMAIL else DEFAULT_DUE_DAYS)
+            (None if spec.channel == _EMAIL_CHANNEL else DEFAULT_DUE_DAYS)
         due = local + timedelta(days=due_days) if due_days is not None else None
         subject, content = None, {}
-        if status != ActionStatus.SUPPRESSED:  # render only what may be sent (or previewed by an approver)
+        if status != _SUPPRESSED:  # render only what may be sent (or previewed by an approver)
             context = dict(base, importance=spec.importance, due_date=due)
-            if waits_for is not None and waits_for.channel == Channel.EMAIL:
+            if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL:
                 context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
             subject, content, warning = self._render(rule, spec, customer, locale, context, now)
             if warning:
@@ -159,39 +167,39 @@ class Evaluator:
     @staticmethod
     def _recipient(spec: ActionSpec, customer: Customer) -> tuple[str, str, str | None]:
         """(to, status, reason): suppressed with a reason when the action cannot or must not reach anyone."""
-        if spec.channel == Channel.EMAIL:
+        if spec.channel == _EMAIL_CHANNEL:
             address = customer.email or ""
             if customer.email_opt_out:
-                return address, ActionStatus.SUPPRESSED, "customer opted out of email"
+                return address, _SUPPRESSED, "customer opted out of email"
             if not address:
-                return "", ActionStatus.SUPPRESSED, "customer has no email address"
+                return "", _SUPPRESSED, "customer has no email address"
             if not valid_address(address):
-                return address, ActionStatus.SUPPRESSED, "invalid recipient address"
-            return address, ActionStatus.PLANNED, None
-        if spec.channel == Channel.CRM_TASK:
+                return address, _SUPPRESSED, "invalid recipient address"
+            return address, _PLANNED, None
+        if spec.channel == _CRM_TASK_CHANNEL:
             owner = customer.owner.email if customer.owner else None
-            return (owner if valid_address(owner) else "unassigned"), ActionStatus.PLANNED, None
+            return (owner if valid_address(owner) else "unassigned"), _PLANNED, None
         if spec.route.startswith("channel:"):
-            return spec.route, ActionStatus.PLANNED, None
+            return spec.route, _PLANNED, None
         person: Person | None = customer.owner if spec.route == "owner" else customer.manager
         address = person.email if person else None
         if not address:
-            return "", ActionStatus.SUPPRESSED, f"{spec.route} has no email address"
+            return "", _SUPPRESSED, f"{spec.route} has no email address"
         if not valid_address(address):
-            return address, ActionStatus.SUPPRESSED, "invalid recipient address"
-        return address, ActionStatus.PLANNED, None
+            return address, _SUPPRESSED, "invalid recipient address"
+        return address, _PLANNED, None
 
     def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                 now: datetime) -> tuple[str | None, dict, str | None]:
         """(subject, content, warning) in the shape shared.domain.messages.ActionMessage documents per channel."""
-        if spec.channel == Channel.TEAMS:
+        if spec.channel == _TEAMS_CHANNEL:
             card = self.renderer.card(spec.template, locale, context)
             summary = one_line(card.get("fallbackText") or rule.id)
             person = customer.owner if spec.route == "owner" else customer.manager if spec.route == "manager" \
                 else None
             return summary, {"card": card, "summary": summary,
                              "aad_object_id": person.aad_object_id if person else None}, None
-        if spec.channel == Channel.EMAIL:
+        if spec.channel == _EMAIL_CHANNEL:
             warning = None
             if self.settings.unsubscribe_signing_key:
                 context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)

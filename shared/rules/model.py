@@ -11,6 +11,9 @@ from shared.domain.messages import ActionMessage
 from shared.domain.vocabulary import ActionStatus, Channel, Importance, RuleKind, Trigger
 from shared.rules.expressions import CompiledExpression
 
+# Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
+_SUPPRESSED = ActionStatus.SUPPRESSED
+
 
 @dataclass(frozen=True)
 class ActionSpec:
@@ -131,7 +134,7 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != ActionStatus.SUPPRESSED:
+            if action.after and action.status != _SUPPRESSED:
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
@@ -139,4 +142,4 @@ class Firing:
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
         return [(action, build(action)) for action in self.actions
-                if action.status != ActionStatus.SUPPRESSED and not action.after]
+                if action.status != _SUPPRESSED and not action.after]
