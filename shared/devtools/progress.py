@@ -16,8 +16,8 @@ class Progress:
                  interval: float = 0.2):
         stream = stream or sys.stderr
         tty = getattr(stream, "isatty", lambda: False)()
-        self._bar = tqdm(total=total, desc=label, file=stream, mininterval=interval if tty else max(interval, 5.0),
-                         dynamic_ncols=tty, ascii=not tty, leave=True)
+        self._bar = tqdm(total=total, desc=label, file=stream if tty else _Lines(stream),
+                         mininterval=interval if tty else max(interval, 5.0), dynamic_ncols=tty, ascii=not tty)
 
     def advance(self, n: int = 1) -> None:
         self._bar.update(n)
@@ -27,10 +27,25 @@ class Progress:
         bar = self._bar
         if bar.total and bar.n < bar.total:
             bar.total = bar.n  # the total was an estimate (e.g. physical lines of a CSV)
-        bar.refresh()
         elapsed = bar.format_dict["elapsed"]
         bar.close()
         return elapsed
+
+
+class _Lines:
+    """tqdm redraws its line with carriage returns even into a file or pipe, where a log then shows one endless
+    line; this turns each redraw into a line of its own."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def count_lines(path) -> int:
