@@ -7,52 +7,28 @@ application/json` on GET) gets JSON. Errors map to status codes through function
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response, status_for
+from functions.http import form_fields, handle_errors, html_response, json_response, status_for, wants_json
 from shared.approvals.flow import PENDING, AlreadyDecided, Approval
 from shared.container import get_container
-from shared.domain.errors import CrmflowError, InvalidInput
+from shared.domain.errors import CrmflowError
 from shared.web import approval_pages as pages
 
 log = logging.getLogger("crmflow.functions.approvals")
 bp = func.Blueprint()
 
 
-def _wants_json(req: func.HttpRequest) -> bool:
-    if req.method == "POST":
-        return (req.headers.get("Content-Type") or "").lower().startswith("application/json")
-    accept = (req.headers.get("Accept") or "").lower()
-    return "application/json" in accept and "text/html" not in accept
-
-
 def _form(req: func.HttpRequest) -> dict[str, str]:
-    """POST fields from JSON or a urlencoded form; a token in the query string counts too."""
-    fields: dict[str, str] = {}
-    body = req.get_body()
-    if body:
-        if _wants_json(req):
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidInput("the body is not JSON") from None
-            if not isinstance(data, dict):
-                raise InvalidInput("the body must be a JSON object")
-            fields = {k: str(v) for k, v in data.items() if isinstance(v, str)}
-        else:
-            fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
-    fields.setdefault("token", req.params.get("token") or "")
-    return fields
+    """POST fields (text values only: a decision and a token)."""
+    return {k: v for k, v in form_fields(req).items() if isinstance(v, str)}
 
 
 def _html(page: pages.Page) -> func.HttpResponse:
-    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
-                             headers=dict(pages.HEADERS))
+    return html_response(page.html, page.status, pages.HEADERS)
 
 
 def _lang(container, approval: Approval | None, req: func.HttpRequest) -> str:
@@ -75,7 +51,7 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
     flow = container.approvals
     now = datetime.fromtimestamp(container.clock(), UTC)
     approval_id = req.route_params.get("id", "")
-    as_json = _wants_json(req)
+    as_json = wants_json(req)
     approval = None
     try:
         if req.method == "GET":

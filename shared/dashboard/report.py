@@ -9,6 +9,7 @@ seconds, so call it for a report, not on every page view.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from html import escape
@@ -39,29 +40,29 @@ def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: Appr
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
-    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount"])
+    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount", "campaign"])
     by = {name: Counter() for name in ("kind", "owner", "status", "month")}
     outcome: dict[str, Counter] = defaultdict(Counter)
     earned: Counter = Counter()
-    campaigns: dict[str, Counter] = defaultdict(Counter)
+    campaigns: dict[str, _Tally] = defaultdict(_Tally)
+    rules: dict[str, _Tally] = defaultdict(_Tally)
     total = 0
     for row in rows:
         total += 1
         kind, status = row.get("kind") or "(none)", row.get("status") or "(none)"
+        month = row.get("month") or "(none)"
+        amount = _finite(row.get("amount")) if status == WON else 0.0
         by["kind"][kind] += 1
         by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
         by["status"][status] += 1
-        by["month"][row.get("month") or "(none)"] += 1
+        by["month"][month] += 1
         if status in (WON, LOST):
             outcome[kind][status] += 1
-        if status == WON and row.get("amount"):
-            earned[kind] += float(row["amount"])
+        earned[kind] += amount
+        rule = row.get("rule") or "(none)"
+        rules[rule].add(status, month, amount, kind=kind, campaign=row.get("campaign"))
         if kind == "campaign":
-            campaign = campaigns[row.get("rule") or "(none)"]
-            campaign["opportunities"] += 1
-            campaign[status] += 1
-            if status == WON:
-                campaign["revenue"] += float(row.get("amount") or 0)
+            campaigns[row.get("campaign") or rule].add(status, month, amount, rule=rule)
     conversion = {
         kind: {"won": counts[WON], "lost": counts[LOST],
                "rate": round(counts[WON] / (counts[WON] + counts[LOST]), 3), "amount_won": earned[kind]}
@@ -71,9 +72,48 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
         "by_kind": dict(by["kind"].most_common()), "by_owner": dict(by["owner"].most_common()),
         "by_status": dict(by["status"].most_common()), "by_month": dict(sorted(by["month"].items())),
         "conversion": conversion, "amount_won": sum(earned.values()),
-        "campaigns": {rule: {"opportunities": c["opportunities"], "won": c[WON], "lost": c[LOST],
-                             "revenue": c["revenue"]} for rule, c in sorted(campaigns.items())},
+        "campaigns": {campaign: tally.to_dict() for campaign, tally in sorted(campaigns.items())},
+        "rules": {rule: tally.to_dict() for rule, tally in sorted(rules.items())},
     }
+
+
+class _Tally:
+    """Opportunities, won, lost and revenue won of one campaign or rule, in all and per month of detection."""
+
+    def __init__(self) -> None:
+        self.total: Counter = Counter()
+        self.months: dict[str, Counter] = defaultdict(Counter)
+        self.labels: dict[str, Any] = {}
+        self.rules: set[str] = set()
+
+    def add(self, status: str, month: str, amount: float, *, rule: str | None = None, **labels: Any) -> None:
+        for counts in (self.total, self.months[month]):
+            counts["opportunities"] += 1
+            counts[status] += 1
+            counts["revenue_won"] += amount
+        self.labels.update({k: v for k, v in labels.items() if v is not None or k not in self.labels})
+        if rule:
+            self.rules.add(rule)
+
+    @staticmethod
+    def _counts(counts: Counter) -> dict[str, Any]:
+        return {"opportunities": counts["opportunities"], "won": counts[WON], "lost": counts[LOST],
+                "revenue_won": counts["revenue_won"]}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {**self.labels, **self._counts(self.total)}
+        data["revenue"] = data["revenue_won"]  # the name the first dashboard used
+        if self.rules:
+            data["rules"] = sorted(self.rules)
+        data["by_month"] = {month: self._counts(c) for month, c in sorted(self.months.items())}
+        return data
+
+
+def _finite(value: Any) -> float:
+    """Amounts as numbers JSON can carry (rows written before amounts were checked may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
 
 
 def _journey(storage: Storage, now: datetime, journey: Journey | None = None) -> dict[str, Any]:
@@ -155,8 +195,11 @@ def dashboard_html(data: dict[str, Any]) -> str:
         table("By month", list(opp["by_month"].items()), ("month", "count")),
         table("Conversion", [(k, v["won"], v["lost"], f"{v['rate']:.0%}", v["amount_won"])
                              for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
-        table("Campaigns", [(r, v["opportunities"], v["won"], v["lost"], v["revenue"])
-                            for r, v in opp["campaigns"].items()], ("rule", "opportunities", "won", "lost", "revenue")),
+        table("Campaigns", [(c, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
+                            for c, v in opp["campaigns"].items()],
+              ("campaign", "opportunities", "won", "lost", "revenue won")),
+        table("Rules", [(r, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
+                        for r, v in opp["rules"].items()], ("rule", "opportunities", "won", "lost", "revenue won")),
         table("Journey stages", [(stage, n, _or_dash(journey["median_days"].get(stage)),
                                   _or_dash(journey["past_sla"].get(stage))) for stage, n in journey["stages"].items()],
               ("stage", "customers", "median days", "past SLA")),

@@ -32,6 +32,7 @@ from shared.domain.model import Customer
 from shared.domain.names import CHANNEL_QUEUES, SWEEP_SHARDS
 from shared.domain.schedule import next_business_slot
 from shared.journeys.engine import has_pending
+from shared.opportunities.attribution import attribute, closed_deal
 from shared.opportunities.ledger import (
     NEEDS_APPROVAL,
     QUEUED,
@@ -42,7 +43,7 @@ from shared.opportunities.ledger import (
     row_key,
 )
 from shared.rules import Evaluator
-from shared.rules.model import Firing
+from shared.rules.model import Firing, RuleSet
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class Planner:
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
                      owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=actions, messages=tuple(messages), held=tuple(held))
+                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
@@ -274,6 +275,8 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
         if updated is not None and journeys is not None:
             updated, _ = journeys.advance(updated, now=now, prev=current, cause=f"{event.source}:{event.event_id}")
         if updated == current:
+            # A redelivery after a crash between the write and the attribution: attribute now (idempotent).
+            attribute_outcome(planner.ledger, evaluator.ruleset, current, event, now)
             report = PlanReport()
             if current is not None and journeys is not None and has_pending(current):
                 report = journeys.complete(current, now, etag=stored.etag, recovering=True)
@@ -288,6 +291,7 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
             continue  # another event for this customer won the race: re-read and merge again
     else:
         raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
+    attribute_outcome(planner.ledger, evaluator.ruleset, updated, event, now)
     firings = evaluator.evaluate(updated, now=now, trigger="change", prev=current)
     report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
     if journeys is not None:
@@ -295,6 +299,16 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
                                      recovering=bool(current and has_pending(current))))
     report.customers = 1
     return EventOutcome(customer_id, True, False, report)
+
+
+def attribute_outcome(ledger: OpportunityLedger, ruleset: RuleSet, customer: Customer | None, event: CrmEvent,
+                      now: datetime) -> None:
+    """A won or lost deal closes the open opportunity it answers (`shared/opportunities/attribution.py`)."""
+    if customer is None or event.entity != "deal":
+        return
+    deal = closed_deal(customer, event)
+    if deal is not None:
+        attribute(ledger, ruleset, customer, deal, event.source, now)
 
 
 def summarize_reports(reports: Iterable[PlanReport]) -> PlanReport:

@@ -61,7 +61,12 @@ def language(locale: str | None) -> str:
 
 
 def _page(lang: str, body: str) -> str:
-    title = html.escape(_TEXT[lang]["title"])
+    return layout(lang, _TEXT[lang]["title"], body)
+
+
+def layout(lang: str, title: str, body: str) -> str:
+    """The small self-contained page every link answers with (`body` is HTML the caller escaped)."""
+    title = html.escape(title)
     return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
             '<meta name="referrer" content="no-referrer">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
