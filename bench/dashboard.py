@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
+from azure.core.exceptions import ServiceResponseError
 from azure.data.tables import TransactionOperation
 
 from shared.container import Container
@@ -97,7 +98,14 @@ def seed(container: Container, start: int, stop: int, owners: int, shards: int) 
 
     def submit(batch):
         table, rows = batch
-        container.tables.table(table).submit_transaction([(TransactionOperation.UPSERT, row) for row in rows])
+        for attempt in range(5):  # upserts are idempotent: a connection Azurite dropped under load is retried
+            try:
+                container.tables.table(table).submit_transaction([(TransactionOperation.UPSERT, r) for r in rows])
+                return
+            except ServiceResponseError:
+                if attempt == 4:
+                    raise
+                time.sleep(1 + attempt)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(submit, batches))

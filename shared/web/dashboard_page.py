@@ -82,7 +82,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "next": "Next page", "first": "First page", "amount": "Amount",
         "actions": {"in_progress": "In progress", "won": "Won", "lost": "Not now"},
         "saved": "Saved", "failed": "Could not save", "overdue": "overdue",
-        "signed_in": "Signed in as", "name": "Name", "opportunities": "Opportunities", "revenue": "Revenue",
+        "signed_in": "Signed in as", "name": "Name", "opportunities": "Opps.", "revenue": "Revenue",
         "won_lost": "Won / lost", "no_actions": "Recording outcomes needs the link signing key",
         "kinds": {"cross_sell": "Cross-sell", "upsell": "Upsell", "lifecycle": "Lifecycle", "journey": "Journey",
                   "campaign": "Campaign", "alert": "Alert"},
