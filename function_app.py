@@ -11,6 +11,7 @@ from functions import (
     housekeeping,
     journeys,
     opportunities,
+    outcomes,
     pipeline,
     senders,
     unsubscribe,
@@ -19,5 +20,5 @@ from functions import (
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp, opportunities.bp,
-                  approvals.bp, dashboard.bp, housekeeping.bp, journeys.bp):
+                  outcomes.bp, approvals.bp, dashboard.bp, housekeeping.bp, journeys.bp):
     app.register_functions(blueprint)

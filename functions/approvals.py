@@ -7,17 +7,15 @@ application/json` on GET) gets JSON. Errors map to status codes through function
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 
 import azure.functions as func
 
-from functions.http import handle_errors, html_response, json_response, status_for
+from functions.http import form_fields, handle_errors, html_response, json_response, status_for, wants_json
 from shared.approvals.flow import AlreadyDecided, Approval
 from shared.container import get_container
-from shared.domain.errors import CrmflowError, InvalidInput
+from shared.domain.errors import CrmflowError
 from shared.web import approvals as approval_pages
 from shared.web.pages import language
 
@@ -25,30 +23,9 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
-def _wants_json(req: func.HttpRequest) -> bool:
-    if req.method == "POST":
-        return (req.headers.get("Content-Type") or "").lower().startswith("application/json")
-    accept = (req.headers.get("Accept") or "").lower()
-    return "application/json" in accept and "text/html" not in accept
-
-
 def _form(req: func.HttpRequest) -> dict[str, str]:
-    """POST fields from JSON or a urlencoded form; a token in the query string counts too."""
-    fields: dict[str, str] = {}
-    body = req.get_body()
-    if body:
-        if _wants_json(req):
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidInput("the body is not JSON") from None
-            if not isinstance(data, dict):
-                raise InvalidInput("the body must be a JSON object")
-            fields = {k: str(v) for k, v in data.items() if isinstance(v, str)}
-        else:
-            fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
-    fields.setdefault("token", req.params.get("token") or "")
-    return fields
+    """POST fields (text values only: a decision and a token)."""
+    return {k: v for k, v in form_fields(req).items() if isinstance(v, str)}
 
 
 def _lang(container, approval: Approval | None, req: func.HttpRequest) -> str:
@@ -67,7 +44,7 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
     flow = container.approvals
     now = datetime.fromtimestamp(container.clock(), UTC)
     approval_id = req.route_params.get("id", "")
-    as_json = _wants_json(req)
+    as_json = wants_json(req)
     approval = None
     try:
         if req.method == "GET":

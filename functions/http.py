@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 import azure.functions as func
 
@@ -69,3 +70,30 @@ def handle_errors(handler: Callable[..., func.HttpResponse]) -> Callable[..., fu
             return json_response({"error": "InternalError", "message": "internal error", "retryable": True}, 500)
 
     return wrapper
+
+
+# --- the small pages answering signed links (approvals, opportunity outcomes) --------------------------------------
+def wants_json(req: func.HttpRequest) -> bool:
+    """JSON for API callers (`Content-Type: application/json` on POST, `Accept: application/json` on GET)."""
+    if req.method == "POST":
+        return (req.headers.get("Content-Type") or "").lower().startswith("application/json")
+    accept = (req.headers.get("Accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+def form_fields(req: func.HttpRequest) -> dict:
+    """POST fields from JSON (values as sent) or a urlencoded form; a token in the query string counts too."""
+    fields: dict = {}
+    body = req.get_body()
+    if body:
+        if wants_json(req):
+            try:
+                fields = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise errors.InvalidInput("the body is not JSON") from None
+            if not isinstance(fields, dict):
+                raise errors.InvalidInput("the body must be a JSON object")
+        else:
+            fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+    fields.setdefault("token", req.params.get("token") or "")
+    return fields

@@ -65,3 +65,18 @@ def generic_request(body: bytes | None = None, now: datetime = NOW, secret: str 
 
 def wall_clock_now() -> datetime:
     return datetime.fromtimestamp(time.time(), UTC)
+
+
+class NoBroker:
+    """Parsing tests never publish."""
+
+    def publish(self, queue, messages):  # pragma: no cover - would be a test bug
+        raise AssertionError("parse() must not publish")
+
+
+def parsing_intake(tmp_path: Path):
+    """A WebhookIntake with every source's secret set, on the tests' fixed clock, that must never publish."""
+    from shared.crm.ingest import WebhookIntake
+    from tests.conftest import make_settings
+
+    return WebhookIntake(make_settings(tmp_path, **SECRETS_ENV), NoBroker(), clock=lambda: NOW)

@@ -5,6 +5,11 @@ Webhook: the body is a JSON RemoteExecutionContext (`MessageName`, `PrimaryEntit
 WebhookKey auth sends as `?code=` — the platform checks it before the function runs (route authLevel FUNCTION).
 Over 256 KB Dataverse strips the context and sets `x-ms-dynamics-msg-size-exceeded`; the event is then queued with
 `needs_refetch` and the `crm-events` consumer re-queries the record through `DataverseClient.fetch_record`.
+
+Closing an opportunity does not send a `Target`: `Win` / `Lose` carry `InputParameters[OpportunityClose]` (the
+opportunityclose activity: `opportunityid`, `actualrevenue`, `actualend`) and `Status` (the status reason), and
+`SetState` / `SetStateDynamicEntity` carry `EntityMoniker` (the record), `State` and `Status`. They are read as the
+changed columns `statecode` (Win → 1, Lose → 2), `statuscode`, `actualvalue` and `actualclosedate`.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
     occurred_at = _context_time(context.get("OperationCreatedOn"))
     stripped = request.header(SIZE_EXCEEDED_HEADER) is not None
 
-    target = _target_attributes(context, entity) if operation != "delete" and not stripped else {}
+    target = _target_attributes(context, entity, message.lower()) if operation != "delete" and not stripped else {}
     image = {} if stripped else _image_attributes(context.get("PostEntityImages"), "PostEntityImages")
     if operation == "delete":
         image = _image_attributes(context.get("PreEntityImages"), "PreEntityImages")
@@ -125,11 +130,54 @@ def _entity_attributes(value: Any, where: str) -> dict[str, Any]:
     return _pairs(value.get("Attributes"), f"{where}.Attributes")
 
 
-def _target_attributes(context: Mapping, entity: EntityMapping) -> dict[str, Any]:
+_CLOSE_STATE = {"win": 1, "lose": 2}  # opportunity statecode: 1 Won, 2 Lost
+
+
+def _target_attributes(context: Mapping, entity: EntityMapping, message: str = "update") -> dict[str, Any]:
     parameters = _pairs(context.get("InputParameters"), "InputParameters")
+    if message in _CLOSE_STATE:
+        return _close_attributes(parameters, message)
+    if message in ("setstate", "setstatedynamicentity"):
+        return _set_state_attributes(parameters)
     if "Target" not in parameters:
         raise InvalidInput("is required (InputParameters[Target])", Location(field="Target"))
     return _entity_attributes(parameters["Target"], "InputParameters.Target")
+
+
+def _close_attributes(parameters: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """Win / Lose: the opportunityclose activity and the new status reason, as the opportunity's own columns."""
+    if "OpportunityClose" not in parameters:
+        raise InvalidInput("is required (InputParameters[OpportunityClose])", Location(field="OpportunityClose"))
+    close = _entity_attributes(parameters["OpportunityClose"], "InputParameters.OpportunityClose")
+    attributes: dict[str, Any] = {"statecode": {"Value": _CLOSE_STATE[message]}}
+    if "Status" in parameters:
+        attributes["statuscode"] = _option_value(parameters["Status"], "Status")
+    if close.get("actualrevenue") is not None:
+        attributes["actualvalue"] = close["actualrevenue"]
+    if close.get("actualend") is not None:
+        attributes["actualclosedate"] = close["actualend"]
+    return attributes
+
+
+def _set_state_attributes(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """SetState / SetStateDynamicEntity: `EntityMoniker` names the record, `State` and `Status` the new state."""
+    moniker = parameters.get("EntityMoniker")
+    if not isinstance(moniker, Mapping):
+        raise InvalidInput("is required (InputParameters[EntityMoniker])", Location(field="EntityMoniker"))
+    if "State" not in parameters:
+        raise InvalidInput("is required (InputParameters[State])", Location(field="State"))
+    attributes = {"statecode": _option_value(parameters["State"], "State")}
+    if "Status" in parameters:
+        attributes["statuscode"] = _option_value(parameters["Status"], "Status")
+    return attributes
+
+
+def _option_value(value: Any, where: str) -> dict[str, int]:
+    """An OptionSetValue {"Value": n} or a bare number."""
+    raw = value.get("Value") if isinstance(value, Mapping) else value
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise InvalidInput("must be an OptionSetValue", Location(field=where))
+    return {"Value": raw}
 
 
 def _image_attributes(value: Any, where: str) -> dict[str, Any]:

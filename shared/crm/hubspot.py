@@ -4,6 +4,8 @@ v3 signature (HubSpot's "Validating requests"): base64(HMAC-SHA256(client_secret
 timestamp)), where `uri` is the full URL HubSpot called with a documented set of percent-escapes decoded and
 `timestamp` is X-HubSpot-Request-Timestamp in epoch milliseconds; requests older than 5 minutes are refused.
 A request carries up to 100 events; each names one object and, for property changes, one property.
+A `*.merge` event (`primaryObjectId`, `mergedObjectIds`, `newObjectId`) deletes the contacts merged away: HubSpot
+keeps only the surviving record (`newObjectId`, else `objectId`), whose own events carry the merged data.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ _URI_DECODES = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24
                 "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
 _ACTIONS = {"creation": "create", "propertychange": "update", "deletion": "delete", "privacydeletion": "delete",
             "restore": "create"}
-_IGNORED_ACTIONS = {"associationchange", "merge"}  # nothing to apply to the customer record
+_IGNORED_ACTIONS = {"associationchange"}  # nothing to apply to the customer record
+MAX_MERGED = 100
 
 
 def decode_uri(uri: str) -> str:
@@ -96,10 +99,44 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
         raise InvalidInput(f"at most {MAX_EVENTS} events per request, got {len(payload)}")
     events = []
     for index, item in enumerate(payload):
+        if isinstance(item, Mapping) and str(item.get("subscriptionType", "")).lower().endswith(".merge"):
+            events += _merge_events(item, f"[{index}]", mapping, received_at)
+            continue
         event = _event(item, f"[{index}]", mapping, received_at)
         if event is not None:
             events.append(event)
     return events
+
+
+def _merge_events(item: Mapping, where: str, mapping: VendorMapping, received_at: datetime) -> list[CrmEvent]:
+    """Deletes for the records a merge removed (customers only: a merged deal's data moves with its events)."""
+    event_id = require(item, "eventId", int, f"{where}.eventId")
+    subscription_id = require(item, "subscriptionId", int, f"{where}.subscriptionId")
+    portal_id = require(item, "portalId", int, f"{where}.portalId")
+    occurred_at = utc_from_millis(require(item, "occurredAt", int, f"{where}.occurredAt"), f"{where}.occurredAt")
+    subscription = require(item, "subscriptionType", str, f"{where}.subscriptionType")
+    object_name = subscription.partition(".")[0]
+    if object_name == "object":
+        object_name = require(item, "objectTypeId", str, f"{where}.objectTypeId")
+    entity = mapping.entity(object_name, f"{where}.subscriptionType")
+    if entity.kind != "customer":
+        return []
+    primary = check_record_id(require(item, "primaryObjectId", (int, str), f"{where}.primaryObjectId"),
+                              f"{where}.primaryObjectId")
+    merged = require(item, "mergedObjectIds", list, f"{where}.mergedObjectIds")
+    if len(merged) > MAX_MERGED:
+        raise InvalidInput(f"at most {MAX_MERGED} merged ids", Location(field=f"{where}.mergedObjectIds"))
+    merged_ids = [check_record_id(value, f"{where}.mergedObjectIds[{i}]") for i, value in enumerate(merged)]
+    survivor_raw = item.get("newObjectId") or item.get("objectId") or primary
+    survivor = check_record_id(survivor_raw, f"{where}.newObjectId")
+    gone = [record_id for record_id in dict.fromkeys([primary, *merged_ids]) if record_id != survivor]
+    return [CrmEvent(
+        source=SOURCE, entity="customer", record_id=record_id, operation="delete",
+        event_id=f"{portal_id}-{subscription_id}-{event_id}-{record_id}", occurred_at=occurred_at,
+        record={"id": mapping.customer_id(record_id)}, received_at=received_at,
+        extra={"crm_entity": entity.name, "subscription_type": subscription, "portal_id": portal_id,
+               "merged_into": mapping.customer_id(survivor)},
+    ) for record_id in gone]
 
 
 def _event(item: Any, where: str, mapping: VendorMapping, received_at: datetime) -> CrmEvent | None:

@@ -14,8 +14,10 @@ File format (see mappings/dataverse.yaml for a commented example):
           emailaddress1: email                     # column: target (type text)
           birthdate: {to: birthday, type: date}    # column: {to, type, options, separator}
 
-Targets of a `customer` entity: canonical fields (`email`, `owner`, `plan`, `updated_at`, ...), or dotted paths
-into `owner.`/`manager.`/`usage.`/`custom.`. Targets of a `deal` entity: `customer` (a reference to the contact or
+Targets of a `customer` entity: canonical fields (`email`, `owner`, `plan`, `updated_at`, ...), dotted paths
+into `owner.`/`manager.`/`usage.`/`custom.`, or `contact_name.given` / `contact_name.family` (first and last name
+columns joined into `contact_name`, in the entity's `name_order`: `given_first` (default) or `family_first`).
+Targets of a `deal` entity: `customer` (a reference to the contact or
 account, becomes `customer_id`), `customer_email`, `deal.<field>`, `purchase.<field>`, `updated_at`.
 
 Types convert the CRM's wire values: `text`, `number`, `money` (Dataverse Money `{"Value": n}` or a number),
@@ -24,6 +26,13 @@ Types convert the CRM's wire values: `text`, `number`, `money` (Dataverse Money 
 EntityReference, Zoho lookup `{id, name}`, or a bare id), `owner` (a reference resolved to a rep through
 `owners`, or carrying its own email as Zoho's does), `list` (a list, or text split on `separator`, default `;`).
 A value of the wrong shape raises InvalidInput naming the CRM column.
+
+Deal stages are facts only once normalised: `stages:` maps the CRM's own stage values (case-insensitive) onto
+`won` and `lost`, e.g. `stages: {won: ["Closed Won"], lost: ["Closed Lost"]}`; any other stage is an open one and
+kept as the CRM names it. A deal mapping `deal.is_won` and `deal.is_closed` (Salesforce `IsWon`/`IsClosed`) gets
+its stage from them when closed. Only won deals make purchases (shared/crm/merge.py).
+
+An unknown key anywhere in the file is an error naming the file and line, never ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +52,14 @@ from shared.domain.model import CUSTOMER_FIELDS, Purchase
 from shared.domain.numbers import parse_number
 from shared.domain.vocabulary import RecordKind
 
+KINDS = ("customer", "deal")
+WON, LOST = "won", "lost"
+CLOSED_STAGES = (WON, LOST)
+FILE_KEYS = ("id_prefix", "owners", "entities", "stages")
+ENTITY_KEYS = ("kind", "aliases", "id", "fields", "name_order")
+NAME_PARTS = ("contact_name.given", "contact_name.family")  # first / last name columns, joined into contact_name
+NAME_ORDERS = ("given_first", "family_first")
+FIELD_KEYS = ("to", "type", "options", "separator")
 TYPES = ("text", "number", "money", "date", "datetime", "bool", "option", "reference", "owner", "list")
 _NESTED_PREFIXES = ("owner.", "manager.", "usage.", "custom.")
 _PERSON_KEYS = ("name", "email", "aad_object_id")
@@ -75,12 +92,68 @@ class MappedRecord:
 
 
 @dataclass(frozen=True)
+class StageTable:
+    """CRM stage values (normalised: trimmed, case-folded) → `won` | `lost`; others are open and kept as sent."""
+
+    closed: Mapping[str, str]
+
+    def normalise(self, raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        return self.closed.get(raw.strip().casefold(), raw)
+
+
+def parse_stage_table(data: Any, fail: Callable[[str, str], Exception]) -> StageTable:
+    """`{won: [values], lost: [values]}` → StageTable; anything else raises through `fail(message, where)`."""
+    if data is None:
+        return StageTable({})
+    if not isinstance(data, Mapping) or set(data) - set(CLOSED_STAGES):
+        raise fail("stages must be {won: [CRM values], lost: [CRM values]}", "stages")
+    closed: dict[str, str] = {}
+    for stage in CLOSED_STAGES:
+        values = data.get(stage) or []
+        if not isinstance(values, list) or not all(isinstance(v, str | int) and not isinstance(v, bool)
+                                                   for v in values):
+            raise fail(f"stages.{stage} must be a list of the CRM's stage values", f"stages.{stage}")
+        for value in values:
+            key = str(value).strip().casefold()
+            if closed.get(key, stage) != stage:
+                raise fail(f"stage value {value!r} is both won and lost", f"stages.{stage}")
+            closed[key] = stage
+    return StageTable(closed)
+
+
+def yaml_key_lines(text: str) -> dict[str, int]:
+    """Dotted key path → 1-based line of every mapping key in a YAML document (for errors naming the line)."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = f"{path}.{key.value}" if path else str(key.value)
+                lines.setdefault(name, key.start_mark.line + 1)
+                walk(value, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{path}[{index}]")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+@dataclass(frozen=True)
 class EntityMapping:
     name: str
     kind: str
     fields: Mapping[str, FieldRule]
     id_column: str | None = None
     aliases: tuple[str, ...] = ()
+    name_order: str = "given_first"
 
 
 @dataclass(frozen=True)
@@ -89,6 +162,7 @@ class VendorMapping:
     entities: Mapping[str, EntityMapping]
     id_prefix: str = ""
     owners: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    stages: StageTable = field(default_factory=lambda: StageTable({}))
 
     def entity(self, name: Any, where: str = "entity") -> EntityMapping:
         """The mapping of a CRM entity; InvalidInput for an entity nobody mapped."""
@@ -99,6 +173,10 @@ class VendorMapping:
             raise InvalidInput(f"unknown entity {str(name)[:60]!r}: mappings/{self.vendor}.yaml does not map it",
                                Location(field=where))
         return found
+
+    def find(self, name: str) -> EntityMapping | None:
+        """The mapping of a CRM entity, or None when nobody mapped it."""
+        return self.entities.get(name.lower())
 
     def canonical_record(self, entity: EntityMapping, record_id: str, mapped: dict) -> dict:
         """Mapped fields plus the ids: the canonical customer id, or the deal id inside `deal`."""
@@ -118,6 +196,7 @@ class VendorMapping:
         changed: list[str] = []
         updated_at = None
         unresolved = None
+        name_parts: dict[str, str | None] = {}
         for column, raw in values.items():
             rule = entity.fields.get(column)
             if rule is None:
@@ -137,9 +216,37 @@ class VendorMapping:
             if rule.target == "updated_at" and value is not None:
                 updated_at = datetime.fromisoformat(value) if isinstance(value, str) else value
                 value = updated_at.isoformat()
+            if rule.target == "deal.stage":
+                value = self.stages.normalise(value)
+            if rule.target in NAME_PARTS:
+                name_parts[rule.target] = value
+                continue
             _put(record, entity.kind, rule.target, value, self)
             changed.append(rule.target)
+        if name_parts and "contact_name" not in record:
+            given, family = name_parts.get("contact_name.given"), name_parts.get("contact_name.family")
+            ordered = (family, given) if entity.name_order == "family_first" else (given, family)
+            record["contact_name"] = " ".join(part.strip() for part in ordered if part and part.strip()) or None
+            changed.append("contact_name")
+        if entity.kind == "deal":
+            _stage_from_flags(record, changed)
         return MappedRecord(record, tuple(changed), updated_at, unresolved)
+
+
+def _stage_from_flags(record: dict, changed: list[str]) -> None:
+    """Salesforce names the outcome in IsWon/IsClosed (StageName is the org's own picklist)."""
+    deal = record.get("deal")
+    if not deal or ("is_won" not in deal and "is_closed" not in deal):
+        return
+    won, closed = deal.pop("is_won", None), deal.pop("is_closed", None)
+    if won is True:
+        deal["stage"] = WON
+    elif closed is True:
+        deal["stage"] = LOST
+    else:
+        return
+    if "deal.stage" not in changed:
+        changed.append("deal.stage")
 
 
 def _put(record: dict, kind: str, target: str, value: Any, vendor: VendorMapping) -> None:
@@ -312,18 +419,36 @@ def load_mapping(directory: Path, vendor: str) -> VendorMapping:
 def _load(path: str, vendor: str, stamp: int) -> VendorMapping:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
+            text = handle.read()
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise InvalidInput(f"not valid YAML: {exc}", Location(file=path)) from None
-    return parse_mapping(data, vendor, path)
+    return parse_mapping(data, vendor, path, yaml_key_lines(text))
 
 
-def parse_mapping(data: Any, vendor: str, source: str = "<mapping>") -> VendorMapping:
+def parse_mapping(data: Any, vendor: str, source: str = "<mapping>",
+                  lines: Mapping[str, int] | None = None) -> VendorMapping:
+    """Validate a parsed mapping file; `lines` (from `yaml_key_lines`) lets errors name the line."""
+    lines = lines or {}
+
     def fail(message: str, where: str) -> InvalidInput:
-        return InvalidInput(message, Location(file=source, field=where))
+        line = lines.get(where)
+        while line is None and "." in where:  # the nearest enclosing key that has a line
+            where_up = where.rsplit(".", 1)[0]
+            line = lines.get(where_up)
+            where = where_up if line is None else where
+        return InvalidInput(message, Location(file=source, line=line, field=where))
+
+    def unknown(given: Mapping, allowed: tuple[str, ...], where: str) -> None:
+        for key in given:
+            if str(key) not in allowed:
+                path = f"{where}.{key}" if where else str(key)
+                raise InvalidInput(f"unknown key {str(key)[:60]!r} (allowed: {', '.join(allowed)})",
+                                   Location(file=source, line=lines.get(path), field=path))
 
     if not isinstance(data, Mapping):
         raise fail("a mapping file must be an object", "(top)")
+    unknown(data, FILE_KEYS, "")
     prefix = data.get("id_prefix") or ""
     if not isinstance(prefix, str) or any(ch in prefix for ch in "/\\#?"):
         raise fail("must be text without / \\ # ?", "id_prefix")
@@ -345,6 +470,7 @@ def parse_mapping(data: Any, vendor: str, source: str = "<mapping>") -> VendorMa
         where = f"entities.{name}"
         if not isinstance(spec, Mapping):
             raise fail("must be an object with kind and fields", where)
+        unknown(spec, ENTITY_KEYS, where)
         kind = spec.get("kind", "customer")
         if kind not in tuple(RecordKind):
             raise fail(f"kind must be one of {', '.join(RecordKind)}", f"{where}.kind")
@@ -353,14 +479,19 @@ def parse_mapping(data: Any, vendor: str, source: str = "<mapping>") -> VendorMa
             raise fail("must map at least one column", f"{where}.fields")
         rules: dict[str, FieldRule] = {}
         for column, target_spec in fields_raw.items():
+            if isinstance(target_spec, Mapping):
+                unknown(target_spec, FIELD_KEYS, f"{where}.fields.{column}")
             rules[str(column)] = _rule(str(column), target_spec, kind, f"{where}.fields.{column}", fail)
         aliases = tuple(str(alias) for alias in (spec.get("aliases") or ()))
-        entity = EntityMapping(str(name), kind, rules, spec.get("id"), aliases)
+        name_order = spec.get("name_order", "given_first")
+        if name_order not in NAME_ORDERS:
+            raise fail(f"name_order must be one of {', '.join(NAME_ORDERS)}", f"{where}.name_order")
+        entity = EntityMapping(str(name), kind, rules, spec.get("id"), aliases, name_order)
         for key in (str(name), *aliases):
             if key.lower() in entities:
                 raise fail(f"entity name {key!r} is mapped twice", where)
             entities[key.lower()] = entity
-    return VendorMapping(vendor, entities, prefix, owners)
+    return VendorMapping(vendor, entities, prefix, owners, parse_stage_table(data.get("stages"), fail))
 
 
 def _rule(column: str, spec: Any, kind: str, where: str, fail: Callable[[str, str], InvalidInput]) -> FieldRule:
@@ -392,6 +523,8 @@ def _valid_target(target: str, kind: str) -> bool:
         head, _, key = target.partition(".")
         # Deal keeps unknown keys in `extra`, so any deal.<key> is allowed.
         return (head == "deal" and bool(key) and key != "id") or (head == "purchase" and key in _PURCHASE_KEYS)
+    if target in NAME_PARTS:
+        return True
     if target.startswith(_NESTED_PREFIXES):
         head, key = target.split(".", 1)
         return bool(key) and (head not in ("owner", "manager") or key in _PERSON_KEYS)

@@ -106,6 +106,9 @@ def _apply_deal(current: Customer | None, event: CrmEvent, record: dict, when: d
         deal = existing if existing is not None else {"id": deal_id}
         if existing is None:
             deals.append(deal)
+        sent_product = (record.get("purchase") or {}).get("product")
+        if sent_product and "product" not in deal_patch:
+            deal_patch["product"] = sent_product  # kept on the deal: a later close (Dataverse Win) names none
         _patch_deal(deal, deal_patch, versions, when, fallback)
         purchases = _purchases_after(purchases, deal, dict(record.get("purchase") or {}), when)
 
@@ -162,7 +165,7 @@ def _purchases_after(purchases: list[dict], deal: dict, patch: dict, when: datet
     others = [p for p in purchases if p.get("deal_id") != deal_id]
     if deal.get("stage") != WON:
         return others
-    product = patch.get("product") or (previous or {}).get("product")
+    product = patch.get("product") or deal.get("product") or (previous or {}).get("product")
     if not product:
         return purchases  # won, but no product mapped: nothing a product rule could use
     amount = patch.get("amount")

@@ -4,10 +4,13 @@ Salesforce signs nothing; the caller is identified by its organisation id, check
 (15- or 18-character ids both match). Up to 100 notifications per call; Salesforce retries for 24 hours until it
 gets `<Ack>true</Ack>`, so each notification's Id is its event id (duplicates die in the broker).
 Outbound messages fire on create and update alike and never on delete, so every event is an `update`.
+A notification for an sObject type the mapping does not know is acknowledged and skipped (with a log line):
+refusing it would only make Salesforce retry it for 24 hours.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -18,6 +21,7 @@ from shared.crm.mapping import VendorMapping
 from shared.domain.errors import InvalidInput, Location, Unauthorized
 from shared.domain.events import CrmEvent
 
+log = logging.getLogger(__name__)
 SOURCE = "salesforce"
 MAX_NOTIFICATIONS = 100
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -65,17 +69,25 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, allowed_orgs:
         raise InvalidInput("at least one Notification is required", Location(field="Notification"))
     if len(items) > MAX_NOTIFICATIONS:
         raise InvalidInput(f"at most {MAX_NOTIFICATIONS} notifications per message, got {len(items)}")
-    return [_event(item, index, mapping, org_id, received_at) for index, item in enumerate(items)]
+    events = [_event(item, index, mapping, org_id, received_at) for index, item in enumerate(items)]
+    return [event for event in events if event is not None]
 
 
-def _event(item: ET.Element, index: int, mapping: VendorMapping, org_id: str, received_at: datetime) -> CrmEvent:
+def _event(item: ET.Element, index: int, mapping: VendorMapping, org_id: str,
+           received_at: datetime) -> CrmEvent | None:
     where = f"Notification[{index}]"
     notification_id = check_record_id(item.findtext(f"{{{OUTBOUND_NS}}}Id") or "", f"{where}.Id")
     sobject = item.find(f"{{{OUTBOUND_NS}}}sObject")
     if sobject is None:
         raise InvalidInput("is required", Location(field=f"{where}.sObject"))
     sobject_type = (sobject.get(f"{{{XSI_NS}}}type") or "").rpartition(":")[2]
-    entity = mapping.entity(sobject_type, f"{where}.sObject")
+    if not sobject_type:
+        raise InvalidInput("names no sObject type (xsi:type)", Location(field=f"{where}.sObject"))
+    entity = mapping.find(sobject_type)
+    if entity is None:
+        log.info("salesforce notification for sObject %s acknowledged and skipped: mappings/%s.yaml does not map it",
+                 sobject_type[:60], mapping.vendor)
+        return None
 
     values: dict[str, str | None] = {}
     for child in sobject:

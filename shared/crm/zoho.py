@@ -5,6 +5,8 @@ equal ZOHO_WEBHOOK_TOKEN (a workflow webhook may send it as the `X-Zoho-Webhook-
 `{"server_time", "module", "ids", "operation", "channel_id", "token", "affected_values": [{"record_id",
 "values"}], ...}`; with `return_affected_field_values` the changed values arrive, lookups as `{name, id}`.
 Zoho sends no event id, so one is derived from channel, server time, operation and record id.
+`affected_fields` (`[{"<record id>": ["Email", ...]}]`) names the fields an update changed: they are the event's
+changed fields, and an update that changed no mapped field is acknowledged without an event.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, token: str | 
     if not ids or len(ids) > MAX_IDS:
         raise InvalidInput(f"must list 1..{MAX_IDS} record ids", Location(field="ids"))
     values_by_id = _affected_values(body.get("affected_values"))
+    fields_by_id = _affected_fields(body.get("affected_fields"))
 
     events = []
     for index, raw_id in enumerate(ids):
@@ -68,16 +71,46 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, token: str | 
         except InvalidInput as exc:
             raise InvalidInput(exc.reason, Location(field=f"affected_values[{record_id}].{exc.location.field}")) \
                 from None
+        changed = mapped.changed
+        affected = fields_by_id.get(record_id)
+        if affected is not None and operation == "update":
+            changed = tuple(dict.fromkeys(
+                _changed_target(entity.fields[name].target) for name in affected if name in entity.fields))
+            if not changed:
+                continue  # only fields nobody mapped changed: nothing to update
         record = mapping.canonical_record(entity, record_id, mapped.record)
         events.append(CrmEvent(
             source=SOURCE, entity=entity.kind, record_id=record_id, operation=operation,
             event_id=f"{channel}-{server_time}-{operation}-{record_id}", occurred_at=mapped.updated_at or occurred_at,
-            changed_fields=mapped.changed, record=record,
+            changed_fields=changed, record=record,
             # Without field values there is nothing to merge: the consumer re-reads the record when it can.
             needs_refetch=operation != "delete" and not values, received_at=received_at,
             extra={"crm_entity": entity.name, "channel_id": str(channel)},
         ))
     return events
+
+
+def _changed_target(target: str) -> str:
+    return "contact_name" if target.startswith("contact_name.") else target
+
+
+def _affected_fields(value: Any) -> dict[str, tuple[str, ...]]:
+    """`[{"<record id>": ["Field", ...]}, ...]` → record id → field API names."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list of {record id: [fields]}", Location(field="affected_fields"))
+    found: dict[str, tuple[str, ...]] = {}
+    for index, item in enumerate(value):
+        where = f"affected_fields[{index}]"
+        if not isinstance(item, Mapping):
+            raise InvalidInput("must be {record id: [fields]}", Location(field=where))
+        for raw_id, names in item.items():
+            record_id = check_record_id(raw_id, where)
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise InvalidInput("must list field API names", Location(field=f"{where}.{record_id}"))
+            found[record_id] = (*found.get(record_id, ()), *names)
+    return found
 
 
 def _affected_values(value: Any) -> dict[str, Mapping[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from shared.crm.mapping import WON, StageTable, parse_stage_table, yaml_key_lines
 from shared.domain.addresses import address_problem
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Customer
@@ -115,6 +116,7 @@ class CsvMapping:
     false_values: frozenset[str]
     date_formats: tuple[str, ...]
     list_separators: tuple[str, ...]
+    stages: StageTable = field(default_factory=lambda: StageTable({}))
 
     @property
     def accepted_dates(self) -> str:
@@ -126,17 +128,33 @@ class CsvMapping:
     def load(cls, path: Path | None = None) -> CsvMapping:
         path = path or DEFAULT_MAPPING
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            raw = yaml.safe_load(text)
         except (OSError, yaml.YAMLError) as exc:
             raise InvalidInput(f"cannot read mapping: {exc}", Location(file=str(path))) from None
+        lines = yaml_key_lines(text)
+
+        def fail(message: str, where: str) -> InvalidInput:
+            return InvalidInput(message, Location(file=str(path), line=lines.get(where), field=where))
+
+        def unknown(given: Any, allowed: Iterable[str], where: str) -> None:
+            if not isinstance(given, Mapping):
+                raise fail("must be a mapping", where)
+            for key in given:
+                if key not in allowed:
+                    raise fail(f"unknown key {str(key)[:60]!r} (allowed: {', '.join(map(str, allowed))})",
+                               f"{where}.{key}" if where else str(key))
+
         try:
+            unknown(raw, CSV_FILE_KEYS, "")
             customers, purchases, values = raw["customers"], raw.get("purchases", {}), raw["values"]
-            unknown = set(customers["columns"]) - {"id", *CUSTOMER_FIELDS,
-                                                    *(f"{p}.{k}" for p in ("owner", "manager")
-                                                      for k in ("name", "email", "aad_object_id"))}
-            if unknown:
-                raise InvalidInput(f"unknown canonical field(s) {sorted(unknown)}",
-                                   Location(file=str(path), field="customers.columns"))
+            unknown(customers, CSV_CUSTOMER_KEYS, "customers")
+            unknown(purchases, ("columns",), "purchases")
+            unknown(purchases.get("columns", {}), PURCHASE_COLUMNS, "purchases.columns")
+            unknown(values, (True, False, "date_formats", "list_separators"), "values")
+            canonical = ("id", *CUSTOMER_FIELDS, *(f"{p}.{k}" for p in ("owner", "manager")
+                                                  for k in ("name", "email", "aad_object_id")))
+            unknown(customers["columns"], canonical, "customers.columns")
             pattern = customers.get("product_flag_pattern")
             return cls(
                 customer_columns={k: tuple(map(str, v)) for k, v in customers["columns"].items()},
@@ -148,9 +166,16 @@ class CsvMapping:
                 false_values=frozenset(_norm(str(v)) for v in values[False]),
                 date_formats=tuple(values["date_formats"]),
                 list_separators=tuple(values.get("list_separators", [";", ","])),
+                stages=parse_stage_table(raw.get("stages"), fail),
             )
-        except (KeyError, TypeError, re.error) as exc:
+        except (KeyError, TypeError, AttributeError, re.error) as exc:
             raise InvalidInput(f"malformed mapping: {exc!r}", Location(file=str(path))) from None
+
+
+CSV_FILE_KEYS = ("customers", "purchases", "values", "stages")
+CSV_CUSTOMER_KEYS = ("columns", "name_parts", "product_flag_pattern", "prefixes")
+PURCHASE_COLUMNS = ("customer_id", "customer_email", "product", "date", "amount", "deal_id", "deal_stage",
+                    "deal_type", "campaign_id")
 
 
 class _Columns:
@@ -402,8 +427,9 @@ def read_purchases(path: Path, mapping: CsvMapping, encoding: str | None = None)
                     "amount": values.number(get.get("amount", ""), header[1][fields_["amount"]])
                     if "amount" in fields_ else None,
                     "deal_id": get.get("deal_id") or None,
-                    "deal_stage": get.get("deal_stage") or None,
+                    "deal_stage": mapping.stages.normalise(get.get("deal_stage")) or None,
                     "deal_type": get.get("deal_type") or None,
+                    "campaign_id": get.get("campaign_id") or None,
                 }
             except _CellError as exc:
                 index.errors.append(RowError(str(path), line, exc.column, exc.reason))
@@ -418,21 +444,29 @@ def read_purchases(path: Path, mapping: CsvMapping, encoding: str | None = None)
 
 
 def attach_purchases(data: dict, rows: list[dict], today: date) -> dict:
-    """Fill purchases, products, last_purchase_date, annual_spend (last 365 days) and deals from purchase rows."""
+    """Fill purchases, products, last_purchase_date, annual_spend (last 365 days) and deals from purchase rows.
+
+    A row is a purchase when it has no deal stage (a plain purchases file) or its deal is won; a lost or open
+    deal is kept as a deal only: it is not something the customer owns or paid for.
+    """
     if not rows:
         return data
     purchases = list(data.get("purchases", []))
     products = list(data.get("products", []))
     deals = {d["id"]: d for d in data.get("deals", [])}
     for row in rows:
-        purchases.append({"product": row["product"], "date": row["date"], "amount": row["amount"],
-                          "deal_id": row["deal_id"]})
-        if row["product"] not in products:
-            products.append(row["product"])
+        stage = row["deal_stage"]
+        if stage is None or stage == WON:
+            purchases.append({"product": row["product"], "date": row["date"], "amount": row["amount"],
+                              "deal_id": row["deal_id"]})
+            if row["product"] not in products:
+                products.append(row["product"])
         if row["deal_id"]:
-            deals.setdefault(row["deal_id"], {"id": row["deal_id"], "stage": row["deal_stage"] or "won",
-                                              "type": row["deal_type"], "amount": row["amount"],
-                                              "closed_on": row["date"]})
+            deal = {"id": row["deal_id"], "stage": stage or WON, "type": row["deal_type"], "amount": row["amount"],
+                    "closed_on": row["date"], "product": row["product"]}
+            if row.get("campaign_id"):
+                deal["campaign_id"] = row["campaign_id"]
+            deals.setdefault(row["deal_id"], deal)
     purchases.sort(key=lambda p: p["date"] or "")
     data = {**data, "purchases": purchases, "products": products, "deals": list(deals.values())}
     dated = [p["date"] for p in purchases if p["date"]]

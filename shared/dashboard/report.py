@@ -4,11 +4,13 @@ Everything is aggregated from the tables the pipeline already writes (no counter
 (`Opportunities`), `Customers` (journey stages), the delivery audit rows (`Deliveries`, last `days` days), pending
 `Approvals`, the broker's dead-letter queues and `JourneyHistory` (transitions per edge, days per stage, SLA).
 Reads select only the columns they count. At a million customers the customer, ledger and history scans take
-seconds, so call it for a report, not on every page view.
+seconds: `shared/dashboard/snapshot.py` runs this after a sweep and on a timer and stores the result, and pages read
+that snapshot.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from statistics import median
@@ -17,9 +19,8 @@ from typing import Any
 from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
-from shared.domain.vocabulary import ApprovalStatus, OpportunityStatus, RuleKind
 from shared.journeys.model import Journey
-from shared.opportunities.ledger import OpportunityLedger
+from shared.opportunities.ledger import LOST, WON, OpportunityLedger
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -39,42 +40,80 @@ def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: Appr
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
-    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount"])
+    rows = ledger.scan(["kind", "rule", "owner_name", "owner_email", "status", "month", "amount", "campaign"])
     by = {name: Counter() for name in ("kind", "owner", "status", "month")}
     outcome: dict[str, Counter] = defaultdict(Counter)
     earned: Counter = Counter()
-    campaigns: dict[str, Counter] = defaultdict(Counter)
+    campaigns: dict[str, _Tally] = defaultdict(_Tally)
+    rules: dict[str, _Tally] = defaultdict(_Tally)
     total = 0
     for row in rows:
         total += 1
         kind, status = row.get("kind") or "(none)", row.get("status") or "(none)"
+        month = row.get("month") or "(none)"
+        amount = _finite(row.get("amount")) if status == WON else 0.0
         by["kind"][kind] += 1
         by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
         by["status"][status] += 1
-        by["month"][row.get("month") or "(none)"] += 1
-        if status in (OpportunityStatus.WON, OpportunityStatus.LOST):
+        by["month"][month] += 1
+        if status in (WON, LOST):
             outcome[kind][status] += 1
-        if status == OpportunityStatus.WON and row.get("amount"):
-            earned[kind] += float(row["amount"])
-        if kind == RuleKind.CAMPAIGN:
-            campaign = campaigns[row.get("rule") or "(none)"]
-            campaign["opportunities"] += 1
-            campaign[status] += 1
-            if status == OpportunityStatus.WON:
-                campaign["revenue"] += float(row.get("amount") or 0)
-    won, lost = OpportunityStatus.WON, OpportunityStatus.LOST
+        earned[kind] += amount
+        rule = row.get("rule") or "(none)"
+        rules[rule].add(status, month, amount, kind=kind, campaign=row.get("campaign"))
+        if kind == "campaign":
+            campaigns[row.get("campaign") or rule].add(status, month, amount, rule=rule)
     conversion = {
-        kind: {"won": counts[won], "lost": counts[lost],
-               "rate": round(counts[won] / (counts[won] + counts[lost]), 3), "amount_won": earned[kind]}
+        kind: {"won": counts[WON], "lost": counts[LOST],
+               "rate": round(counts[WON] / (counts[WON] + counts[LOST]), 3), "amount_won": earned[kind]}
         for kind, counts in sorted(outcome.items())}
     return {
         "total": total,
         "by_kind": dict(by["kind"].most_common()), "by_owner": dict(by["owner"].most_common()),
         "by_status": dict(by["status"].most_common()), "by_month": dict(sorted(by["month"].items())),
         "conversion": conversion, "amount_won": sum(earned.values()),
-        "campaigns": {rule: {"opportunities": c["opportunities"], "won": c[won], "lost": c[lost],
-                             "revenue": c["revenue"]} for rule, c in sorted(campaigns.items())},
+        "campaigns": {campaign: tally.to_dict() for campaign, tally in sorted(campaigns.items())},
+        "rules": {rule: tally.to_dict() for rule, tally in sorted(rules.items())},
     }
+
+
+class _Tally:
+    """Opportunities, won, lost and revenue won of one campaign or rule, in all and per month of detection."""
+
+    def __init__(self) -> None:
+        self.total: Counter = Counter()
+        self.months: dict[str, Counter] = defaultdict(Counter)
+        self.labels: dict[str, Any] = {}
+        self.rules: set[str] = set()
+
+    def add(self, status: str, month: str, amount: float, *, rule: str | None = None, **labels: Any) -> None:
+        for counts in (self.total, self.months[month]):
+            counts["opportunities"] += 1
+            counts[status] += 1
+            counts["revenue_won"] += amount
+        self.labels.update({k: v for k, v in labels.items() if v is not None or k not in self.labels})
+        if rule:
+            self.rules.add(rule)
+
+    @staticmethod
+    def _counts(counts: Counter) -> dict[str, Any]:
+        return {"opportunities": counts["opportunities"], "won": counts[WON], "lost": counts[LOST],
+                "revenue_won": counts["revenue_won"]}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {**self.labels, **self._counts(self.total)}
+        data["revenue"] = data["revenue_won"]  # the name the first dashboard used
+        if self.rules:
+            data["rules"] = sorted(self.rules)
+        data["by_month"] = {month: self._counts(c) for month, c in sorted(self.months.items())}
+        return data
+
+
+def _finite(value: Any) -> float:
+    """Amounts as numbers JSON can carry (rows written before amounts were checked may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
 
 
 def _journey(storage: Storage, now: datetime, journey: Journey | None = None) -> dict[str, Any]:
@@ -135,5 +174,5 @@ def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: d
         "days": days,
         "outcomes": {channel: dict(counts) for channel, counts in sorted(outcomes.items())},
         "dead_letters": {queue: len(broker.peek_dead_letters(queue, DLQ_PEEK_LIMIT)) for queue in queues},
-        "approvals_pending": approvals.count(ApprovalStatus.PENDING),
+        "approvals_pending": approvals.count_pending(now),  # expired ones wait only for housekeeping
     }

@@ -14,13 +14,19 @@ out of `needs_approval`: approved → `queued`, rejected → `rejected` (a perso
 `suppressed`), expired unanswered → `suppressed`.
 
 PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key (`readable_key`: dedupe
-keys are always valid keys, so the RowKey is the key itself). Status changes that must not overwrite a concurrent one
-go through `update_if`, an ETag compare-and-swap.
+keys are always valid keys, so the RowKey is the key itself).
+
+Every status change after the claim (a delivery's `notified`, an approval's decision, a rep's or the CRM's
+outcome) goes through `update_if`, an ETag compare-and-swap retried on a lost race, so a late delivery can never
+overwrite the outcome a rep recorded meanwhile. Outcomes (`record_outcome`) keep who decided, when, and where the
+outcome came from (`rep` or `crm`, with the CRM deal id and amount). The CRM is the record of truth for closed
+deals: its won or lost replaces a rep's click, and a rep cannot change an outcome the CRM closed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.broker.outbound import QueuedMessage
-from shared.domain.errors import InvalidInput, Location, NotFound, PayloadTooLarge
+from shared.domain.errors import Conflict, InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.names import OPPORTUNITIES
 from shared.domain.vocabulary import MANUAL_TRANSITIONS, OpportunityStatus
 from shared.storage.backend import Entity, Op, Operation, Storage, Table, etag_of
@@ -36,7 +42,22 @@ from shared.storage.codec import MAX_ENTITY_BYTES, blank_json, entity_size, get_
 from shared.storage.keys import readable_key, shard_of, shard_partition
 
 STATUSES = tuple(OpportunityStatus)
+# Module-level names for the statuses this module tests on every row (an enum member read costs ~7× a global).
+DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = (
+    OpportunityStatus.DETECTED, OpportunityStatus.QUEUED, OpportunityStatus.NOTIFIED, OpportunityStatus.IN_PROGRESS,
+    OpportunityStatus.WON, OpportunityStatus.LOST)
+SUPPRESSED, NEEDS_APPROVAL, REJECTED = (
+    OpportunityStatus.SUPPRESSED, OpportunityStatus.NEEDS_APPROVAL, OpportunityStatus.REJECTED)
+OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS)  # may still be won or lost
+CLOSED = (WON, LOST)
+REP, CRM = "rep", "crm"  # where an outcome came from
+OUTCOME_SOURCES = (REP, CRM)
 row_key = readable_key  # the RowKey of a firing's dedupe key
+
+
+def opportunity_id(customer_id: str, firing_key: str, shards: int) -> str:
+    """The id of the opportunity a firing records (`<partition>~<row key>`), known before it is claimed."""
+    return f"{shard_partition(shard_of(customer_id, shards))}~{row_key(firing_key)}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,7 @@ class FiringClaim:
     actions: tuple[dict, ...]  # [{"key", "channel", "status", "reason"}] — no addresses or bodies
     messages: tuple[QueuedMessage, ...] = ()
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
+    campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
 
 
 @dataclass(frozen=True)
@@ -80,11 +102,23 @@ class Opportunity:
     amount: float | None = None
     published: bool = True
     actions: tuple[dict, ...] = field(default_factory=tuple)
+    campaign: str | None = None
+    # The last outcome: where it came from (rep | crm), the CRM deal that answered it, who decided and when.
+    outcome_source: str | None = None
+    deal_id: str | None = None
+    decision: str | None = None  # what the rep chose (in_progress | won | not_now) or the CRM deal stage
+    decided_by: str | None = None
+    decided_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
+
+    @property
+    def is_open(self) -> bool:
+        """Still waiting for an outcome: the rep was (or is about to be) told, nobody closed it."""
+        return self.status in OPEN
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k not in ("published", "etag")}
-        for name in ("detected_at", "updated_at", "queued_at", "notified_at"):
+        for name in ("detected_at", "updated_at", "queued_at", "notified_at", "decided_at"):
             data[name] = data[name].isoformat() if data[name] else None
         data["actions"] = list(self.actions)
         return data
@@ -190,24 +224,70 @@ class OpportunityLedger:
         return found
 
     def set_status(self, opportunity_id: str, status: str, now: datetime | None = None,
-                   amount: float | None = None, *, manual: bool = True) -> Opportunity:
-        """Change the status (manual changes follow MANUAL_TRANSITIONS); `amount` records what a won deal earned."""
+                   amount: float | None = None, *, manual: bool = True, by: str | None = None) -> Opportunity:
+        """Change the status (manual changes follow MANUAL_TRANSITIONS and count as the rep's outcome);
+        `amount` records what a won deal earned."""
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-        current = self.get(opportunity_id)
-        if manual and status != current.status and status not in MANUAL_TRANSITIONS.get(current.status, ()):
-            raise InvalidInput(f"cannot change an opportunity from {current.status} to {status}")
+        check_amount(amount)
         now = now or datetime.now(UTC)
-        self.table.merge({"PartitionKey": current.id.split("~")[0], "RowKey": row_key(current.key),
-                          **_status_change(status, now, amount)})
-        return self.get(opportunity_id)
+
+        def decide(current: Opportunity) -> dict | None:
+            if manual and status != current.status and status not in MANUAL_TRANSITIONS.get(current.status, ()):
+                raise InvalidInput(f"cannot change an opportunity from {current.status} to {status}")
+            changes = _status_change(status, now, amount)
+            if manual:
+                _refuse_rep_change_of_crm_outcome(current)
+                if status in (IN_PROGRESS, WON, LOST):
+                    changes.update(outcome_source=REP, decision=status, decided_at=now, decided_by=by or "")
+            return changes
+
+        return self._change(opportunity_id, decide)
+
+    def record_outcome(self, opportunity_id: str, status: str, *, source: str, now: datetime,
+                       amount: float | None = None, deal_id: str | None = None, by: str | None = None,
+                       decision: str | None = None) -> Opportunity:
+        """Record what became of an opportunity: `in_progress`, `won` (with the amount) or `lost`.
+
+        Idempotent: the same outcome again changes nothing. `source` is `rep` (a card action) or `crm` (a deal
+        attributed to it). The CRM is the record of truth for closed deals: its outcome replaces a rep's, and a
+        rep's click on an opportunity the CRM closed is a Conflict. One opportunity counts one deal: a second deal
+        for it is a Conflict. Unknown → NotFound; never offered or withdrawn (suppressed, rejected, waiting for
+        approval) → Conflict.
+        """
+        if status not in (IN_PROGRESS, WON, LOST):
+            raise InvalidInput("outcome must be in_progress, won or lost", Location(field="status"))
+        if source not in OUTCOME_SOURCES:
+            raise InvalidInput(f"outcome source must be one of {', '.join(OUTCOME_SOURCES)}")
+        check_amount(amount)
+        decision = decision or status
+
+        def decide(current: Opportunity) -> dict | None:
+            if current.status in (SUPPRESSED, REJECTED, NEEDS_APPROVAL):
+                raise Conflict(f"opportunity is {current.status}: it was never offered, so it has no outcome")
+            if source == REP:
+                _refuse_rep_change_of_crm_outcome(current)
+            elif current.deal_id and deal_id and current.deal_id != deal_id:
+                raise Conflict("opportunity already answered by another deal")
+            same = (current.status == status and current.outcome_source == source
+                    and current.decision == decision and (amount is None or current.amount == float(amount))
+                    and (deal_id is None or current.deal_id == deal_id))
+            if same:
+                return None  # a double click, a redelivered deal event: nothing new
+            changes = {**_status_change(status, now, amount), "outcome_source": source, "decision": decision,
+                       "decided_at": now, "decided_by": by or ""}
+            if deal_id is not None:
+                changes["deal_id"] = deal_id
+            return changes
+
+        return self._change(opportunity_id, decide)
 
     def update_if(self, opportunity_id: str, change: Callable[[Opportunity], Mapping[str, Any] | None],
                   attempts: int = 10) -> Opportunity | None:
         """Compare-and-swap: `change(current)` returns the columns to set (e.g. `status_change(...)`) or None to
         leave the row as it is; the write happens only if the row is unchanged since it was read, else it is read
-        and decided again. Returns the opportunity as written (or as found when nothing changed); None when the
-        opportunity does not exist."""
+        and decided again (`change` may raise to refuse). Returns the opportunity as written (or as found when
+        nothing changed); None when the opportunity does not exist."""
         partition, _, key = opportunity_id.partition("~")
         if not (partition and key):
             return None
@@ -226,30 +306,32 @@ class OpportunityLedger:
             outcome[0] = self._opportunity(merged)
             return merged
 
-        self.table.compare_and_swap(partition, key, mutate, attempts=attempts)
+        try:
+            self.table.compare_and_swap(partition, key, mutate, attempts=attempts)
+        except InvalidInput as exc:
+            if exc.location.field in ("PartitionKey", "RowKey"):  # not a key the table can hold: no such row
+                return None
+            raise
         return outcome[0]
+
+    def _change(self, opportunity_id: str, decide: Callable[[Opportunity], Mapping[str, Any] | None]) -> Opportunity:
+        changed = self.update_if(opportunity_id, decide)
+        if changed is None:
+            raise NotFound(f"no opportunity {opportunity_id!r}")
+        return changed
 
     def mark_notified(self, customer_id: str, firing_key: str, now: datetime) -> None:
         """Called after a delivery to the rep succeeded; never moves an opportunity backwards."""
         opportunity_id = f"{self.partition_of(customer_id)}~{row_key(firing_key)}"
-        try:
-            current = self.get(opportunity_id)
-        except NotFound:
-            return
-        if current.status in (OpportunityStatus.DETECTED, OpportunityStatus.QUEUED, OpportunityStatus.NEEDS_APPROVAL):
-            self.set_status(opportunity_id, OpportunityStatus.NOTIFIED, now, manual=False)
+        self.update_if(opportunity_id, lambda current: _status_change(NOTIFIED, now)
+                       if current.status in (DETECTED, QUEUED, NEEDS_APPROVAL) else None)
 
     def mark_decided(self, customer_id: str, firing_key: str, status: str, now: datetime) -> None:
         """An approval was decided (queued, rejected or suppressed): moves only an opportunity still waiting for it,
         so a firing whose other actions already went out (queued, notified) keeps its status."""
         opportunity_id = f"{self.partition_of(customer_id)}~{row_key(firing_key)}"
-        try:
-            current = self.get(opportunity_id)
-        except NotFound:
-            return
-        if current.status == OpportunityStatus.NEEDS_APPROVAL:
-            self.table.merge({"PartitionKey": opportunity_id.split("~")[0], "RowKey": row_key(current.key),
-                              **_status_change(status, now)})
+        self.update_if(opportunity_id, lambda current: _status_change(status, now)
+                       if current.status == NEEDS_APPROVAL else None)
 
     # --- encoding ------------------------------------------------------------------------------------------
     def _claim_entity(self, partition: str, claim: FiringClaim, now: datetime) -> dict:
@@ -262,7 +344,7 @@ class OpportunityLedger:
             "published": not (claim.messages or claim.held),
             "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
-        for name in ("owner_name", "owner_email", "recommendation"):
+        for name in ("owner_name", "owner_email", "recommendation", "campaign"):
             if getattr(claim, name):
                 entity[name] = getattr(claim, name)
         entity.update(put_json("messages_json", [m.to_dict() for m in claim.messages]))
@@ -279,7 +361,8 @@ class OpportunityLedger:
             local_date=row.get("local_date", ""),
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
             messages=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "messages_json", [])),
-            held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])))
+            held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])),
+            campaign=row.get("campaign"))
 
     @staticmethod
     def _opportunity(row: Entity) -> Opportunity:
@@ -288,8 +371,30 @@ class OpportunityLedger:
             customer_id=row["customer_id"], owner_name=row.get("owner_name"), owner_email=row.get("owner_email"),
             status=row["status"], recommendation=row.get("recommendation"), month=row.get("month", ""),
             detected_at=row["detected_at"], updated_at=row["updated_at"], queued_at=row.get("queued_at"),
-            notified_at=row.get("notified_at"), amount=row.get("amount"), published=bool(row.get("published")),
-            actions=tuple(json.loads(row.get("actions_json") or "[]")), etag=etag_of(row))
+            notified_at=row.get("notified_at"), amount=_stored_amount(row.get("amount")),
+            published=bool(row.get("published")), actions=tuple(json.loads(row.get("actions_json") or "[]")),
+            campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
+            decision=row.get("decision"), decided_by=row.get("decided_by") or None,
+            decided_at=row.get("decided_at"), etag=etag_of(row))
+
+
+def _stored_amount(value: object) -> float | None:
+    """Rows written before amounts were checked may hold Infinity: never hand it on (JSON cannot carry it)."""
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def check_amount(amount: object) -> None:
+    """An amount is a finite number ≥ 0 (JSON has no Infinity; the dashboard must stay valid JSON)."""
+    if amount is None:
+        return
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount < 0:
+        raise InvalidInput("must be a finite number ≥ 0", Location(field="amount"))
+
+
+def _refuse_rep_change_of_crm_outcome(current: Opportunity) -> None:
+    if current.outcome_source == CRM and current.status in CLOSED:
+        raise Conflict(f"the CRM closed this opportunity as {current.status} (deal {current.deal_id}); "
+                       "change the deal in the CRM")
 
 
 def status_change(status: str, now: datetime, amount: float | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.domain.errors import InvalidInput, Location
-from shared.opportunities.ledger import Opportunity, OpportunityLedger
+from shared.opportunities.ledger import Opportunity, OpportunityLedger, check_amount
 
 FILTERS = ("status", "owner_email", "rule", "kind", "month", "customer_id")
 MAX_LIMIT = 1000
@@ -49,11 +49,10 @@ def parse_status_change(body: bytes) -> StatusChange:
     if not isinstance(status, str):
         raise InvalidInput("is required (in_progress, won or lost)", Location(field="status"))
     amount = data.get("amount")
-    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0):
-        raise InvalidInput("must be a number ≥ 0", Location(field="amount"))
+    check_amount(amount)
     return StatusChange(status, amount)
 
 
 def change_status(ledger: OpportunityLedger, opportunity_id: str, body: bytes) -> Opportunity:
     change = parse_status_change(body)
-    return ledger.set_status(opportunity_id, change.status, amount=change.amount)
+    return ledger.set_status(opportunity_id, change.status, amount=change.amount, by="api")

@@ -11,10 +11,14 @@ from shared.crm.merge import apply_event, customer_id_of
 from shared.customers.store import CustomerStore
 from shared.domain.errors import Conflict, InvalidInput
 from shared.domain.events import CrmEvent
+from shared.domain.model import Customer
 from shared.domain.vocabulary import Trigger
 from shared.journeys.engine import has_pending
+from shared.opportunities.attribution import attribute, closed_deal
+from shared.opportunities.ledger import OpportunityLedger
 from shared.pipeline.planner import Planner, PlanReport
 from shared.rules import Evaluator
+from shared.rules.model import RuleSet
 
 if TYPE_CHECKING:
     from shared.journeys.service import JourneyRunner
@@ -67,6 +71,8 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
         if updated is not None and journeys is not None:
             updated, _ = journeys.advance(updated, now=now, prev=current, cause=f"{event.source}:{event.event_id}")
         if updated == current:
+            # A redelivery after a crash between the write and the attribution: attribute now (idempotent).
+            attribute_outcome(planner.ledger, evaluator.ruleset, current, event, now)
             report = PlanReport()
             if current is not None and journeys is not None and has_pending(current):
                 report = journeys.complete(current, now, etag=stored.etag, recovering=True)
@@ -81,6 +87,7 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
             continue  # another event for this customer won the race: re-read and merge again
     else:
         raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
+    attribute_outcome(planner.ledger, evaluator.ruleset, updated, event, now)
     firings = evaluator.evaluate(updated, now=now, trigger=Trigger.CHANGE, prev=current)
     report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
     if journeys is not None:
@@ -88,3 +95,13 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
                                      recovering=bool(current and has_pending(current))))
     report.customers = 1
     return EventOutcome(customer_id, True, False, report)
+
+
+def attribute_outcome(ledger: OpportunityLedger, ruleset: RuleSet, customer: Customer | None, event: CrmEvent,
+                      now: datetime) -> None:
+    """A won or lost deal closes the open opportunity it answers (`shared/opportunities/attribution.py`)."""
+    if customer is None or event.entity != "deal":
+        return
+    deal = closed_deal(customer, event)
+    if deal is not None:
+        attribute(ledger, ruleset, customer, deal, event.source, now)

@@ -106,7 +106,7 @@ class Planner:
                            owner_name=customer.owner.name if customer.owner else None,
                            owner_email=firing.owner_email, status=status, recommendation=firing.recommendation,
                            local_date=str(firing.local_date), actions=actions, messages=tuple(messages),
-                           held=tuple(held))
+                           held=tuple(held), campaign=firing.campaign)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""

@@ -73,9 +73,29 @@ def _finalize_text(value: Any) -> Any:
     return one_line(value) if isinstance(value, str) else value
 
 
+class TrustedUrl(str):
+    """A link the app built (and signed) itself, e.g. a card's outcome buttons: card leaves take it as it is.
+
+    Markdown-escaping a long signed URL and un-escaping it again in its `url` leaf costs more than the rest of a
+    card; only http(s) URLs without spaces, quotes or angle brackets can be made trusted.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, url: str) -> TrustedUrl:
+        if not _SAFE_URL.match(url):
+            raise ValueError("not an http(s) URL")
+        return super().__new__(cls, url)
+
+
+_SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
 def _finalize_card_text(value: Any) -> str:
     if value is None:
         return ""
+    if value.__class__ is TrustedUrl:
+        return value
     # Called for every value of every card: one_line's common case inlined, and the substitution (costly even
     # when nothing matches) only for text that holds a markdown character.
     text = str(value)
@@ -85,7 +105,7 @@ def _finalize_card_text(value: Any) -> str:
 
 def _finalize_url(value: Any) -> str:
     text = "" if value is None else one_line(value)
-    return text if re.match(r"^https?://[^\s\"'<>]+$", text) else ""
+    return text if _SAFE_URL.match(text) else ""
 
 
 def _format_date(value: Any, locale: str) -> str:
@@ -426,13 +446,13 @@ def template_context(*, customer: Any, rule_id: str, kind: str, locale: str, tod
                      recommendation: str | None, importance: str = "normal", due_date: date | None = None,
                      window: int | None = None, unsubscribe_url: str | None = None,
                      email: Mapping[str, Any] | None = None, approval: Mapping[str, Any] | None = None,
-                     params: Mapping[str, Any] | None = None) -> dict:
+                     params: Mapping[str, Any] | None = None, outcome_url: str | None = None) -> dict:
     """The variables every template may use (documented in templates/README.md)."""
     return {
         "customer": customer, "owner": customer.owner, "rule": {"id": rule_id, "kind": kind}, "locale": locale,
         "today": today, "reason": reason, "recommendation": recommendation, "importance": importance,
         "due_date": due_date, "window": window, "crm_url": customer.crm_url, "unsubscribe_url": unsubscribe_url,
-        "email": email, "approval": approval, "params": params or {},
+        "email": email, "approval": approval, "params": params or {}, "outcome_url": outcome_url,
     }
 
 

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from shared.domain.addresses import valid_address
 from shared.domain.errors import InvalidInput
 from shared.domain.model import Customer, Person
-from shared.domain.signing import unsubscribe_url
+from shared.domain.signing import outcome_url, unsubscribe_url
 from shared.domain.vocabulary import ActionStatus, Channel, Trigger
-from shared.rendering.engine import one_line, template_context
+from shared.opportunities.ledger import opportunity_id
+from shared.rendering.engine import TrustedUrl, one_line, template_context
 from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
 from shared.rules.expressions import as_date
 from shared.rules.model import (
@@ -41,6 +42,7 @@ _TEAMS_CHANNEL = Channel.TEAMS
 _CRM_TASK_CHANNEL = Channel.CRM_TASK
 
 DEFAULT_DUE_DAYS = 7  # teams and crm_task actions without due_in_days
+OUTCOME_KINDS = ("cross_sell", "upsell")  # opportunities a rep answers from the card (in progress / won / not now)
 NO_SIGNING_KEY = "no unsubscribe link: UNSUBSCRIBE_SIGNING_KEY is not set (sending will refuse this mail)"
 
 class Evaluator:
@@ -130,6 +132,10 @@ class Evaluator:
             context["reason"] = rule.reason(locale, context)
         if rule.recommendation:
             context["recommendation"] = rule.recommendation(locale, context)
+        if rule.kind in OUTCOME_KINDS and self.settings.unsubscribe_signing_key and \
+                any(spec.channel == "teams" for spec in rule.actions):
+            context["outcome_url"] = TrustedUrl(outcome_url(
+                self.settings, opportunity_id(customer.id, key, self.settings.customer_shards), now))
         actions: list[PlannedAction] = []
         for index, spec in enumerate(rule.actions):
             actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
@@ -137,7 +143,7 @@ class Evaluator:
         owner = customer.owner.email if customer.owner else None
         return Firing(rule_id=rule.id, kind=rule.kind, customer_id=customer.id, owner_email=owner, dedupe_key=key,
                       recommendation=context["recommendation"], local_date=local, actions=tuple(actions),
-                      reason=context["reason"], window=window)
+                      reason=context["reason"], window=window, campaign=rule.campaign)
 
     def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
                 prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],

@@ -29,10 +29,11 @@ from shared.rules.expressions import (
     ExpressionError,
     compile_expression,
 )
-from shared.rules.model import ActionSpec, Rule, RuleSet, Windows
+from shared.rules.model import ActionSpec, ConvertsOn, Rule, RuleSet, Windows
 
 RULE_KEYS = ("id", "kind", "on", "when", "once", "windows", "recommendation", "reason", "actions", "description",
-             "params", "enabled")
+             "params", "enabled", "campaign", "converts_on")
+CONVERTS_ON_KEYS = ("product", "within_days")
 ACTION_KEYS = ("teams", "email", "crm_task", "template", "importance", "approval", "after", "due_in_days")
 TASK_KEYS = ("subject", "description", "due_in_days")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -249,12 +250,44 @@ class _RuleChecker:
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
         self.check_texts(params if isinstance(params, Mapping) else {})
+        campaign, converts_on = self.outcomes(kind, rule_id)
         if self.failed or not enabled:
             return None
         return Rule(id=rule_id, kind=RuleKind(kind), on=frozenset(Trigger(t) for t in triggers), when=when,
                     actions=actions, once=once, once_per=once_per, windows=windows, recommendation=recommendation,
                     reason=reason, description=description, params=MappingProxyType(dict(params)), file=self.file,
-                    line=data.line)
+                    line=data.line, campaign=campaign, converts_on=converts_on)
+
+    def outcomes(self, kind: Any, rule_id: Any) -> tuple[str | None, ConvertsOn | None]:
+        """`campaign` (campaign rules: the CRM campaign its deals name, default the rule id) and `converts_on`
+        (the won deal that answers the rule's opportunities)."""
+        data = self.data
+        campaign = data.get("campaign")
+        if campaign is not None:
+            if kind != "campaign":
+                self.fail("campaign", "campaign goes with kind: campaign (other rules use converts_on)")
+            elif not isinstance(campaign, str | int) or isinstance(campaign, bool) or not str(campaign).strip() \
+                    or len(str(campaign)) > 200:
+                self.fail("campaign", "campaign must be the CRM campaign id (text)")
+        if kind == "campaign":
+            campaign = str(campaign).strip() if isinstance(campaign, str | int) and not isinstance(campaign, bool) \
+                else rule_id if isinstance(rule_id, str) else None
+        else:
+            campaign = None
+        converts_on = None
+        raw = data.get("converts_on")
+        if raw is not None:
+            if not isinstance(raw, _Map) or "product" not in raw or set(raw) - set(CONVERTS_ON_KEYS):
+                self.fail("converts_on", "converts_on must be {product: <product code>, within_days: 90}")
+                return campaign, None
+            product, days = raw.get("product"), raw.get("within_days", 90)
+            if not isinstance(product, str | int) or isinstance(product, bool) or not str(product).strip():
+                self.fail("product", "product must be a product code", raw)
+            elif not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
+                self.fail("within_days", "within_days must be a whole number of days 1..3650", raw)
+            else:
+                converts_on = ConvertsOn(str(product).strip(), days)
+        return campaign, converts_on
 
     def period(self) -> tuple[str | None, CompiledExpression | None, Windows | None]:
         data = self.data
@@ -431,7 +464,8 @@ def _sample_context(renderer: Renderer) -> Callable[..., dict]:
             email={"subject": "subject", "to": customer.email},
             approval={"url": "https://app.example/api/approvals/x", "subject": "subject", "preview": "preview",
                       "channel": "email", "to": customer.email, "rule": "sample"},
-            params=template_params if params is None else params)
+            params=template_params if params is None else params,
+            outcome_url="https://app.example/api/opportunities/p00~x/outcome?token=t")
 
     return build
 

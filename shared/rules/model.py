@@ -38,6 +38,14 @@ class Windows:
 
 
 @dataclass(frozen=True)
+class ConvertsOn:
+    """A won deal for `product` within `within_days` of the firing answers the rule's opportunity."""
+
+    product: str
+    within_days: int = 90
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     kind: RuleKind
@@ -53,6 +61,8 @@ class Rule:
     params: Mapping[str, Any] = field(default_factory=dict)  # constants for templates (`params.product_name`)
     file: str | None = None
     line: int | None = None
+    campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
+    converts_on: ConvertsOn | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class Firing:
     actions: tuple[PlannedAction, ...]
     reason: str | None = None
     window: int | None = None  # days_before of the window that fired (windows rules)
+    campaign: str | None = None  # the campaign a campaign rule's opportunity belongs to
 
     def to_dry_run_dict(self) -> dict:
         """Exactly the DESIGN dry-run shape."""

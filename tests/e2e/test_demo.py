@@ -70,6 +70,11 @@ def test_demo_runs_the_whole_flow_into_the_outbox(demo):
         if text.startswith("Dear "):
             english.append(parsed["Subject"] + text)
     assert english and not [t for t in english if re.search(r"[\u3040-\u30ff\u3400-\u9fff]|\(s\)", t)]
+    # The loop closes: a rep's click, CRM deals attributed, a redelivered won campaign deal counted once.
+    outcomes = out.split("== 5.")[1]
+    assert "rep clicked 'in progress'" in outcomes and "/outcome?token=" in outcomes
+    assert "won, amount 480,000, source crm" in outcomes and "lost, amount -, source crm" in outcomes
+    assert "campaign CMP-SUBDISPLAY-2026:" in outcomes and "1 won, 0 lost, revenue won 300,000" in outcomes
     # Personal data stays out of the log: no customer address is printed.
     assert "@example.co" not in result.stderr and "@example.co" not in out
 

@@ -142,7 +142,7 @@ def test_a_typo_in_a_rules_text_fails_validate_and_dry_run_without_a_traceback(t
     path.write_text(path.read_text(encoding="utf-8").replace(reason, typo), encoding="utf-8")
     assert main(["validate", "--rules", str(rules)]) == 1
     err = capsys.readouterr().err
-    assert "cross_sell.yaml:8, rule 'cross-sell-a-to-b', field 'reason': template error" in err
+    assert "cross_sell.yaml:9, rule 'cross-sell-a-to-b', field 'reason': template error" in err
     assert "customer has no field 'nmae' (did you mean 'name'?)" in err
     assert main(["dry-run", "--input", str(APP_ROOT / "samples" / "customers.csv"), "--rules", str(rules),
                  "--now", DEMO_NOW]) == 1

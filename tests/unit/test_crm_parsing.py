@@ -14,25 +14,20 @@ from tests.conftest import make_settings
 from tests.crm_helpers import (
     NOW,
     SECRETS_ENV,
+    NoBroker,
     dataverse_request,
     generic_request,
     hubspot_request,
+    parsing_intake,
     salesforce_request,
     sample,
     zoho_request,
 )
 
 
-class NoBroker:
-    """Parsing tests never publish."""
-
-    def publish(self, queue, messages):  # pragma: no cover - would be a test bug
-        raise AssertionError("parse() must not publish")
-
-
 @pytest.fixture
 def intake(tmp_path):
-    return WebhookIntake(make_settings(tmp_path, **SECRETS_ENV), NoBroker(), clock=lambda: NOW)
+    return parsing_intake(tmp_path)
 
 
 # --- Dataverse -----------------------------------------------------------------------------------------------

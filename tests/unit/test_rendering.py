@@ -47,7 +47,10 @@ def test_hostile_values_in_a_card(hostile_firings):
     assert not any("\r" in s or "\n" in s for s in strings)
     assert all("[click](" not in s and "**now**" not in s for s in strings)  # markdown is escaped
     assert any("\\[click\\]\\(https://evil.example\\) \\*\\*now\\*\\*" in s for s in strings)
-    assert card["actions"] == []  # javascript: URL dropped, with the button that needed it
+    # The javascript: CRM link is dropped with its button; the signed outcome buttons stay.
+    assert all(action["url"].startswith("http") for action in card["actions"])
+    assert [action["url"].rsplit("decision=", 1)[1] for action in card["actions"]] == \
+        ["in_progress", "won", "not_now"]
     assert "\n" not in teams.subject and "Bcc:" in teams.subject  # the header text stays inert on one line
 
 
@@ -164,3 +167,12 @@ def test_product_names_and_plural_forms_in_templates(tmp_path):
     (broken / "products.yaml").write_text("A: {ja-JP: 製品A}\n", encoding="utf-8")
     with pytest.raises(TemplateProblems, match="product 'A' has no name for en-US"):
         Renderer(broken, "ja-JP")
+def test_only_http_links_can_be_trusted_and_they_render_unescaped():
+    from shared.rendering.engine import TrustedUrl, _finalize_card_text
+
+    for bad in ("javascript:alert(1)", "https://x.example/a b", 'https://x.example/"><script>'):
+        with pytest.raises(ValueError):
+            TrustedUrl(bad)
+    url = "https://app.example/api/opportunities/s0001~a_b:C-1:ever/outcome?token=ab_c-d.e_f"
+    assert _finalize_card_text(TrustedUrl(url)) == url  # a trusted link keeps its _ and ~
+    assert _finalize_card_text(url) != url  # any other value is markdown-escaped

@@ -194,3 +194,28 @@ def test_rule_params_are_available_to_its_templated_fields(tmp_path):
     folder = write(tmp_path, GOOD + '  params: {product: "B"}\n  reason: "lacks {{ params.product }}"\n')
     [rule] = load_ruleset(folder, TEMPLATES).rules
     assert rule.reason("ja-JP", {"params": rule.params}) == "lacks B"
+def test_outcome_keys_campaign_and_converts_on(tmp_path):
+    campaign = GOOD.replace("id: ok", "id: spring").replace("kind: cross_sell", "kind: campaign")
+    folder = write(tmp_path, GOOD.replace("once: ever", "once: ever\n  converts_on: {product: B, within_days: 30}")
+                   + campaign + campaign.replace("id: spring", "id: named").replace(
+                       "once: ever", "once: ever\n  campaign: CMP-7"))
+    rules = {rule.id: rule for rule in load_ruleset(folder, TEMPLATES).rules}
+    assert (rules["ok"].converts_on.product, rules["ok"].converts_on.within_days, rules["ok"].campaign) == \
+        ("B", 30, None)
+    assert rules["spring"].campaign == "spring" and rules["named"].campaign == "CMP-7"
+    # The shipped campaign rule names its CRM campaign.
+    assert load_ruleset(APP_ROOT / "rules", TEMPLATES).rule("campaign-subdisplay-40s-pc").campaign
+
+
+def test_bad_outcome_keys_are_load_errors_with_lines(tmp_path):
+    folder = write(tmp_path, GOOD.replace("once: ever", "once: ever\n  campaign: CMP-1")
+                   + GOOD.replace("id: ok", "id: two").replace("once: ever", "once: ever\n  converts_on: B")
+                   + GOOD.replace("id: ok", "id: three").replace(
+                       "once: ever", "once: ever\n  converts_on:\n    product: B\n    within_days: -3")
+                   + GOOD.replace("id: ok", "id: four").replace(
+                       "once: ever", "once: ever\n  converts_on: {product: B, within: 3}"))
+    found = "\n".join(problems(folder))
+    assert "rules.yaml:6, rule 'ok', field 'campaign': campaign goes with kind: campaign" in found
+    assert "rules.yaml:15, rule 'two', field 'converts_on': converts_on must be {product" in found
+    assert "rules.yaml:26, rule 'three', field 'within_days': within_days must be a whole number" in found
+    assert "rule 'four', field 'converts_on'" in found

@@ -5,7 +5,9 @@ daily sweep, 00:00 UTC = 09:00 in Tokyo), imports them, moves one new customer a
 with CRM change events, runs that sweep, delivers what it planned through the very
 queue functions registered on the FunctionApp (Teams and Outlook to the local outbox, CRM tasks to the local Tasks
 table) and prints what happened per rule, channel and owner. Approvals open today, so the review and unsubscribe
-links it prints work with `crmflow serve` for APPROVAL_TTL_DAYS.
+links it prints work with `crmflow serve` for APPROVAL_TTL_DAYS. Then closes the loop: a rep answers a card, the
+CRM reports a won campaign deal (delivered twice, counted once), a won and a lost cross-sell deal, and the campaign
+and rule revenue the dashboard shows.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from shared.broker.local import LocalBroker
+from shared.broker.port import OutgoingMessage
 from shared.container import Container, set_container
 from shared.customers.importer import display_width, format_summary, import_customers, summarize
+from shared.dashboard.report import build_dashboard
 from shared.delivery.transports import list_outbox
 from shared.devtools.commands._local import local_dir_setting, local_stack
 from shared.devtools.commands.sweep import format_report, run_sweep
 from shared.devtools.progress import Progress
 from shared.devtools.sample_data import DEMO_NOW, sweep_instant, write_samples
 from shared.domain.events import CrmEvent
-from shared.domain.names import TASKS
+from shared.domain.names import CRM_EVENTS, TASKS
+from shared.domain.signing import outcome_url
 from shared.domain.vocabulary import ApprovalStatus
 from shared.journeys.history import journey_view
+from shared.opportunities import outcomes as rep_outcomes
+from shared.opportunities.ledger import Opportunity
 from shared.pipeline.changes import handle_crm_event
 
 
@@ -73,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n== 4. what happened")
         print(_report(container))
+
+        print("\n== 5. outcomes: a rep answers a card, the CRM reports deals, revenue per campaign and rule")
+        print(_outcomes(container))
+
+        # "This month" on the KPI cards is the month of the demo's sweep (the clock may have moved on).
+        snapshot = container.dashboard.refresh(datetime.fromtimestamp(container.clock(), UTC), month_of=instant)
+        print(f"\n== 6. dashboard: snapshot of {snapshot.ledger_rows:,} opportunities, {snapshot.open_items:,} open "
+              "in the work list")
+        print(f"  run `crmflow serve` (or `make serve`), then open {dashboard_url(container.settings)}")
     return 0 if not (report.errors or failed) else 1
 
 
@@ -107,6 +123,12 @@ def _journey(container: Container) -> str:
         due = f", due {step['due']}" if step.get("due") else ""
         lines.append(f"    {step['at'][:16]}  {step['from'] or '(start)':>14} → {step['to']:<14} {step['cause']}{due}")
     return "\n".join(lines)
+
+
+def dashboard_url(settings) -> str:
+    """Where `crmflow serve` answers the dashboard page (with the key when the local host requires one)."""
+    url = f"{settings.public_base_url}/api/dashboard"
+    return f"{url}?code=<FUNCTIONS_KEY>" if settings.functions_key else url
 
 
 MAX_FAST_FORWARD_DAYS = 7  # a weekend and a long holiday between the sweep and the next business hours
@@ -195,5 +217,60 @@ def _report(container: Container) -> str:
     lines.append(_approvals(container))
     lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
                  "crmflow serve answers the unsubscribe and approval links)")
-    lines.append("  dashboard: run `crmflow serve`, then open http://127.0.0.1:7071/api/dashboard?format=html")
     return "\n".join(lines)
+
+
+def _outcomes(container: Container) -> str:
+    """Outcomes through the real paths: the rep's decision as the outcome page records it, CRM deals through the
+    `crm_event` function (a redelivered won deal counts once), then the dashboard's revenue."""
+    now = datetime.fromtimestamp(container.clock(), UTC)
+    rules = {rule.id: rule for rule in container.ruleset.rules}
+    opportunities = sorted(container.ledger.iter_all(), key=lambda o: o.id)
+    converting = [o for o in opportunities if o.is_open and rules.get(o.rule) and rules[o.rule].converts_on]
+    campaign = next((o for o in opportunities if o.is_open and o.campaign), None)
+    lines: list[str] = []
+    if converting:
+        clicked = converting[0]
+        rep_outcomes.record(container.ledger, clicked.id, rep_outcomes.RepDecision("in_progress"), now,
+                            clicked.owner_email)
+        lines.append(f"  rep clicked 'in progress' on {clicked.rule} for {clicked.customer_id}; the card's link "
+                     f"(crmflow serve answers it):\n    {outcome_url(container.settings, clicked.id, now)}")
+    closed_on = now.date().isoformat()
+    deals: list[tuple[Opportunity, CrmEvent]] = []
+    if campaign:
+        deals.append((campaign, _deal_event(campaign.customer_id, "D-DEMO-CMP", "won", 300000, "SUBDISPLAY",
+                                            campaign.campaign, closed_on, now)))
+    for opportunity, stage, amount in zip(converting[:2], ("won", "lost"), (480000, None), strict=False):
+        product = rules[opportunity.rule].converts_on.product
+        deals.append((opportunity, _deal_event(opportunity.customer_id, f"D-DEMO-{stage.upper()}", stage, amount,
+                                               product, None, closed_on, now)))
+    messages = [OutgoingMessage(body=event.to_json(), message_id=f"demo-{event.event_id}") for _, event in deals]
+    if deals and deals[0][0].campaign:  # the CRM retried the campaign deal: a second delivery of the same event
+        messages.append(OutgoingMessage(body=deals[0][1].to_json(), message_id=f"demo-{deals[0][1].event_id}~again"))
+    if messages:
+        container.broker.publish(CRM_EVENTS, messages)
+        deliver_all(container)
+    for opportunity, event in deals:
+        after = container.ledger.get(opportunity.id)
+        amount = f"{after.amount:,.0f}" if after.amount is not None else "-"
+        lines.append(f"  CRM deal {event.record_id} ({event.record['deal']['stage']}) → {after.rule} for "
+                     f"{after.customer_id}: {after.status}, amount {amount}, source {after.outcome_source}")
+    report = build_dashboard(container.storage, container.ledger, container.approval_store, container.broker, now)
+    for name, row in report["opportunities"]["campaigns"].items():
+        lines.append(f"  campaign {name}: {row['opportunities']} opportunities, {row['won']} won, {row['lost']} lost, "
+                     f"revenue won {row['revenue_won']:,.0f} (the deal arrived twice, counted once)")
+    won_rules = {rule: row for rule, row in report["opportunities"]["rules"].items() if row["won"] or row["lost"]}
+    for rule, row in sorted(won_rules.items()):
+        lines.append(f"  rule {rule}: {row['won']} won, {row['lost']} lost, revenue won {row['revenue_won']:,.0f}")
+    lines.append("  every outcome: GET /api/opportunities?status=won (deal_id, amount, outcome_source, decided_at)")
+    return "\n".join(lines)
+
+
+def _deal_event(customer_id: str, deal_id: str, stage: str, amount: float | None, product: str,
+                campaign: str | None, closed_on: str, now: datetime) -> CrmEvent:
+    deal = {"id": deal_id, "stage": stage, "amount": amount, "closed_on": closed_on}
+    if campaign:
+        deal["campaign_id"] = campaign
+    return CrmEvent(source="generic", entity="deal", record_id=deal_id, operation="update",
+                    event_id=f"{deal_id}-{stage}", occurred_at=now, received_at=now,
+                    record={"customer_id": customer_id, "deal": deal, "purchase": {"product": product}})
