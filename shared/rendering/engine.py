@@ -27,6 +27,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.domain.errors import InvalidInput, Location
 
@@ -167,11 +168,16 @@ def load_product_names(path: Path, locales: tuple[str, ...]) -> tuple[dict[str, 
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
                  finalize: Callable[[Any], Any], blocks_trim: bool = True,
                  products: Mapping[str, Mapping[str, str]] | None = None) -> jinja2.Environment:
+    # Sandboxed and immutable: templates and rule texts are data written by rule authors, so they may read the
+    # context but never reach Python internals (`__class__`, `__globals__`, ...) nor mutate values (`list.append`).
+    # The sandbox checks happen per attribute access and call, inside the compiled template: templates are still
+    # compiled once, so rendering stays close to the unsandboxed speed (bench/rules.py measures both).
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
-    env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
-                             finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
-                             lstrip_blocks=blocks_trim, auto_reload=False)
+    env = ImmutableSandboxedEnvironment(
+        loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
+        finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim, lstrip_blocks=blocks_trim,
+        auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     env.filters["plural"] = _plural

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+from jinja2.exceptions import SecurityError
 
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Person
@@ -433,6 +434,8 @@ _ATTRIBUTE = re.compile(r"'([\w.]+) object' has no attribute '(\w+)'")
 def _explain(exc: Exception) -> str:
     """Jinja's 'shared.domain.model.Customer object' has no attribute 'nmae' in a rule author's words."""
     message = str(getattr(exc, "message", None) or exc)
+    if isinstance(exc, SecurityError):  # the sandbox refused: Python internals or a mutating call
+        return f"not allowed in a template: {message}"
     match = _ATTRIBUTE.search(message)
     if not match:
         return message
