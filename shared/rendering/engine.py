@@ -165,6 +165,37 @@ def load_product_names(path: Path, locales: tuple[str, ...]) -> tuple[dict[str, 
     return names, problems
 
 
+_SAFE_ATTRIBUTES: dict[type, set[str]] = {}  # per type, the attributes the sandbox found safe
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """ImmutableSandboxedEnvironment whose safety verdict per (type, attribute) is computed once.
+
+    Jinja's check (`is_safe_attribute`: underscore names, function/method/frame/code internals, mutating methods of
+    known mutable types) depends only on the object's type and the attribute's name, yet it ran on every attribute
+    access of every render and was most of the sandbox's cost. Only safe verdicts are remembered; `format` and
+    `format_map` always take the full path, since the sandbox wraps those per value (str.format could otherwise
+    reach attributes through its format fields)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        known = _SAFE_ATTRIBUTES.get(type(obj))
+        if known is not None and attribute in known:
+            return value
+        if attribute in ("format", "format_map"):
+            return super().getattr(obj, attribute)
+        if not self.is_safe_attribute(obj, attribute, value):
+            return self.unsafe_undefined(obj, attribute)
+        _SAFE_ATTRIBUTES.setdefault(type(obj), set()).add(attribute)
+        return value
+
+
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
                  finalize: Callable[[Any], Any], blocks_trim: bool = True,
                  products: Mapping[str, Mapping[str, str]] | None = None) -> jinja2.Environment:
@@ -174,8 +205,8 @@ def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: b
     # compiled once, so rendering stays close to the unsandboxed speed (bench/rules.py measures both).
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
-    env = ImmutableSandboxedEnvironment(
-        loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
+    env = _Sandbox(
+        loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,
         finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim, lstrip_blocks=blocks_trim,
         auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
