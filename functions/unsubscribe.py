@@ -36,10 +36,11 @@ def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
     container = get_container()
     settings = container.settings
     token = _token(req)
-    locale = None
+    locale = address = None
     try:
         stored = container.customers.get(domain.customer_id_of(settings, token))
-        locale = stored.customer.locale if stored else None
+        if stored:
+            locale, address = stored.customer.locale, stored.customer.email
     except CrmflowError:
         pass  # a bad token is reported below, in the visitor's language
     lang = domain.language(locale or None, req.headers.get("Accept-Language") or settings.default_locale)
@@ -47,7 +48,7 @@ def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
         if req.method == "POST":
             one_click = "List-Unsubscribe=One-Click" in req.get_body().decode("utf-8", "replace")
             page = domain.unsubscribe(settings, container.suppressions, token, lang,
-                                      "one-click" if one_click else "link")
+                                      "one-click" if one_click else "link", lambda customer_id: address)
         else:
             page = domain.confirmation_page(settings, token, lang)
     except (InvalidInput, Unauthorized) as exc:

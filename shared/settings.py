@@ -254,11 +254,19 @@ class Settings:
     webhook_posts_per_second: int = setting(
         "WEBHOOK_POSTS_PER_SECOND", _int_between(1, 1000), "4",
         doc="Posts per second into one Teams Workflows webhook (channel).")
+    mail_send_settle_seconds: int = setting(
+        "MAIL_SEND_SETTLE_SECONDS", _int_between(0, 3600), "120",
+        doc="Seconds to wait before retrying a mail whose send may have been accepted (timeout, reset): a sent mail "
+            "sits in the Outbox before it reaches Sent Items, and the retry looks in both first.")
     delivery_max_attempts: int = setting(
         "DELIVERY_MAX_ATTEMPTS", _int_between(1, 100), "8",
         doc="Send attempts after timeouts/5xx (exponential backoff with jitter) before a delivery is failed.")
 
     # --- approvals -----------------------------------------------------------------------------------------
+    app_service_auth_enabled: bool = setting(
+        "APP_SERVICE_AUTH_ENABLED", _bool, "false",
+        doc="App Service authentication (Entra sign-in) is on in front of the approval pages: only then is "
+            "X-MS-CLIENT-PRINCIPAL-NAME trusted, and the signed-in person must be the approval's owner or manager.")
     approval_ttl_days: int = setting(
         "APPROVAL_TTL_DAYS", _int_between(1, 90), "7",
         doc="Days an approval request stays open; unanswered, it expires and the held message is never sent.")

@@ -9,7 +9,7 @@
 - `rescheduled`: over a rate budget, throttled (429 Retry-After), a transient failure (5xx, timeout: exponential
   backoff with jitter) or another worker holds the record: a copy is published with `scheduled_at` and a new
   message id `<dedupe_key>~r<n>`; the caller completes the original.
-- `failed`: permanent (4xx, bad content, too many attempts): recorded with the reason in `Deliveries`, acknowledged.
+- `failed`: permanent (4xx, bad content, a customer mail without an unsubscribe link, too many attempts): recorded with the reason in `Deliveries`, acknowledged.
 Configuration problems (missing settings, rejected credentials) raise instead: fixing them must let the message
 through, so the trigger abandons it and the broker's redelivery/dead-letter queue keeps it.
 """
@@ -33,6 +33,7 @@ from shared.delivery.transports import SendResult, Transport
 from shared.domain.errors import (
     ConfigError,
     CrmflowError,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
     Throttled,
@@ -52,6 +53,8 @@ RESCHEDULES_PROPERTY = "reschedules"
 EARLY_TOLERANCE = 0.05  # a scheduled message may surface this much before its slot and still use it
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 900.0
+NO_UNSUBSCRIBE_LINK = ("refused: the mail has no unsubscribe link (UNSUBSCRIBE_SIGNING_KEY was not set when it was "
+                       "planned)")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ class DeliveryService:
             self.on_delivered(message, outcome)
             return outcome
 
+        if message.channel == "email" and not message.content.get("unsubscribe_url"):
+            # Planned while UNSUBSCRIBE_SIGNING_KEY was unset: the rendered mail has no opt-out link, and setting
+            # the key now cannot add one to it. Refused for good, with the reason recorded (never sent without).
+            return self._fail(message, record, NO_UNSUBSCRIBE_LINK)
+
         admitted = self._admit(budgets)
         if isinstance(admitted, float):
             return self._reschedule(_without_slot(message), admitted, record, reason="rate limit")
@@ -156,6 +164,8 @@ class DeliveryService:
                 return self._fail(message, record, f"{exc.message} (after {failures} failed attempts)")
             # Exponential backoff with jitter ("equal jitter": half fixed, half random).
             delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            if isinstance(exc, OutcomeUnknown):  # it may have been carried out: retry once the look-up can see it
+                delay = max(delay, transport.settle_seconds)
             return self._reschedule(_without_slot(message), self.clock() + delay, record, reason=exc.message,
                                     uncertain=True, failed=True)
         except PermanentError as exc:

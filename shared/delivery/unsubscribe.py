@@ -9,6 +9,7 @@ asked to. Adding is idempotent: a second POST answers the same page.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.delivery.suppressions import SuppressionStore
@@ -55,9 +56,15 @@ def confirmation_page(settings, token: str, lang: str) -> Page:
     return Page(200, _page(lang, form))
 
 
-def unsubscribe(settings, suppressions: SuppressionStore, token: str, lang: str, source: str) -> Page:
+def unsubscribe(settings, suppressions: SuppressionStore, token: str, lang: str, source: str,
+                address_of: Callable[[str], str | None] = lambda customer_id: None) -> Page:
+    """Suppress the customer the link names and their address (`address_of(customer_id)`, stored as a digest):
+    the same address under another customer record (a duplicate contact, another CRM) is not mailed either."""
     customer_id = verify(settings, UNSUBSCRIBE, token)
     suppressions.add_customer(customer_id, source)
+    address = address_of(customer_id)
+    if address and "@" in address:
+        suppressions.add_email(address, source)
     return Page(200, _page(lang, f"<p>{html.escape(_TEXT[lang]['done'])}</p>"))
 
 

@@ -93,6 +93,10 @@ class TransientError(RetryableError):
     """Timeouts, connection resets, 5xx: retry with backoff."""
 
 
+class OutcomeUnknown(TransientError):
+    """No answer (timeout, reset, gateway timeout): the request may have been carried out. Look before redoing it."""
+
+
 class Throttled(RetryableError):
     """The platform (or our own rate limiter) asked us to come back later."""
 
