@@ -340,6 +340,14 @@ class DataverseClient:
             return entity_name
         return None
 
+    def create_task_once(self, task_id: str, task: Mapping[str, Any]) -> bool:
+        """Create the task with this id unless it exists (upsert with `If-None-Match: *`, Dataverse's "prevent
+        update"): True when this call created it, False when it was there already (412). Atomic in Dataverse, so
+        two workers racing on one id create one task."""
+        response = self._call("PATCH", f"{self.api}/tasks({task_id})", json=dict(task),
+                              headers={"If-None-Match": "*"}, allow=(412,))
+        return response.status_code != 412
+
     def create_task(self, task: Mapping[str, Any]) -> str:
         """POST tasks; returns the new activityid (from OData-EntityId)."""
         response = self._call("POST", f"{self.api}/tasks", json=dict(task))
@@ -357,6 +365,7 @@ class DataverseClient:
     def _call(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         headers = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0",
                    **kwargs.pop("headers", {})}
+        allow = kwargs.pop("allow", ())
         for attempt in (0, 1):
             headers["Authorization"] = f"Bearer {self._bearer(refresh=attempt > 0)}"
             try:
@@ -365,6 +374,8 @@ class DataverseClient:
                 raise TransientError(f"Dataverse {method} failed: {type(exc).__name__}") from None
             if response.status_code == 401 and attempt == 0:
                 continue  # token expired or revoked: fetch a fresh one once
+            if response.status_code in allow:
+                return response
             return _check(response, method)
         raise Unauthorized("Dataverse refused the token twice")
 

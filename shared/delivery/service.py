@@ -9,7 +9,8 @@
 - `rescheduled`: over a rate budget, throttled (429 Retry-After), a transient failure (5xx, timeout: exponential
   backoff with jitter) or another worker holds the record: a copy is published with `scheduled_at` and a new
   message id `<dedupe_key>~r<n>`; the caller completes the original.
-- `failed`: permanent (4xx, bad content, a customer mail without an unsubscribe link, too many attempts): recorded with the reason in `Deliveries`, acknowledged.
+- `failed`: permanent (4xx, bad content, a customer mail without an unsubscribe link, too many attempts): recorded
+  with the reason in `Deliveries`, acknowledged.
 Configuration problems (missing settings, rejected credentials) raise instead: fixing them must let the message
 through, so the trigger abandons it and the broker's redelivery/dead-letter queue keeps it.
 """
