@@ -77,6 +77,10 @@ class Unauthorized(PermanentError):
     """A request whose identity or signature could not be verified."""
 
 
+class Forbidden(PermanentError):
+    """A verified caller who may not do this (e.g. a signed-in person who is not the approval's approver)."""
+
+
 class NotFound(PermanentError):
     """A record that does not exist."""
 

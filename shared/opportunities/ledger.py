@@ -103,6 +103,7 @@ class Claim:
     messages: tuple[QueuedMessage, ...] = ()
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
     campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
+    manager_email: str | None = None  # may decide held messages besides the owner (not stored in the row)
 
 
 @dataclass(frozen=True)

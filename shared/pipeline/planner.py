@@ -112,7 +112,8 @@ class Planner:
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
                      owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign)
+                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign,
+                     manager_email=customer.manager.email if customer.manager else None)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
