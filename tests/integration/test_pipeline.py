@@ -196,3 +196,35 @@ def test_event_for_a_new_customer_creates_it(loaded):
                           "owner": {"name": "Rep", "email": "rep@contoso.com"}})))
     outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, event, DEMO_NOW)
     assert outcome.changed and loaded.customers.get("NEW-1").customer.products == ("A",)
+
+
+def _die_handling_event(settings, event: CrmEvent, step: str) -> None:
+    """Child process: handle one change event and hard-exit at `step` (the write, the publish or the mark)."""
+    container = Container(settings)
+    if step == "put":
+        container.customers.put = lambda customer, etag: os._exit(17)
+    elif step == "publish":
+        container.broker.publish = lambda queue, messages: os._exit(17)
+    else:
+        container.ledger.mark_published = lambda claims, now: os._exit(17)
+    handle_crm_event(container.customers, container.evaluator, container.planner, event, DEMO_NOW)
+
+
+@pytest.mark.parametrize("step", ["publish", "put", "mark"])
+def test_worker_killed_while_handling_a_change_event_loses_no_firing(loaded, step):
+    customer = next(c for c in loaded.customers.iter_all() if c.stage == "utilization" and c.owner)
+    moved = stage_event(customer.id, "renewal", "2026-11-24T01:00:00+00:00", f"e-kill-{step}")
+    process = multiprocessing.get_context("fork").Process(target=_die_handling_event,
+                                                          args=(loaded.settings, moved, step))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 17
+    # The broker redelivers the event to another worker.
+    again = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, moved, DEMO_NOW)
+    assert again.changed or step == "mark"
+    assert loaded.customers.get(customer.id).customer.stage == "renewal"
+    messages = [m for q in ACTION_QUEUES for m in drain(loaded, q)]
+    keys = [m.dedupe_key for m in messages]
+    assert len(keys) == len(set(keys)), "a message was published twice"
+    assert {m.rule for m in messages} == {"journey-renewal"} and {m.channel for m in messages} == {"teams", "crm_task"}
+    assert all(loaded.ledger.unpublished(p) == [] for p in loaded.customers.shard_keys())
