@@ -103,7 +103,7 @@ TEMPLATES = {
 class ChaosConfig:
     customers: int = 3400
     workers: int = 3
-    threads: int = 2  # concurrent invocations per queue and worker (the host's maxConcurrentCalls)
+    threads: int = 1  # concurrent invocations per queue and worker (the host's maxConcurrentCalls)
     fault_rate: float = 0.2
     kill_rate: float = 0.004  # per kill point passed, per worker
     kill_every: float = 8.0  # seconds between the parent's SIGKILLs of a random worker
@@ -184,7 +184,8 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
     container = Container(Settings.from_env(env))
     container.http_session.verify = ca
     container.http_session.trust_env = False
-    broker = LocalBroker(container.settings.local_dir / "broker.sqlite3", lock_duration=timedelta(seconds=2))
+    broker = LocalBroker(container.settings.local_dir / "broker.sqlite3", lock_duration=timedelta(seconds=2),
+                         poll_interval=0.25)
     container.__dict__.update(
         broker=broker, http_timeout=(2.0, 1.0),
         dedupe=TableDedupeStore(container.tables.table(DELIVERIES), lease=timedelta(seconds=3)))
@@ -216,7 +217,7 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
         return complete(message)
     broker.complete = complete_or_redeliver
 
-    host = LocalHost(function_app.app, container, port=0, receive_wait_seconds=0.2)
+    host = LocalHost(function_app.app, container, port=0, receive_wait_seconds=1.0)
     set_container(container)
     threads = [threading.Thread(target=host._run_queue, args=(fn,), daemon=True)
                for fn in host.functions.queues for _ in range(config.threads)]
@@ -292,6 +293,9 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
             shards = plan_sweep(settings, broker, datetime.now(UTC))
             progress(f"chaos: {config.customers:,} customers ({result.expected:,} actions) in {shards} shards, "
                      f"{config.workers} workers, faults {config.fault_rate:.0%}")
+            import devhost  # noqa: F401 (imported once here, so forked workers start in milliseconds)
+            import function_app  # noqa: F401
+
             context = mp.get_context("fork")
             spawned = 0
 

@@ -11,13 +11,13 @@ import pytest
 
 from bench.chaos import TEMPLATES, ChaosConfig, chaos_customers, report, run_chaos
 
-CUSTOMERS = 100  # 300 actions
+CUSTOMERS = 70  # 210 actions
 
 
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory):
     directory = tmp_path_factory.mktemp("chaos")
-    config = ChaosConfig(customers=CUSTOMERS, workers=2, kill_every=6.0, kill_rate=0.01, timeout=420.0,
+    config = ChaosConfig(customers=CUSTOMERS, workers=2, kill_every=10.0, kill_rate=0.005, timeout=420.0,
                          directory=directory, log_level="DEBUG")
     result = run_chaos(config, progress=lambda line: None)
     print(report(result))
