@@ -199,7 +199,9 @@ class DeliveryService:
         slot = 0.0
         for budget in rates:
             slot = self.limiter.reserve(budget, not_before=slot or None)
-        return slot if slot > now + EARLY_TOLERANCE else None
+        # Against the clock after reserving: a free slot is "now" as of the reservation, and slow storage (each
+        # reservation is a read and a compare-and-swap) must not turn it into a reschedule of a message that may go.
+        return slot if slot > self.clock() + EARLY_TOLERANCE else None
 
     def _admit(self, budgets: list[Budget]) -> Lease | float | None:
         """Window and concurrency budgets: a lease (or None) when the message may go now, else when to retry."""
