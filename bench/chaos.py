@@ -125,6 +125,8 @@ class ChaosResult:
     duplicated: int = 0  # extra copies of email / crm_task actions, and Teams repeats without an uncertain send
     teams_repeats_after_uncertain: int = 0
     unplanned_deliveries: int = 0
+    still_queued: int = 0  # planned, not delivered, its message still on the broker (only when the run timed out)
+    timed_out: bool = False
     by_channel: dict = field(default_factory=dict)
     dead_letter_reasons: dict = field(default_factory=dict)
     faults: dict = field(default_factory=dict)
@@ -136,7 +138,7 @@ class ChaosResult:
 
     def ok(self) -> bool:
         return self.lost == 0 and self.duplicated == 0 and self.unplanned_deliveries == 0 \
-            and self.planned == self.expected
+            and self.planned == self.expected and not self.timed_out
 
 
 # --- fault injection on the stand-ins -------------------------------------------------------------------------
@@ -347,6 +349,7 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
                 if quiet >= 6:  # 3 s without a message anywhere, scheduled ones included
                     break
             else:
+                result.timed_out = True
                 progress("chaos: timed out with messages still pending")
             for process in processes.values():
                 os.kill(process.pid, signal.SIGKILL)
@@ -384,6 +387,10 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
         copies[teams_key_of.get(found[1] if found else "", "?")] += 1
     for row in container.tables.table(TASKS).list_entities():
         copies[row["dedupe_key"]] += 1
+    queued: set[str] = set()
+    for queue in ACTION_QUEUES:
+        rows = broker._connection().execute("SELECT body FROM messages WHERE queue = ? AND dead = 0", (queue,))
+        queued |= {ActionMessage.from_json(body).dedupe_key for (body,) in rows}
     reasons: dict[str, str] = {}
     for queue in ACTION_QUEUES:
         for message in broker.peek_dead_letters(queue, max_messages=100000):
@@ -411,6 +418,9 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
             elif extra:
                 result.duplicated += extra
                 counts["duplicated"] += extra
+        elif key in queued:
+            result.still_queued += 1
+            counts["still_queued"] += 1
         elif key in reasons:
             result.dead_lettered += 1
             counts["dead_lettered"] += 1
@@ -419,7 +429,8 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
         else:
             result.lost += 1
             counts["lost"] += 1
-    result.lost += max(0, result.expected - result.planned)  # never planned at all
+    if not result.timed_out:
+        result.lost += max(0, result.expected - result.planned)  # never planned at all
     result.unplanned_deliveries = sum(n for key, n in copies.items() if key not in planned)
     result.by_channel = {channel: dict(counts) for channel, counts in by_channel.items()}
 
@@ -427,7 +438,8 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
 def report(result: ChaosResult) -> str:
     lines = [
         f"planned {result.planned:,} of {result.expected:,} expected   delivered {result.delivered:,}   "
-        f"dead-lettered {result.dead_lettered:,}   lost {result.lost:,}   duplicated {result.duplicated:,}",
+        f"dead-lettered {result.dead_lettered:,}   lost {result.lost:,}   duplicated {result.duplicated:,}"
+        + (f"   (TIMED OUT: {result.still_queued:,} planned actions still queued)" if result.timed_out else ""),
         f"  teams cards repeated after an uncertain send (at-least-once by design): "
         f"{result.teams_repeats_after_uncertain:,}   deliveries of nothing planned: {result.unplanned_deliveries:,}",
         f"  by channel: {json.dumps(result.by_channel)}",
