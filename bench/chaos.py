@@ -125,6 +125,7 @@ class ChaosResult:
     duplicated: int = 0  # extra copies of email / crm_task actions, and Teams repeats without an uncertain send
     teams_repeats_after_uncertain: int = 0
     unplanned_deliveries: int = 0
+    unplanned_samples: list = field(default_factory=list)  # what those were (dedupe key or "?": no stamp/marker)
     still_queued: int = 0  # planned, not delivered, its message still on the broker (only when the run timed out)
     timed_out: bool = False
     by_channel: dict = field(default_factory=dict)
@@ -381,10 +382,10 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
     result.planned = len(planned)
     copies: Counter = Counter()
     for mail in graph.transmitted():
-        copies[mail.properties.get(DEDUPE_PROPERTY, "?")] += 1
+        copies[mail.properties.get(DEDUPE_PROPERTY, "?mail without stamp")] += 1
     for _, activity in bot.activities:
         found = MARKER.search(json.dumps(activity))
-        copies[teams_key_of.get(found[1] if found else "", "?")] += 1
+        copies[teams_key_of.get(found[1], f"?card of {found[1]}") if found else "?card without marker"] += 1
     for row in container.tables.table(TASKS).list_entities():
         copies[row["dedupe_key"]] += 1
     queued: set[str] = set()
@@ -432,6 +433,7 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
     if not result.timed_out:
         result.lost += max(0, result.expected - result.planned)  # never planned at all
     result.unplanned_deliveries = sum(n for key, n in copies.items() if key not in planned)
+    result.unplanned_samples = sorted(key for key in copies if key not in planned)[:10]
     result.by_channel = {channel: dict(counts) for channel, counts in by_channel.items()}
 
 
@@ -441,7 +443,8 @@ def report(result: ChaosResult) -> str:
         f"dead-lettered {result.dead_lettered:,}   lost {result.lost:,}   duplicated {result.duplicated:,}"
         + (f"   (TIMED OUT: {result.still_queued:,} planned actions still queued)" if result.timed_out else ""),
         f"  teams cards repeated after an uncertain send (at-least-once by design): "
-        f"{result.teams_repeats_after_uncertain:,}   deliveries of nothing planned: {result.unplanned_deliveries:,}",
+        f"{result.teams_repeats_after_uncertain:,}   deliveries of nothing planned: {result.unplanned_deliveries:,}"
+        + (f" {result.unplanned_samples}" if result.unplanned_samples else ""),
         f"  by channel: {json.dumps(result.by_channel)}",
         f"  dead-letter reasons: {json.dumps(result.dead_letter_reasons, ensure_ascii=False)}",
         f"  faults injected: {sum(result.faults.values()):,} {json.dumps(result.faults)}",
