@@ -212,11 +212,8 @@ class OpportunityLedger:
         one change event, where scanning the partition would cost far more)."""
         found = []
         for claim in claims:
-            try:
-                row = self.client.get_entity(self.partition_of(claim.customer_id), row_key(claim.key))
-            except ResourceNotFoundError:
-                continue
-            if not row.get("published", True):
+            row = self.table.get(self.partition_of(claim.customer_id), row_key(claim.key))
+            if row is not None and not row.get("published", True):
                 found.append(self._claim_from_entity(row))
         return found
 
