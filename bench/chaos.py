@@ -60,7 +60,7 @@ from shared.delivery.transports import DEDUPE_PROPERTY  # noqa: E402
 from shared.devtools.localstack import Azurite  # noqa: E402
 from shared.domain.messages import ActionMessage  # noqa: E402
 from shared.domain.model import Customer  # noqa: E402
-from shared.domain.names import CRM_TASKS, DELIVERIES, EMAIL, OPPORTUNITIES, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
+from shared.domain.names import CRM_TASKS, EMAIL, OPPORTUNITIES, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
 from shared.pipeline.planner import plan_sweep  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.standins import BotStandIn, Fault, GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls  # noqa: E402
@@ -191,7 +191,7 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
                          poll_interval=0.25)
     container.__dict__.update(
         broker=broker, http_timeout=(2.0, 1.0),
-        dedupe=TableDedupeStore(container.tables.table(DELIVERIES), lease=timedelta(seconds=3)))
+        dedupe=TableDedupeStore(container.storage, lease=timedelta(seconds=3)))
 
     def die_sometimes(point: str) -> None:
         if rng.random() < config.kill_rate:
@@ -397,7 +397,7 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
         for message in broker.peek_dead_letters(queue, max_messages=100000):
             key = ActionMessage.from_json(message.body).dedupe_key
             reasons[key] = f"{message.dead_letter_reason or 'dead-lettered'}: {message.dead_letter_description or ''}"
-    dedupe = TableDedupeStore(container.tables.table(DELIVERIES))
+    dedupe = TableDedupeStore(container.storage)
     for key in planned:
         if copies[key] == 0 and key not in reasons:
             record = dedupe.get(key)
