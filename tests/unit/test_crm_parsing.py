@@ -9,7 +9,7 @@ import pytest
 
 from shared.crm.common import ReplayGuard, WebhookRequest, message_id_for
 from shared.crm.ingest import WebhookIntake
-from shared.domain.errors import ConfigError, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from shared.domain.errors import InvalidInput, NotFound, PayloadTooLarge, SourceNotEnabled, Unauthorized
 from tests.conftest import make_settings
 from tests.crm_helpers import (
     NOW,
@@ -250,10 +250,15 @@ def test_generic_rejects_bad_signatures_and_types(intake):
     assert caught.value.location.field == "birthday"
 
 
-def test_missing_secrets_are_a_configuration_error(tmp_path):
+def test_a_source_without_its_secret_is_not_enabled(tmp_path):
     intake = WebhookIntake(make_settings(tmp_path), NoBroker(), clock=lambda: NOW)
-    with pytest.raises(ConfigError):
-        intake.parse("generic", generic_request())
+    requests = {"generic": generic_request(), "hubspot": hubspot_request(), "zoho": zoho_request(),
+                "salesforce": salesforce_request()}
+    for source, request in requests.items():
+        with pytest.raises(SourceNotEnabled) as caught:
+            intake.parse(source, request)
+        assert caught.value.to_dict() == {"error": "source not enabled"}  # callers never see the setting's name
+        assert caught.value.setting in caught.value.message  # the operator's log does
 
 
 def test_replay_guard_forgets_after_the_window():
