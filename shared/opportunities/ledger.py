@@ -152,6 +152,7 @@ class ClaimResult:
 
     to_publish: list[Claim] = field(default_factory=list)
     already_planned: int = 0
+    rejected: list[tuple[Claim, str]] = field(default_factory=list)  # claims that can never be stored, and why
 
 
 class OpportunityLedger:
@@ -178,8 +179,15 @@ class OpportunityLedger:
         Returns the claims whose messages must now be published.
         """
         result = ClaimResult()
-        entities = [self._claim_entity(self.partition_of(claim.customer_id), claim, now) for claim in claims]
-        for claim, created in zip(claims, self.table.insert_many(entities), strict=True):
+        accepted, entities = [], []
+        for claim in claims:
+            try:
+                entities.append(self._claim_entity(self.partition_of(claim.customer_id), claim, now))
+            except PayloadTooLarge as exc:  # one oversized firing must not stop the others
+                result.rejected.append((claim, exc.message))
+                continue
+            accepted.append(claim)
+        for claim, created in zip(accepted, self.table.insert_many(entities), strict=True):
             if created:
                 result.to_publish.append(claim)
             else:

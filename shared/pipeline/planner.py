@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from shared.broker import Broker, OutgoingMessage
 from shared.crm.merge import apply_event, customer_id_of
 from shared.customers.store import CustomerStore, partition_key
-from shared.domain.errors import Conflict, InvalidInput
+from shared.domain.errors import Conflict, InvalidInput, PermanentError
 from shared.domain.events import CrmEvent
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
@@ -66,12 +66,14 @@ class PlanReport:
     recovered: int = 0
     messages: int = 0
     approvals: int = 0  # approvals opened (held messages waiting for a person)
+    rejected: int = 0  # customers or firings that can never be planned (logged with the reason), skipped
     by_rule: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
 
     def add(self, other: PlanReport) -> None:
-        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals"):
+        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals",
+                     "rejected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_rule.update(other.by_rule)
         self.by_channel.update(other.by_channel)
@@ -117,8 +119,17 @@ class Planner:
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
         report = PlanReport(firings=len(pairs))
-        claims = [self.claim_for(customer, firing, now) for customer, firing in pairs]
+        claims = []
+        for customer, firing in pairs:
+            try:
+                claims.append(self.claim_for(customer, firing, now))
+            except PermanentError as exc:  # this firing can never be rendered or stored; the others go on
+                _log_rejected(firing.dedupe_key, customer.id, exc.message)
+                report.rejected += 1
         result = self.ledger.claim(claims, now)
+        for claim, reason in result.rejected:
+            _log_rejected(claim.key, claim.customer_id, reason)
+        report.rejected += len(result.rejected)
         report.already_planned += result.already_planned
         report.planned = len(result.to_publish)
         self.publish(result.to_publish, now, report)
@@ -153,6 +164,11 @@ class Planner:
             self.publish(claims, now, report)
             report.recovered = len(claims)
         return report
+
+
+def _log_rejected(key: str, customer_id: str, reason: str) -> None:
+    # Ids and the reason only (reasons name fields and sizes, never values).
+    log.warning("firing %s of customer %s skipped: %s", key, customer_id, reason)
 
 
 def _with_properties(message: ActionMessage, properties: dict[str, str]) -> ActionMessage:
@@ -216,16 +232,24 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
             return True
         return False
 
+    def unreadable(customer_id: str, reason: str) -> None:
+        log.warning("customer %s of shard %d skipped: %s", customer_id, task.shard, reason)
+        report.rejected += 1
+
     pending: list[tuple[Customer, Firing]] = []
-    for customer in customers.iter_shard(task.shard):
+    for customer in customers.iter_shard(task.shard, on_invalid=unreadable):
         report.customers += 1
         if journeys is not None:
             customer, moved = journeys.sweep_customer(customer, task.now, task.today)
             if moved is not None:
                 report.add(moved)
-        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
-                                         skip=planned_before):
-            pending.append((customer, firing))
+        try:
+            firings = evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
+                                         skip=planned_before)
+        except PermanentError as exc:  # one customer's bad data never blocks the rest of the shard
+            unreadable(customer.id, exc.message)
+            firings = []
+        pending.extend((customer, firing) for firing in firings)
         if len(pending) >= PLAN_CHUNK:
             report.add(planner.plan(pending, task.now))
             pending.clear()
