@@ -22,6 +22,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_DEPTH = 40  # nested operators/calls: far beyond any real rule, far below Python's recursion limit
+MAX_ROUND_DIGITS = 15  # round(x, n): Python computes 10**|n| for integers, so a huge n never returns
 
 
 class ExpressionError(ValueError):
@@ -182,7 +184,9 @@ def _abs(value: Any) -> Any:
 
 
 def _round(value: Any, digits: Any = 0) -> Any:
-    return round(value, int(digits)) if _is_number(value) and _is_number(digits) else None
+    if not (_is_number(value) and _is_number(digits)) or abs(digits) > MAX_ROUND_DIGITS:
+        return None  # a field holding an absurd digit count is null, like any other unusable value
+    return round(value, int(digits))
 
 
 def _is_number(value: Any) -> bool:
@@ -360,6 +364,9 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", text[max(0, (exc.offset or 1) - 1):][:40]) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep") from None
+    _check_depth(tree.body)  # before any recursive visit
     compiler = _Compiler(text)
     typed = compiler.visit(tree.body)
     lam = ast.Lambda(
@@ -372,6 +379,28 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
     # Evaluating the compiled *checked tree* only defines the lambda; user text never reaches eval.
     fn = eval(compile(module, filename, "eval"), namespace)  # noqa: S307
     return CompiledExpression(source, fn, typed.type, frozenset(compiler.uses))
+
+
+def _literal_number(node: ast.AST) -> float | int | None:
+    """The value of a number literal, signs included (`-15`, `+-3`); None for anything else."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return sign * node.value
+    return None
+
+
+def _check_depth(root: ast.AST) -> None:
+    """ExpressionError when the tree is deeper than MAX_EXPRESSION_DEPTH (checked without recursion)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, ast.expr_context | ast.operator | ast.unaryop | ast.boolop | ast.cmpop))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -709,6 +738,10 @@ class _Compiler:
                 raise self.fail(node, f"{name}() has no parameter {keyword.arg!r} (keywords: {allowed})")
             typed = self.argument(keyword.value, _KEYWORD_TYPES[keyword.arg], name)
             keywords.append(ast.keyword(keyword.arg, typed.node))
+        if name == "round" and len(node.args) == 2:
+            digits = _literal_number(node.args[1])
+            if digits is not None and abs(digits) > MAX_ROUND_DIGITS:
+                raise self.fail(node.args[1], f"round() takes at most {MAX_ROUND_DIGITS} digits either way")
         if name in ("days_until", "days_since") and typed_args[0].type == DATE:
             return self.inline_days(name, typed_args[0])
         args = [typed.node for typed in typed_args]

@@ -191,6 +191,9 @@ class _RuleChecker:
         except ExpressionError as exc:
             self.fail(key, str(exc), mapping)
             return None
+        except RecursionError:  # the depth check should make this unreachable; a load error all the same
+            self.fail(key, "expression is nested too deeply", mapping)
+            return None
 
     def text_template(self, key: str, source: Any, mapping: _Map | None = None) -> Callable | None:
         if source is None:
