@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from shared.domain.errors import ConfigError
 
 APP_ROOT = Path(__file__).resolve().parent.parent
+_PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z0-9 _-]*>")  # `<storage-account>`, `<tenant-guid>`
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,6 +310,11 @@ class Settings:
                 if meta["required"]:
                     raise ConfigError(f"app setting {meta['name']} is required: {meta['doc']}")
                 continue
+            if not meta["secret"] and _PLACEHOLDER.search(raw):
+                # A value copied from an example (`https://<account>.table...`) would send the app to a real
+                # service that does not exist, failing later with a long credential traceback.
+                raise ConfigError(f"app setting {meta['name']}={raw!r} is a placeholder: put the real value, or "
+                                  "leave it empty")
             if raw.lstrip().startswith("@Microsoft.KeyVault("):
                 # App Service leaves the reference text in place when it cannot resolve it; using it as a
                 # value (a predictable signing key, say) would be worse than not starting.
