@@ -518,4 +518,10 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, PROPFIND, ...) is routed too: 405/404 like Azure, not the stdlib's 501.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
     return Handler
