@@ -59,9 +59,9 @@ def test_an_oversized_firing_is_rejected_and_the_rest_of_the_batch_claimed(conta
 
 def test_the_import_refuses_an_oversized_name_naming_row_and_column(container, tmp_path):
     csv = tmp_path / "customers.csv"
-    csv.write_text("id,name,email\nC-1,株式会社サンプル,a@example.co.jp\nC-2," + "x" * 100_000 +
+    csv.write_text("id,name,email\nC-1,株式会社サンプル,a@example.co.jp\nC-2," + "x" * 400_000 +
                    ",b@example.co.jp\nC-3,Contoso,c@example.co.jp\n", encoding="utf-8")
     report = import_customers(container.customers, csv)
     assert report.imported == 2
     [problem] = report.errors
-    assert "customers.csv:3" in str(problem) and "name" in str(problem) and "100,000" in str(problem)
+    assert "customers.csv:3" in str(problem) and "name" in str(problem) and "400,000" in str(problem)
