@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -18,6 +16,7 @@ from devhost import loopback_host
 from shared.devtools.localstack import free_port
 from shared.domain.errors import ConfigError
 from shared.settings import APP_ROOT, Settings
+from tests.e2e.serving import first_answer, interrupt, serve_process
 
 # Runs the CLI with local.settings.json read from the given path (the user's copy), not from the checkout.
 CLI = ("import sys, pathlib, shared.devtools.commands._local as local, shared.devtools.cli as cli; "
@@ -62,19 +61,9 @@ def test_validate_and_dry_run_work_with_the_copied_example(copied):
 def test_serve_works_with_the_copied_example_and_answers_only_loopback_hosts(copied, tmp_path):
     path, env = copied
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", CLI, str(path), "serve", "--port", str(port)], cwd=APP_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/api/health"
-    try:
-        response = None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                response = requests.get(url, timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        assert response is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+    with serve_process(CLI, [str(path), "serve", "--port", str(port)], env) as proc:
+        response = first_answer(proc, url)
         assert response.status_code == 200 and response.json()["status"] == "ok"
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
             assert requests.get(url, headers={"Host": host}, timeout=5).status_code == 200
@@ -82,12 +71,7 @@ def test_serve_works_with_the_copied_example_and_answers_only_loopback_hosts(cop
             refused = requests.get(url, headers={"Host": host}, timeout=5)
             assert refused.status_code == 421, host
             assert "access-control-allow-origin" not in {k.lower() for k in refused.headers}
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert (tmp_path / "local" / "unsubscribe-signing-key").read_text(encoding="utf-8").strip()  # generated
