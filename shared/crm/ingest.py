@@ -4,6 +4,9 @@
 every event of the request is durably queued (one atomic broker publish) and a receipt comes back, or an error
 is raised and nothing is queued: bad input → InvalidInput/Unauthorized/PayloadTooLarge (4xx), broker trouble →
 TransientError (503, so the CRM retries). Logs carry sources, counts and hashed ids, never personal data.
+Before any parsing, a source without its credential setting is refused as not enabled (404). After parsing, every
+event's text is bounded (MAX_TEXT_CHARS, InvalidInput naming the field) and its times are clamped to receipt +
+MAX_CLOCK_SKEW, whatever the source.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from shared.broker import Broker, OutgoingMessage
 from shared.crm.merge import apply_event, customer_id_of
 from shared.customers.store import CustomerStore, partition_key
-from shared.domain.errors import Conflict, InvalidInput, PermanentError
+from shared.domain.errors import Conflict, InvalidInput, PayloadTooLarge, PermanentError
 from shared.domain.events import CrmEvent
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
@@ -124,7 +124,7 @@ class Planner:
             try:
                 claims.append(self.claim_for(customer, firing, now))
             except PermanentError as exc:  # this firing can never be rendered or stored; the others go on
-                _log_rejected(firing.dedupe_key, customer.id, exc.message)
+                _log_rejected(firing.dedupe_key, customer.id, _loggable(exc))
                 report.rejected += 1
         result = self.ledger.claim(claims, now)
         for claim, reason in result.rejected:
@@ -167,8 +167,14 @@ class Planner:
 
 
 def _log_rejected(key: str, customer_id: str, reason: str) -> None:
-    # Ids and the reason only (reasons name fields and sizes, never values).
     log.warning("firing %s of customer %s skipped: %s", key, customer_id, reason)
+
+
+def _loggable(exc: PermanentError) -> str:
+    """The error's class and field, never its message: messages about bad input may quote the value."""
+    if isinstance(exc, InvalidInput):
+        return f"InvalidInput at {exc.location.field}" if exc.location.field else "InvalidInput"
+    return exc.message if isinstance(exc, PayloadTooLarge) else type(exc).__name__
 
 
 def _with_properties(message: ActionMessage, properties: dict[str, str]) -> ActionMessage:
@@ -247,7 +253,7 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
             firings = evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
                                          skip=planned_before)
         except PermanentError as exc:  # one customer's bad data never blocks the rest of the shard
-            unreadable(customer.id, exc.message)
+            unreadable(customer.id, _loggable(exc))
             firings = []
         pending.extend((customer, firing) for firing in firings)
         if len(pending) >= PLAN_CHUNK:

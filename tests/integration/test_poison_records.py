@@ -65,3 +65,15 @@ def test_the_import_refuses_an_oversized_name_naming_row_and_column(container, t
     assert report.imported == 2
     [problem] = report.errors
     assert "customers.csv:3" in str(problem) and "name" in str(problem) and "400,000" in str(problem)
+
+
+def test_skipping_a_poison_record_logs_its_id_and_field_never_its_value(container, caplog):
+    table = container.tables.table(CUSTOMERS)
+    table.upsert_entity({"PartitionKey": partition_key(0), "RowKey": "POISON-2", "birthday": "secret-1980-11-22",
+                         "name": "山田 太郎"})
+    with caplog.at_level("WARNING"):
+        result = evaluate_shard(container.customers, container.evaluator, container.planner, ShardTask(0, DEMO_NOW))
+    assert result.rejected == 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "POISON-2" in logged and "birthday" in logged
+    assert "secret-1980" not in logged and "山田" not in logged
