@@ -41,7 +41,7 @@ def test_a_shard_with_one_poison_record_still_plans_the_others(container):
 
 
 def test_an_oversized_firing_is_rejected_and_the_rest_of_the_batch_claimed(container):
-    ledger = OpportunityLedger(container.tables, container.settings.customer_shards)
+    ledger = OpportunityLedger(container.storage, container.settings.customer_shards)
 
     def claim(i: int, body: str) -> Claim:
         key = f"cross-sell-b:C-{i:04d}:ever"
