@@ -7,8 +7,6 @@ import importlib
 import logging
 import sys
 
-from azure.core.exceptions import AzureError
-
 from shared.domain.errors import CrmflowError
 
 # Modules under shared/commands, each exposing `register(subparsers)` that adds one subcommand whose parser
@@ -44,11 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CrmflowError as exc:
         print(f"crmflow {args.command}: {exc.message}", file=sys.stderr)
-        return 2
-    except AzureError as exc:  # storage or credentials unreachable: one line, not an SDK traceback
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"crmflow {args.command}: Azure: {type(exc).__name__}: {first_line} (check TABLES_CONNECTION_STRING /"
-              " TABLES_ACCOUNT_URL; leave both empty for a local Azurite)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
