@@ -121,6 +121,26 @@ def _document() -> dict[str, Any]:
                     "status": {"type": "string", "enum": ["in_progress", "won", "lost"]},
                     "amount": {"type": "number", "minimum": 0}}}}}},
             "responses": {"200": _json(_ref("Opportunity"), "updated"), **_errors(400, 401, 404, 409)}}},
+        "/api/opportunities/{id}/outcome": {
+            "get": {"summary": "The rep's answer page for an opportunity card", "tags": ["opportunities"],
+                    "security": ANONYMOUS,
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                                   token, _query("decision", "preselected answer")],
+                    "responses": {"200": {"description": "page (HTML, or JSON with Accept: application/json)",
+                                          "content": {HTML: {"schema": {"type": "string"}},
+                                                      JSON: {"schema": _ref("Opportunity")}}},
+                                  **_errors(400, 401, 404, 409)}},
+            "post": {"summary": "Record the rep's answer: in progress, won + amount, not now",
+                     "tags": ["opportunities"],
+                     "security": ANONYMOUS,
+                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                                    token],
+                     "requestBody": {"required": True, "content": {
+                         JSON: {"schema": _ref("Outcome")}, "application/x-www-form-urlencoded": {
+                             "schema": _ref("Outcome")}}},
+                     "responses": {"200": {"description": "recorded", "content": {
+                         JSON: {"schema": _ref("Opportunity")}, HTML: {"schema": {"type": "string"}}}},
+                         **_errors(400, 401, 404, 409)}}},
         "/api/approvals/{id}": {
             "get": {"summary": "Review page of a held message", "tags": ["approvals"], "security": ANONYMOUS,
                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -223,6 +243,9 @@ def _document() -> dict[str, Any]:
         "Opportunity": {"type": "object", "properties": {
             "id": {"type": "string"}, "rule": {"type": "string"}, "kind": {"type": "string"},
             "customer_id": {"type": "string"}, "status": {"type": "string"}, "amount": {"type": "number"}}},
+        "Outcome": {"type": "object", "required": ["decision", "token"], "properties": {
+            "decision": {"type": "string"}, "amount": {"type": "number", "minimum": 0},
+            "token": {"type": "string"}}},
         "Decision": {"type": "object", "required": ["decision", "token"], "properties": {
             "decision": {"type": "string", "enum": ["approve", "reject"]}, "token": {"type": "string"}}},
     }
