@@ -174,6 +174,24 @@ def _document() -> dict[str, Any]:
                                            "content": {HTML: {"schema": {"type": "string"}}}},
                                    "400": {"description": "no or bad token (page)"},
                                    "401": {"description": "forged or expired token (page)"}}}},
+        "/api/dashboard/configure": {"get": {
+            "summary": "Teams tab configuration page", "tags": ["dashboard"], "security": ANONYMOUS,
+            "responses": {"200": {"description": "page", "content": {HTML: {"schema": {"type": "string"}}}}}}},
+        "/api/dashboard/opportunities/{id}": {"patch": {
+            "summary": "Change an opportunity from the dashboard work list", "tags": ["dashboard"],
+            "security": ANONYMOUS,
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "type": "object", "properties": {"status": {"type": "string"}, "amount": {"type": "number"}}}}}},
+            "responses": {"200": _json(_ref("Opportunity"), "updated"), **_errors(400, 401, 404, 409)}}},
+        "/api/teams/tab": {"get": {
+            "summary": "The dashboard as a Teams tab", "tags": ["dashboard"], "security": ANONYMOUS,
+            "responses": {"200": {"description": "page", "content": {HTML: {"schema": {"type": "string"}}}},
+                          **_errors(401)}}},
+        "/api/teams/teams.js": {"get": {
+            "summary": "Script of the Teams tab", "tags": ["dashboard"], "security": ANONYMOUS,
+            "responses": {"200": {"description": "JavaScript", "content": {"application/javascript": {
+                "schema": {"type": "string"}}}}}}},
         "/api/customers/{id}/journey": {"get": {
             "summary": "A customer's journey stage and history", "tags": ["journeys"], "security": FUNCTION_KEY,
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
