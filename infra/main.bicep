@@ -301,6 +301,8 @@ var appSettings = {
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
   MAPPINGS_DIR: 'mappings'
+  CONTACT_POLICY_FILE: 'contact_policy.yaml'
+  TEAMS_DELIVERY_MODE: 'instant'
   // pipeline
   BROKER: 'servicebus'
   SWEEP_SCHEDULE: sweepSchedule

@@ -18,6 +18,7 @@ import requests
 from shared.approvals.flow import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
+from shared.contact import ContactGuard, ContactLog, ContactPolicy, load_contact_policy
 from shared.customers.store import CustomerStore
 from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
 from shared.delivery.idempotency import DedupeStore
@@ -121,7 +122,22 @@ class Container:
 
     @cached_property
     def planner(self) -> Planner:
-        return Planner(self.settings, self.ledger, self.broker, self.approvals)
+        return Planner(self.settings, self.ledger, self.broker, self.approvals, self.contact_guard)
+
+    # --- contact policy: caps on customer contacts, rep Teams modes ----------------------------------------
+    @cached_property
+    def contact_policy(self) -> ContactPolicy:
+        """The contact policy file, checked once per process (no file: no caps)."""
+        return load_contact_policy(self.settings.contact_policy_file)
+
+    @cached_property
+    def contact_log(self) -> ContactLog:
+        return ContactLog(self.storage, self.contact_policy)
+
+    @cached_property
+    def contact_guard(self) -> ContactGuard:
+        rules = {rule.id: rule for rule in self.ruleset.rules}
+        return ContactGuard(self.contact_policy, self.contact_log, rules.get)
 
     # --- approvals (issue: approval flow) ------------------------------------------------------------------
     @cached_property

@@ -42,12 +42,13 @@ from shared.storage.keys import readable_key, shard_of, shard_partition
 
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
 SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
-STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED)
+CAPPED = "capped"  # a contact cap dropped every message of the firing
+STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED, CAPPED)
 # Status changes people make through the API (PATCH /api/opportunities/{id}).
 MANUAL_TRANSITIONS = {
     QUEUED: {IN_PROGRESS, WON, LOST}, NOTIFIED: {IN_PROGRESS, WON, LOST}, IN_PROGRESS: {WON, LOST, NOTIFIED},
     DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
-    REJECTED: {IN_PROGRESS, LOST},
+    REJECTED: {IN_PROGRESS, LOST}, CAPPED: {IN_PROGRESS, LOST},
 }
 OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS)  # may still be won or lost
 CLOSED = (WON, LOST)

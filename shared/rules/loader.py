@@ -29,7 +29,9 @@ from shared.rules.expressions import (
     compile_expression,
 )
 from shared.rules.model import (
+    CATEGORIES,
     CHANNELS,
+    DEFAULT_CATEGORY,
     IMPORTANCE,
     KINDS,
     TRIGGERS,
@@ -41,7 +43,7 @@ from shared.rules.model import (
 )
 
 RULE_KEYS = ("id", "kind", "on", "when", "once", "windows", "recommendation", "reason", "actions", "description",
-             "params", "enabled", "campaign", "converts_on")
+             "params", "enabled", "campaign", "converts_on", "category", "priority")
 CONVERTS_ON_KEYS = ("product", "within_days")
 ACTION_KEYS = ("teams", "email", "crm_task", "template", "importance", "approval", "after", "due_in_days")
 TASK_KEYS = ("subject", "description", "due_in_days")
@@ -98,6 +100,12 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML as rule files are parsed: mappings know their lines (`.line`, `.lines[key]`, `.duplicates`),
+    YAML 1.2 booleans. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = "ja-JP") -> RuleSet:
     """Every `*.yaml`/`*.yml` under rules_dir, checked and compiled. Raises RuleProblems (an InvalidInput)."""
@@ -142,7 +150,7 @@ class _Checker:
     def load_file(self, path: Path) -> None:
         file = _shown(path)
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+            data = read_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             self.problem(file, mark.line + 1 if mark else None, None, None,
@@ -258,6 +266,12 @@ class _RuleChecker:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
+        category = data.get("category", DEFAULT_CATEGORY.get(kind))
+        if category not in CATEGORIES:
+            self.fail("category", f"category must be one of {', '.join(CATEGORIES)}")
+        priority = data.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            self.fail("priority", "priority must be a whole number -1000..1000 (higher wins a contact cap)")
         self.check_texts(params if isinstance(params, Mapping) else {})
         campaign, converts_on = self.outcomes(kind, rule_id)
         if self.failed or not enabled:
@@ -265,7 +279,7 @@ class _RuleChecker:
         return Rule(id=rule_id, kind=kind, on=frozenset(triggers), when=when, actions=actions, once=once,
                     once_per=once_per, windows=windows, recommendation=recommendation, reason=reason,
                     description=description, params=MappingProxyType(dict(params)), file=self.file, line=data.line,
-                    campaign=campaign, converts_on=converts_on)
+                    campaign=campaign, converts_on=converts_on, category=category, priority=priority)
 
     def outcomes(self, kind: Any, rule_id: Any) -> tuple[str | None, ConvertsOn | None]:
         """`campaign` (campaign rules: the CRM campaign its deals name, default the rule id) and `converts_on`

@@ -14,7 +14,12 @@ KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
 TRIGGERS = ("sweep", "change")
 CHANNELS = ("teams", "email", "crm_task")
 IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL = "planned", "suppressed", "needs_approval"
+PLANNED, SUPPRESSED, NEEDS_APPROVAL, CAPPED = "planned", "suppressed", "needs_approval", "capped"
+# Contact categories (the contact policy caps promotional and lifecycle contacts; transactional ones are exempt).
+PROMOTIONAL, LIFECYCLE, TRANSACTIONAL = "promotional", "lifecycle", "transactional"
+CATEGORIES = (PROMOTIONAL, LIFECYCLE, TRANSACTIONAL)
+DEFAULT_CATEGORY = {"cross_sell": PROMOTIONAL, "upsell": PROMOTIONAL, "campaign": PROMOTIONAL,
+                    "lifecycle": LIFECYCLE, "journey": LIFECYCLE, "alert": TRANSACTIONAL}
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Rule:
     line: int | None = None
     campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
     converts_on: ConvertsOn | None = None
+    category: str = LIFECYCLE  # promotional | lifecycle | transactional (default by kind: DEFAULT_CATEGORY)
+    priority: int = 0  # when firings compete for a contact cap, the higher priority wins
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval
+    status: str  # planned | suppressed | needs_approval | capped
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
@@ -95,6 +102,12 @@ class PlannedAction:
     after: str | None = None  # dedupe key of the action this one waits for
     due_date: date | None = None
     template: str | None = None
+    deferred_to: date | None = None  # a capped contact moved to the first day with room (customer-local)
+
+    @property
+    def sendable(self) -> bool:
+        """Whether a message goes out for this action (now, or on the day a contact cap deferred it to)."""
+        return self.status != SUPPRESSED and not (self.status == CAPPED and self.deferred_to is None)
 
     def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
                    followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:
@@ -147,12 +160,11 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != SUPPRESSED:
+            if action.after and action.sendable:
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
             followups = tuple(build(child) for child in waiting.get(action.dedupe_key, ()))
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
-        return [(action, build(action)) for action in self.actions
-                if action.status != SUPPRESSED and not action.after]
+        return [(action, build(action)) for action in self.actions if action.sendable and not action.after]
