@@ -25,7 +25,16 @@ from typing import Any
 from shared.contact.policy import DROP, Cap, ContactPolicy
 from shared.domain.errors import TransientError
 from shared.domain.names import CONTACT_LOG
-from shared.rules.model import CAPPED, NEEDS_APPROVAL, PLANNED, Firing, PlannedAction, Rule
+from shared.rules.model import (
+    CAPPED,
+    DEFAULT_CATEGORY,
+    LIFECYCLE,
+    NEEDS_APPROVAL,
+    PLANNED,
+    Firing,
+    PlannedAction,
+    Rule,
+)
 from shared.storage.backend import Entity, Storage
 from shared.storage.keys import digest, readable_key, spread_partition
 
@@ -191,7 +200,7 @@ class ContactGuard:
 
     def _category(self, firing: Firing) -> str:
         rule = self._rule(firing)
-        return rule.category if rule else "promotional"
+        return rule.category if rule else DEFAULT_CATEGORY.get(firing.kind, LIFECYCLE)
 
 
 def _with_decisions(firing: Firing, decisions: Mapping[str, Decision]) -> Firing:

@@ -267,7 +267,7 @@ class _RuleChecker:
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
         category = data.get("category", DEFAULT_CATEGORY.get(kind))
-        if category not in CATEGORIES:
+        if "category" in data and category not in CATEGORIES:
             self.fail("category", f"category must be one of {', '.join(CATEGORIES)}")
         priority = data.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from shared.contact import PolicyProblems, load_contact_policy
 from shared.devtools.commands._local import offline_settings
 from shared.domain.errors import CrmflowError
 from shared.journeys.loader import load_journey
@@ -20,6 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
     parser.add_argument("--mappings", type=Path, help="mappings directory (default: MAPPINGS_DIR, mappings/)")
     parser.add_argument("--journeys", type=Path, help="journeys directory (default: JOURNEYS_DIR, journeys/)")
+    parser.add_argument("--policy", type=Path,
+                        help="contact policy file (default: CONTACT_POLICY_FILE, contact_policy.yaml)")
     parser.set_defaults(func=run)
 
 
@@ -47,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     rules_dir = args.rules or settings.rules_dir
     templates_dir = args.templates or settings.templates_dir
     problems = mapping_problems(args.mappings or settings.mappings_dir)
+    try:
+        policy = load_contact_policy(args.policy or settings.contact_policy_file)
+    except PolicyProblems as exc:
+        problems.append(exc.message)
+        policy = None
     for problem in problems:
         print(problem, file=sys.stderr)
     try:
@@ -79,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
     renderer = ruleset.renderer
     print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} files; "
           f"{len(renderer.names[CARD])} card and {len(renderer.names[EMAIL])} email templates in "
-          f"{', '.join(renderer.locales)}; CSV and CRM mappings load")
+          f"{', '.join(renderer.locales)}; CSV and CRM mappings load; contact policy: "
+          f"{len(policy.caps) if policy else 0} caps" + (f" ({policy.file})" if policy and policy.file else ""))
     return 0
