@@ -19,6 +19,7 @@ from shared.approvals.flow import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
 from shared.broker.port import Broker
 from shared.contact import ContactGuard, ContactLog, ContactPolicy, load_contact_policy
+from shared.contact.digest import DIGEST_KIND, DigestBook, RepRouter, render_digest
 from shared.customers.store import CustomerStore
 from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
 from shared.delivery.idempotency import DedupeStore
@@ -122,7 +123,7 @@ class Container:
 
     @cached_property
     def planner(self) -> Planner:
-        return Planner(self.settings, self.ledger, self.broker, self.approvals, self.contact_guard)
+        return Planner(self.settings, self.ledger, self.broker, self.approvals, self.contact_guard, self.rep_router)
 
     # --- contact policy: caps on customer contacts, rep Teams modes ----------------------------------------
     @cached_property
@@ -138,6 +139,22 @@ class Container:
     def contact_guard(self) -> ContactGuard:
         rules = {rule.id: rule for rule in self.ruleset.rules}
         return ContactGuard(self.contact_policy, self.contact_log, rules.get)
+
+    @cached_property
+    def digests(self) -> DigestBook:
+        return DigestBook(self.storage)
+
+    @cached_property
+    def rep_router(self) -> RepRouter:
+        """Cards to reps: at once inside their working hours, or into their daily digest (contact policy)."""
+        priorities = {rule.id: rule.priority for rule in self.ruleset.rules}
+        return RepRouter(self.settings, self.contact_policy, self.digests, lambda rule: priorities.get(rule, 0))
+
+    def prepare_message(self, message: ActionMessage) -> ActionMessage:
+        """A digest that is due gets its card (built from the day's items) just before it is sent."""
+        if message.kind == DIGEST_KIND and not message.content:
+            return render_digest(message, self.digests, self.settings, self.contact_policy.reps.digest_size)
+        return message
 
     # --- approvals (issue: approval flow) ------------------------------------------------------------------
     @cached_property
@@ -238,7 +255,7 @@ class Container:
             transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
             broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
             audit=self.storage.table(DELIVERIES), on_delivered=self.on_delivered,
-            max_attempts=self.settings.delivery_max_attempts, clock=self.clock)
+            max_attempts=self.settings.delivery_max_attempts, clock=self.clock, prepare=self.prepare_message)
 
     def _customer_opted_out(self, customer_id: str) -> bool:
         stored = self.customers.get(customer_id)

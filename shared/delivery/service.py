@@ -85,7 +85,9 @@ class DeliveryService:
                  broker: Broker, suppressions: SuppressionStore | None = None,
                  customer_opted_out: Callable[[str], bool] | None = None, audit: Table | None = None,
                  on_delivered: DeliveredHook = _no_hook, max_attempts: int = 8,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 prepare: Callable[[ActionMessage], ActionMessage] | None = None):
+        """`prepare`: completes a message whose content is only known when it is due (a rep's daily digest)."""
         self.transports = transports
         self.dedupe = dedupe
         self.limiter = limiter
@@ -96,9 +98,12 @@ class DeliveryService:
         self.on_delivered = on_delivered
         self.max_attempts = max_attempts
         self.clock = clock
+        self.prepare = prepare
 
     # --- the one entry point -------------------------------------------------------------------------------
     def deliver(self, message: ActionMessage) -> Outcome:
+        if self.prepare is not None:
+            message = self.prepare(message)
         transport = self.transports.get(message.channel)
         if transport is None:
             raise ConfigError(f"no transport for channel {message.channel!r}")

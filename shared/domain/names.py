@@ -23,8 +23,9 @@ JOURNEY_HISTORY: Final = "JourneyHistory"
 DASHBOARD: Final = "Dashboard"
 WORK_ITEMS: Final = "WorkItems"
 CONTACT_LOG: Final = "ContactLog"
+DIGESTS: Final = "Digests"
 TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS, JOURNEY_HISTORY,
-                 DASHBOARD, WORK_ITEMS, CONTACT_LOG)
+                 DASHBOARD, WORK_ITEMS, CONTACT_LOG, DIGESTS)
 
 # Action channels and the queue each one is delivered from.
 CHANNEL_QUEUES: Final = {"teams": TEAMS, "email": EMAIL, "crm_task": CRM_TASKS}

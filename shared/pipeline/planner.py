@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
     from shared.journeys.service import JourneyRunner
     from shared.contact.caps import ContactGuard
+    from shared.contact.digest import RepRouter
 
 log = logging.getLogger("crmflow.pipeline")
 
@@ -85,14 +86,16 @@ class Planner:
     """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
 
     def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker,
-                 approvals: ApprovalFlow | None = None, contact: ContactGuard | None = None):
+                 approvals: ApprovalFlow | None = None, contact: ContactGuard | None = None,
+                 reps: RepRouter | None = None):
         """Without `approvals`, held messages stay in the ledger claim (nothing asks anyone); without `contact`,
-        no contact caps apply."""
+        no contact caps apply; without `reps`, cards go to reps at once (no digests, no working hours)."""
         self.settings = settings
         self.ledger = ledger
         self.broker = broker
         self.approvals = approvals
         self.contact = contact
+        self.reps = reps
 
     def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> Claim:
         """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
@@ -109,9 +112,11 @@ class Planner:
         messages, held = [], []
         for action, message in firing.to_messages(now, not_before=not_before):
             message = _with_properties(message, properties)
-            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
-                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
-                subject=action.channel, properties=properties))
+            outgoing = OutgoingMessage(body=message.to_json(), message_id=action.dedupe_key,
+                                       scheduled_at=message.not_before, subject=action.channel, properties=properties)
+            if self.reps is not None and action.status != NEEDS_APPROVAL:  # digest, or the rep's working hours
+                outgoing = self.reps.route(customer, message, outgoing, now, firing.recommendation)
+            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], outgoing)
             (held if action.status == NEEDS_APPROVAL else messages).append(queued)
         status = QUEUED if messages else NEEDS_APPROVAL if held else \
             CAPPED if any(a.status == CAPPED for a in firing.actions) else SUPPRESSED
