@@ -74,7 +74,8 @@ class RepRouter:
                                       prefs.working_days)
             return replace(queued_message, scheduled_at=slot) if slot else queued_message
         item = {"rule": message.rule, "customer": customer.name or customer.id, "customer_id": customer.id,
-                "recommendation": recommendation or message.content.get("summary") or "", "priority": self.priority_of(message.rule),
+                "recommendation": recommendation or message.content.get("summary") or "",
+                "priority": self.priority_of(message.rule),
                 "amount": customer.annual_spend or 0, "url": customer.crm_url or ""}
         day, due = self.book.add(message.to, prefs, message.dedupe_key, item, now)
         key = digest_key(message.to, day)

@@ -199,8 +199,8 @@ def test_rule_category_and_priority_are_checked(tmp_path):
         "category: transactional", "category: urgent"))
     with pytest.raises(RuleProblems) as caught:
         load_ruleset(rules, Path(__file__).parent.parent.parent / "templates")
-    assert "r.yaml:4, rule 'promo-spring', field 'priority'" in caught.value.message and "priority must be a whole number" in \
-        caught.value.message
+    assert "r.yaml:4, rule 'promo-spring', field 'priority'" in caught.value.message
+    assert "priority must be a whole number" in caught.value.message
     assert "category must be one of promotional, lifecycle, transactional" in caught.value.message
     ruleset = load_ruleset(FIXTURES / "rules", Path(__file__).parent.parent.parent / "templates")
     assert ruleset.rule("promo-summer").category == "promotional" and ruleset.rule("promo-summer").priority == 50
