@@ -126,7 +126,7 @@ class DigestBook:
                 return {**_properties(entity), "more": more + 1}
             items[item_key] = dict(item)
             return {**_properties(entity), "items": json.dumps(items, ensure_ascii=False, separators=(",", ":")),
-                    "more": more, "closed": False}
+                    "more": more, "closed": False, "day": day.isoformat()}
 
         self.table.compare_and_swap(PARTITION, digest_key(rep_email, day).replace(":", "-"), put,
                                     attempts=self.max_cas_attempts)
@@ -140,7 +140,7 @@ class DigestBook:
         def shut(entity: Entity | None) -> dict[str, Any] | None:
             box[0] = entity
             if entity is None:
-                return {"items": "{}", "more": 0, "closed": True}
+                return {"items": "{}", "more": 0, "closed": True, "day": day.isoformat()}
             return None if entity.get("closed") else {**_properties(entity), "closed": True}
 
         self.table.compare_and_swap(PARTITION, digest_key(rep_email, day).replace(":", "-"), shut,
@@ -148,6 +148,13 @@ class DigestBook:
         entity = box[0]
         items = list(json.loads(entity.get("items", "{}")).values()) if entity else []
         return items, int(entity.get("more", 0)) if entity else 0
+
+
+    def purge_before(self, day: date) -> int:
+        """Delete the digests of days before `day` (they were sent or never will be)."""
+        rows = self.table.query("PartitionKey eq @pk and day lt @day", {"pk": PARTITION, "day": day.isoformat()},
+                                select=["PartitionKey", "RowKey"])
+        return self.table.delete_many((row["PartitionKey"], row["RowKey"]) for row in rows)
 
 
 def _properties(entity: Entity | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ at once but never outside working hours, later opportunities in the next day's d
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -133,3 +133,15 @@ def test_instant_mode_per_owner_still_waits_for_working_hours(tmp_path, reps):
     clock.now = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
     ny = visible_cards(container)
     assert len(ny) == 12 and {m.kind for m in ny} == {"cross_sell"}  # one card each, from 09:00 New York time
+
+
+def test_cleanup_deletes_digests_of_past_days(reps):
+    from shared.ops.cleanup import purge_deliveries
+
+    container, _ = reps
+    sweep(container)
+    rows = container.storage.snapshot()["Digests"]
+    assert len(rows) == 2  # the Tokyo rep's and the New York rep's
+    assert purge_deliveries(container.storage, NOW + timedelta(days=3), 400).digests == 0
+    assert purge_deliveries(container.storage, NOW + timedelta(days=8), 400).digests == 2
+    assert container.storage.snapshot()["Digests"] == []
