@@ -50,9 +50,9 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
-    from shared.journeys.service import JourneyRunner
     from shared.contact.caps import ContactGuard
     from shared.contact.digest import RepRouter
+    from shared.journeys.service import JourneyRunner
 
 log = logging.getLogger("crmflow.pipeline")
 
