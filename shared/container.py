@@ -17,7 +17,7 @@ import requests
 
 from shared.approvals.flow import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
-from shared.broker.port import Broker
+from shared.broker.port import Broker, OutgoingMessage
 from shared.contact import ContactGuard, ContactLog, ContactPolicy, load_contact_policy
 from shared.contact.digest import DIGEST_KIND, DigestBook, RepRouter, render_digest
 from shared.customers.store import CustomerStore
@@ -150,6 +150,9 @@ class Container:
         priorities = {rule.id: rule.priority for rule in self.ruleset.rules}
         return RepRouter(self.settings, self.contact_policy, self.digests, lambda rule: priorities.get(rule, 0))
 
+    def _route_followup(self, message: ActionMessage, outgoing: OutgoingMessage) -> OutgoingMessage:
+        return self.rep_router.route(None, message, outgoing, datetime.fromtimestamp(self.clock(), UTC))
+
     def prepare_message(self, message: ActionMessage) -> ActionMessage:
         """A digest that is due gets its card (built from the day's items) just before it is sent."""
         if message.kind == DIGEST_KIND and not message.content:
@@ -255,7 +258,8 @@ class Container:
             transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
             broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
             audit=self.storage.table(DELIVERIES), on_delivered=self.on_delivered,
-            max_attempts=self.settings.delivery_max_attempts, clock=self.clock, prepare=self.prepare_message)
+            max_attempts=self.settings.delivery_max_attempts, clock=self.clock, prepare=self.prepare_message,
+            route_followup=self._route_followup)
 
     def _customer_opted_out(self, customer_id: str) -> bool:
         stored = self.customers.get(customer_id)

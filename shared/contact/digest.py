@@ -60,10 +60,11 @@ class RepRouter:
         return self.policy.reps.for_owner(rep_email, self.settings.teams_delivery_mode,
                                           self.settings.default_timezone)
 
-    def route(self, customer: Customer, message: ActionMessage, queued_message: OutgoingMessage,
+    def route(self, customer: Customer | None, message: ActionMessage, queued_message: OutgoingMessage,
               now: datetime, recommendation: str | None = None) -> OutgoingMessage:
         """The message to publish for a Teams card to a rep: the card itself (not before the rep's working hours),
-        or the due-message of the digest the card joined."""
+        or the due-message of the digest the card joined. Cards released by a sent mail (`after: email`) come here
+        at send time, without the customer record."""
         if message.channel != "teams" or "@" not in message.to:
             return queued_message
         prefs = self.preferences(message.to)
@@ -73,10 +74,12 @@ class RepRouter:
             slot = next_business_slot(max(now, message.not_before or now), prefs.timezone, prefs.working_hours,
                                       prefs.working_days)
             return replace(queued_message, scheduled_at=slot) if slot else queued_message
-        item = {"rule": message.rule, "customer": customer.name or customer.id, "customer_id": customer.id,
+        item = {"rule": message.rule, "customer_id": message.customer_id,
+                "customer": (customer.name if customer else None) or message.customer_id,
                 "recommendation": recommendation or message.content.get("summary") or "",
                 "priority": self.priority_of(message.rule),
-                "amount": customer.annual_spend or 0, "url": customer.crm_url or ""}
+                "amount": (customer.annual_spend if customer else None) or 0,
+                "url": (customer.crm_url if customer else None) or ""}
         day, due = self.book.add(message.to, prefs, message.dedupe_key, item, now)
         key = digest_key(message.to, day)
         due_message = ActionMessage(

@@ -145,3 +145,26 @@ def test_cleanup_deletes_digests_of_past_days(reps):
     assert purge_deliveries(container.storage, NOW + timedelta(days=3), 400).digests == 0
     assert purge_deliveries(container.storage, NOW + timedelta(days=8), 400).digests == 2
     assert container.storage.snapshot()["Digests"] == []
+
+
+def test_the_note_that_a_mail_was_sent_joins_the_reps_next_open_digest(tmp_path, reps):
+    container, clock = reps
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mail.yaml").write_text(
+        "- id: welcome-mail\n  kind: lifecycle\n  on: [sweep]\n  when: \"true\"\n  once: ever\n  actions:\n"
+        "    - email: customer\n      template: birthday\n    - teams: owner\n      template: email_sent\n"
+        "      after: email\n", encoding="utf-8")
+    container.settings = container.settings.replace(rules_dir=rules, unsubscribe_signing_key="k" * 32)
+    sweep(container)
+    mails = drain(container.broker, "email")
+    assert len(mails) == 3 and visible_cards(container) == []  # the notes wait for the mails
+    clock.now = NOW.replace(hour=2)
+    for mail in mails:
+        assert container.delivery.deliver(mail).status == "sent"
+    cards = visible_cards(container)
+    # Tokyo rep: one digest for both notes (today's is still open); the New York rep's waits for their morning.
+    assert [(m.kind, m.to) for m in cards] == [("digest", TOKYO_REP)]
+    assert container.delivery.deliver(cards[0]).status == "sent"
+    card = next(c for c in outbox_cards(container) if c["dedupe_key"] == cards[0].dedupe_key)
+    assert card["payload"]["attachments"][0]["content"]["body"][0]["text"].startswith("2 new opportunities")
