@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
+    try:
         policy = load_contact_policy(args.policy or settings.contact_policy_file)
     except PolicyProblems as exc:
         print(exc.message, file=sys.stderr)
