@@ -8,8 +8,9 @@ also publishes one "digest due" message to the `teams` queue per (rep, day), sch
 working day, with the digest's key as message id and dedupe key: the broker drops the repeats, and the sender's
 idempotency record makes a redelivered digest a duplicate. When it is due the row is *closed* (items arriving later
 go to the next working day) and the card is built from it — the one message rendered at send time, because its
-content is only known then. `importance: high` cards go at once when the policy says `high_importance: instant`;
-every card to a rep, digest or not, waits for the rep's working hours.
+content is only known then. `importance: high` cards go at once when the policy says `high_importance: instant`,
+but like everything to a rep in digest mode, never outside the rep's working hours. Reps in `instant` mode get every
+card as it comes.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def working_day_start(day: date, prefs: RepPreferences) -> datetime:
 
 
 class RepRouter:
-    """Decides how a card to a rep travels: at once (inside working hours) or into the day's digest."""
+    """Decides how a card to a rep travels: at once, or (digest mode) into the day's digest, `importance: high`
+    at once inside the rep's working hours."""
 
     def __init__(self, settings: Settings, policy: ContactPolicy, book: DigestBook,
                  priority_of: Callable[[str], int] = lambda rule_id: 0):
@@ -68,9 +70,9 @@ class RepRouter:
         if message.channel != "teams" or "@" not in message.to:
             return queued_message
         prefs = self.preferences(message.to)
-        instant = prefs.mode == INSTANT or (message.importance == "high"
-                                            and self.policy.reps.high_importance == INSTANT)
-        if instant:
+        if prefs.mode == INSTANT:  # every card as it comes, as before digests existed
+            return queued_message
+        if message.importance == "high" and self.policy.reps.high_importance == INSTANT:
             slot = next_business_slot(max(now, message.not_before or now), prefs.timezone, prefs.working_hours,
                                       prefs.working_days)
             return replace(queued_message, scheduled_at=slot) if slot else queued_message
