@@ -21,7 +21,7 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
         raise InvalidInput("days must be a whole number from 1 to 90", Location(field="days"))
     c = get_container()
     data = build_dashboard(c.storage, c.ledger, c.approval_store, c.broker, datetime.now(UTC), int(days),
-                           journey=c.journey)
+                           journey=c.journey, ruleset=c.ruleset)
     wants_html = req.params.get("format") == "html" or "text/html" in (req.headers.get("accept") or "")
     if wants_html:
         return func.HttpResponse(dashboard_html(data), mimetype="text/html", charset="utf-8",

@@ -294,6 +294,7 @@ var appSettings = {
   RULES_DIR: 'rules'
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
+  SEGMENTS_FILE: 'segments.yaml'
   MAPPINGS_DIR: 'mappings'
   // pipeline
   BROKER: 'servicebus'

@@ -80,7 +80,7 @@ class Container:
     def ruleset(self) -> RuleSet:
         """Rules and templates, checked and compiled once per process (InvalidInput lists every problem)."""
         return load_ruleset(self.settings.rules_dir, self.settings.templates_dir,
-                            default_locale=self.settings.default_locale)
+                            default_locale=self.settings.default_locale, segments=self.settings.segments_file)
 
     @cached_property
     def evaluator(self) -> Evaluator:

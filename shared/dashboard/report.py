@@ -18,9 +18,15 @@ from typing import Any
 
 from shared.approvals.flow import PENDING, ApprovalStore
 from shared.broker import Broker
+from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.uplift import uplift_by_rule
+from shared.rules.model import RuleSet
+from shared.segments.holdout import CONTROL, TREATMENT
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
+from shared.segments.summary import count_segments
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -29,14 +35,34 @@ DLQ_PEEK_LIMIT = 1000
 
 
 def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
-                    now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
-    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
+                    now: datetime, days: int = 7, journey: Journey | None = None,
+                    ruleset: RuleSet | None = None) -> dict[str, Any]:
+    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses).
+
+    `segments`: customers per RFM label and score on `now`'s date (the ruleset's segments.yaml, else the shipped
+    one). `uplift`: per rule with a holdout, treatment against control (`shared/opportunities/uplift.py`).
+    """
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
         "journey": _journey(storage, now, journey),
         "delivery": _delivery(storage, approvals, broker, now, days),
+        "segments": _segments(storage, ruleset, now),
+        "uplift": _uplift(ledger, ruleset),
     }
+
+
+def _segments(storage: Storage, ruleset: RuleSet | None, now: datetime) -> dict[str, Any]:
+    segments = (ruleset.segments if ruleset is not None else None) or DEFAULT_SEGMENTS
+    customers = (entity_to_customer(e) for e in storage.table(CUSTOMERS).query())
+    return count_segments(customers, segments, now.date()).to_dict(segments.labels)
+
+
+def _uplift(ledger: OpportunityLedger, ruleset: RuleSet | None) -> dict[str, Any]:
+    rows = (row for row in ledger.scan(["rule", "customer_id", "arm", "status", "amount"])
+            if row.get("arm") in (TREATMENT, CONTROL))
+    holdouts = {rule.id: rule.holdout for rule in ruleset.rules if rule.holdout} if ruleset is not None else {}
+    return uplift_by_rule(rows, holdouts)
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
@@ -210,6 +236,11 @@ def dashboard_html(data: dict[str, Any]) -> str:
                for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],
               ("channel", "outcome", "count")),
         table("Dead letters", list(delivery["dead_letters"].items()), ("queue", "messages")),
+        table("Customers per RFM label", list(data.get("segments", {}).get("by_label", {}).items()),
+              ("label", "customers")),
+        table("Uplift (treatment − control, 95% CI)", [_uplift_row(rule, u) for rule, u in
+                                                       data.get("uplift", {}).items()],
+              ("rule", "treated", "held out", "conversion", "uplift", "revenue / customer", "uplift")),
     ]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>crmflow dashboard</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2rem}section{display:inline-block;vertical-align:top;"
@@ -222,6 +253,20 @@ def dashboard_html(data: dict[str, Any]) -> str:
 
 def _or_dash(value: Any) -> Any:
     return "—" if value is None else value
+
+
+def _uplift_row(rule: str, uplift: dict[str, Any]) -> tuple:
+    treated, control = uplift["treatment"], uplift["control"]
+    rates = " vs ".join("–" if arm["conversion_rate"] is None else f"{arm['conversion_rate']:.1%}"
+                        for arm in (treated, control))
+    revenue = " vs ".join("–" if arm["revenue_per_customer"] is None else f"{arm['revenue_per_customer']:,.0f}"
+                          for arm in (treated, control))
+    if uplift["status"] != "ok":
+        return rule, treated["customers"], control["customers"], rates, uplift["status"], revenue, uplift["status"]
+    conversion, money = uplift["conversion_uplift"], uplift["revenue_uplift_per_customer"]
+    return (rule, treated["customers"], control["customers"], rates,
+            f"{conversion['difference']:+.1%} [{conversion['ci95'][0]:+.1%}, {conversion['ci95'][1]:+.1%}]",
+            revenue, f"{money['difference']:+,.0f} [{money['ci95'][0]:+,.0f}, {money['ci95'][1]:+,.0f}]")
 
 
 def _fmt(value: Any) -> str:

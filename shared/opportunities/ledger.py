@@ -42,14 +42,16 @@ from shared.storage.keys import readable_key, shard_of, shard_partition
 
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
 SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
-STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED)
+HELD_OUT = "held_out"  # the control group of a rule's holdout: nothing sent, outcomes still count
+STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED, HELD_OUT)
 # Status changes people make through the API (PATCH /api/opportunities/{id}).
 MANUAL_TRANSITIONS = {
     QUEUED: {IN_PROGRESS, WON, LOST}, NOTIFIED: {IN_PROGRESS, WON, LOST}, IN_PROGRESS: {WON, LOST, NOTIFIED},
     DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
-    REJECTED: {IN_PROGRESS, LOST},
+    REJECTED: {IN_PROGRESS, LOST}, HELD_OUT: {IN_PROGRESS, WON, LOST},
 }
-OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS)  # may still be won or lost
+# May still be won or lost; held-out firings too: their outcomes are what a holdout compares against.
+OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, HELD_OUT)
 CLOSED = (WON, LOST)
 REP, CRM = "rep", "crm"  # where an outcome came from
 OUTCOME_SOURCES = (REP, CRM)
@@ -103,6 +105,7 @@ class Claim:
     messages: tuple[QueuedMessage, ...] = ()
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
     campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
+    arm: str | None = None  # rules with a holdout: treatment | control, kept whatever the outcome
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Opportunity:
     decided_by: str | None = None
     decided_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
+    arm: str | None = None  # treatment | control for rules with a holdout (the status moves on, the arm stays)
 
     @property
     def is_open(self) -> bool:
@@ -365,7 +369,7 @@ class OpportunityLedger:
             "published": not (claim.messages or claim.held),
             "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
-        for name in ("owner_name", "owner_email", "recommendation", "campaign"):
+        for name in ("owner_name", "owner_email", "recommendation", "campaign", "arm"):
             if getattr(claim, name):
                 entity[name] = getattr(claim, name)
         entity.update(put_json("messages_json", [m.to_dict() for m in claim.messages]))
@@ -383,7 +387,7 @@ class OpportunityLedger:
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
             messages=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "messages_json", [])),
             held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])),
-            campaign=row.get("campaign"))
+            campaign=row.get("campaign"), arm=row.get("arm"))
 
     @staticmethod
     def _opportunity(row: Entity) -> Opportunity:
@@ -396,7 +400,7 @@ class OpportunityLedger:
             published=bool(row.get("published")), actions=tuple(json.loads(row.get("actions_json") or "[]")),
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
-            decided_at=row.get("decided_at"), etag=etag_of(row))
+            decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
 
 
 def _stored_amount(value: object) -> float | None:

@@ -34,6 +34,7 @@ from shared.domain.schedule import next_business_slot
 from shared.journeys.engine import has_pending
 from shared.opportunities.attribution import attribute, closed_deal
 from shared.opportunities.ledger import (
+    HELD_OUT,
     NEEDS_APPROVAL,
     QUEUED,
     SUPPRESSED,
@@ -103,7 +104,8 @@ class Planner:
                 body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
                 subject=action.channel, properties=properties))
             (held if action.status == NEEDS_APPROVAL else messages).append(queued)
-        status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
+        held_out = any(a.status == HELD_OUT for a in firing.actions)
+        status = QUEUED if messages else NEEDS_APPROVAL if held else HELD_OUT if held_out else SUPPRESSED
         if held and self.approvals is not None:  # the cards asking the owner travel as ordinary messages
             requests = (self.approvals.request_message(customer, firing, queued, now) for queued in held)
             messages += [request for request in requests if request is not None]
@@ -112,7 +114,8 @@ class Planner:
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
                      owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign)
+                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign,
+                     arm=firing.arm)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""

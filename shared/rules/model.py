@@ -14,7 +14,7 @@ KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
 TRIGGERS = ("sweep", "change")
 CHANNELS = ("teams", "email", "crm_task")
 IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL = "planned", "suppressed", "needs_approval"
+PLANNED, SUPPRESSED, NEEDS_APPROVAL, HELD_OUT = "planned", "suppressed", "needs_approval", "held_out"
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Rule:
     line: int | None = None
     campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
     converts_on: ConvertsOn | None = None
+    holdout: float = 0.0  # share of customers kept as a control group (0..0.5): recorded held_out, sent nothing
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     renderer: Any  # shared.rendering.engine.Renderer
     files: tuple[str, ...] = ()
+    segments: Any = None  # shared.segments.rfm.Segments the rules' `rfm.*` use
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -87,7 +89,7 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval
+    status: str  # planned | suppressed | needs_approval | held_out
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
@@ -127,6 +129,7 @@ class Firing:
     reason: str | None = None
     window: int | None = None  # days_before of the window that fired (windows rules)
     campaign: str | None = None  # the campaign a campaign rule's opportunity belongs to
+    arm: str | None = None  # rules with a holdout: treatment | control (shared/segments/holdout.py)
 
     def to_dry_run_dict(self) -> dict:
         """Exactly the DESIGN dry-run shape."""
@@ -147,7 +150,7 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != SUPPRESSED:
+            if action.after and action.status not in (SUPPRESSED, HELD_OUT):
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
@@ -155,4 +158,4 @@ class Firing:
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
         return [(action, build(action)) for action in self.actions
-                if action.status != SUPPRESSED and not action.after]
+                if action.status not in (SUPPRESSED, HELD_OUT) and not action.after]
