@@ -147,15 +147,15 @@ class Evaluator:
                 prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
                 now: datetime, held_out: bool = False) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
+        waits_for = earlier[spec.after] if spec.after is not None else None
+        if status == PLANNED and waits_for is not None and waits_for.status == SUPPRESSED:
+            status, note = SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
         if held_out and status == PLANNED:
             # The control group: what would have gone out is recorded, nothing is rendered or sent. What could
             # not have been sent anyway stays suppressed, in both groups alike.
             return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=HELD_OUT,
-                                 reason=f"control group of the rule's {rule.holdout:.0%} holdout: not sent",
+                                 reason=f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent",
                                  subject=None, importance=spec.importance, template=spec.template)
-        waits_for = earlier[spec.after] if spec.after is not None else None
-        if status == PLANNED and waits_for is not None and waits_for.status == SUPPRESSED:
-            status, note = SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
         if status == PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
             status, note = NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \
