@@ -15,6 +15,7 @@ optional: an omitted one keeps the shipped value (`shared/segments/rfm.py`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -121,7 +122,7 @@ class _Checker:
                 (_whole(v) if whole else _number(v)) and v >= 0 for v in value):
             self.fail(data, key, f"{key} must be a list of four {kind} ≥ 0 (the edges between scores 1..5)")
             return default
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(value)):
             self.fail(data, key, f"{key} must be strictly ascending, e.g. {list(default)}")
             return default
         return tuple(value)

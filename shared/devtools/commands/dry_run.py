@@ -199,7 +199,8 @@ def _summary(stats: Counter, errors: list[RowError], evaluator: Evaluator, *, ha
     print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings "
           f"({stats['transitions']:,} journey transitions); actions: "
           f"{stats['planned']:,} planned, {stats['needs_approval']:,} need approval, "
-          f"{stats['suppressed']:,} suppressed, {stats['held_out']:,} held out. Nothing was stored, queued or sent.", file=err)
+          f"{stats['suppressed']:,} suppressed, {stats['held_out']:,} held out. Nothing was stored, queued or sent.",
+          file=err)
     if not has_key:
         print(f"warning: {NO_SIGNING_KEY}", file=err)
     for rule_id, count in sorted(evaluator.errors.items()):
