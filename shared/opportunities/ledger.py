@@ -13,6 +13,10 @@ marking then blanks them here (the `Approvals` row is their only copy). An appro
 out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
 `suppressed`), expired unanswered → `suppressed`.
 
+A rule with a holdout records every firing's arm (`arm`: treatment | control). A control firing is claimed as
+`held_out` (nothing was sent) and is still open for an outcome: a won or lost deal, or a rep's answer, is recorded on
+it as on a sent one, and the arm stays, so `shared/opportunities/uplift.py` can compare the arms.
+
 PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key (`readable_key`: dedupe
 keys are always valid keys, so the RowKey is the key itself).
 
