@@ -65,3 +65,15 @@ def test_dry_run_json_shows_held_out_actions(tmp_path, capsys, share):
     assert 0.4 < len(held) / len(firings) < 0.6
     assert held[0]["actions"][0]["subject"] is None and "holdout" in held[0]["actions"][0]["reason"]
     assert f"{len(held):,} held out" in captured.err
+
+
+def test_a_big_file_gets_a_progress_bar_on_stderr(tmp_path, capsys):
+    from shared.devtools.sample_data import write_samples
+
+    customers, purchases = write_samples(4000, tmp_path)
+    assert customers.stat().st_size > 1 << 20  # over the size that gets a bar
+    assert main(["segments", "--input", str(customers), "--purchases", str(purchases), "--today", "2026-11-24",
+                 "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["customers"] == 4000
+    assert "scoring" in captured.err and "4,000/4,000" in captured.err
