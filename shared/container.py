@@ -90,7 +90,7 @@ class Container:
     @cached_property
     def journey(self) -> Journey | None:
         """The journey under JOURNEYS_DIR, checked with the rules' templates (None: no journey defined)."""
-        return load_journey(self.settings.journeys_dir, self.ruleset.renderer)
+        return load_journey(self.settings.journeys_dir, self.ruleset.renderer, self.ruleset.segments)
 
     @cached_property
     def journey_history(self) -> JourneyHistory:

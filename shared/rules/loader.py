@@ -144,8 +144,9 @@ def _shown(path: Path) -> str:
 
 
 class _Checker:
-    def __init__(self, renderer: Renderer, sample: Callable[..., dict], segments: Segments):
-        self.renderer, self.sample, self.segments = renderer, sample, segments
+    def __init__(self, renderer: Renderer, sample: Callable[..., dict], segments: Segments | None = None):
+        self.renderer, self.sample = renderer, sample
+        self.segments = segments or load_segments(None)
         self.problems: list[tuple[Location, str]] = []
         self.rules: list[Rule] = []
         self.seen: dict[str, str] = {}

@@ -59,7 +59,7 @@ def test_a_holdout_rule_over_the_demo_data_measures_uplift_as_computed_by_hand(s
         ledger.set_status(o.id, WON, DEMO_NOW, amount=100_000)
     assert {ledger.get(o.id).arm for o in arms[CONTROL]} == {CONTROL}  # the arm outlives the outcome
 
-    data = build_dashboard(swept.tables, ledger, swept.approval_store, swept.broker, DEMO_NOW,
+    data = build_dashboard(swept.storage, ledger, swept.approval_store, swept.broker, DEMO_NOW,
                            ruleset=swept.ruleset)
     uplift = data["uplift"][RULE]
     assert uplift["status"] == "ok" and uplift["holdout"] == 0.5

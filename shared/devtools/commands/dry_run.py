@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     try:
-        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer, ruleset.segments)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1

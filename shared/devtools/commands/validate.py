@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ruleset = load_ruleset(rules_dir, templates_dir, default_locale=settings.default_locale,
                                segments=args.segments or settings.segments_file)
-        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer, ruleset.segments)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
