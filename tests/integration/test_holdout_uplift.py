@@ -84,3 +84,21 @@ def test_a_holdout_rule_over_the_demo_data_measures_uplift_as_computed_by_hand(s
     assert RULE in page and "Customers per RFM label" in page and "+12.1% [+2.8%, +21.3%]" in page
     assert sum(data["segments"]["by_label"].values()) == 260 == data["segments"]["customers"]
 
+
+
+def test_a_crm_deal_is_attributed_to_a_held_out_firing_as_to_a_sent_one(swept):
+    """The CRM attribution finds the control group's opportunities too (held_out is open for an outcome)."""
+    from datetime import date
+
+    from shared.opportunities.attribution import ClosedDeal, attribute
+
+    rows = swept.ledger.query(rule=RULE, limit=1000)
+    held = next(o for o in rows if o.status == HELD_OUT)
+    sent = next(o for o in rows if o.arm == TREATMENT and o.status != SUPPRESSED)
+    for number, opportunity in enumerate((held, sent)):
+        customer = swept.customers.get(opportunity.customer_id).customer
+        deal = ClosedDeal(f"D-HOLDOUT-{number}", WON, 150_000.0, "B", None, date(2026, 12, 1))
+        answered = attribute(swept.ledger, swept.ruleset, customer, deal, "zoho", DEMO_NOW)
+        assert answered is not None and answered.id == opportunity.id
+        assert (answered.status, answered.amount, answered.deal_id) == (WON, 150_000.0, f"D-HOLDOUT-{number}")
+        assert answered.arm == opportunity.arm
