@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
@@ -417,7 +417,8 @@ class LocalHost:
             if fn.methods is not None and method not in fn.methods:
                 status = 405
                 continue
-            return fn, {k: v for k, v in found.groupdict().items() if v is not None}, 200
+            # Route values are percent-decoded, as the Functions host does (`s0001~rule%3AC-1` → `s0001~rule:C-1`).
+            return fn, {k: unquote(v) for k, v in found.groupdict().items() if v is not None}, 200
         return None, {}, status
 
     def authorised(self, fn: HttpFunction, params: dict[str, str], headers: dict[str, str]) -> bool:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # CRM modules load only where they are used
     from shared.crm.dataverse import DataverseClient
     from shared.crm.ingest import WebhookIntake
     from shared.crm.tasks import TaskWriter
+    from shared.dashboard.service import DashboardService
 
 
 class Container:
@@ -132,6 +133,15 @@ class Container:
         """Held messages → approval records, request cards, decisions (GET|POST /api/approvals/{id})."""
         return ApprovalFlow(self.settings, self.approval_store, self.ledger, self.broker, self.customers,
                             renderer=lambda: self.ruleset.renderer)
+
+    # --- dashboard ---------------------------------------------------------------------------------------
+    @cached_property
+    def dashboard(self) -> DashboardService:
+        """Snapshot, work list and page of GET /api/dashboard."""
+        from shared.dashboard.service import DashboardService  # Jinja page templates load only where used
+
+        return DashboardService(self.settings, self.storage, self.ledger, self.approval_store, self.broker,
+                                ruleset=lambda: self.ruleset, journey=lambda: self.journey)
 
     # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
     @cached_property

@@ -201,6 +201,16 @@ class Settings:
         doc="Function key the local host (crmflow serve) requires on function-level HTTP routes, as ?code= or "
             "x-functions-key; empty: none required. In Azure the platform manages keys.")
 
+    # --- dashboard -----------------------------------------------------------------------------------------
+    dashboard_auth: str = setting(
+        "DASHBOARD_AUTH", _one_of("key", "app_service", "open"), "key",
+        doc="Who may open GET /api/dashboard: 'app_service' = the user App Service Authentication signed in "
+            "(X-MS-CLIENT-PRINCIPAL-NAME is trusted only then); 'key' = callers presenting FUNCTIONS_KEY as ?code= "
+            "or x-functions-key (nobody when it is empty); 'open' = anyone (the local stack on 127.0.0.1 only).")
+    dashboard_refresh_schedule: str = setting(
+        "DASHBOARD_REFRESH_SCHEDULE", _ncrontab, "0 */30 * * * *",
+        doc="NCRONTAB (UTC) of the timer that rewrites the dashboard snapshot and work list (the sweep also does).")
+
     # --- delivery ------------------------------------------------------------------------------------------
     delivery_transport: str = setting(
         "DELIVERY_TRANSPORT", _one_of("outbox", "live"), "outbox",

@@ -4,7 +4,8 @@ Everything is aggregated from the tables the pipeline already writes (no counter
 (`Opportunities`), `Customers` (journey stages), the delivery audit rows (`Deliveries`, last `days` days), pending
 `Approvals`, the broker's dead-letter queues and `JourneyHistory` (transitions per edge, days per stage, SLA).
 Reads select only the columns they count. At a million customers the customer, ledger and history scans take
-seconds, so call it for a report, not on every page view.
+seconds: `shared/dashboard/snapshot.py` runs this after a sweep and on a timer and stores the result, and pages read
+that snapshot.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from html import escape
 from statistics import median
 from typing import Any
 
-from shared.approvals.flow import PENDING, ApprovalStore
+from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
 from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
@@ -200,78 +200,5 @@ def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: d
         "days": days,
         "outcomes": {channel: dict(counts) for channel, counts in sorted(outcomes.items())},
         "dead_letters": {queue: len(broker.peek_dead_letters(queue, DLQ_PEEK_LIMIT)) for queue in queues},
-        "approvals_pending": approvals.count(PENDING),
+        "approvals_pending": approvals.count_pending(now),  # expired ones wait only for housekeeping
     }
-
-
-def dashboard_html(data: dict[str, Any]) -> str:
-    """A plain, self-contained HTML view of `build_dashboard`'s result (every value escaped)."""
-    opp, journey, delivery = data["opportunities"], data["journey"], data["delivery"]
-
-    def table(title: str, rows: list[tuple], header: tuple = ()) -> str:
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-        return (f"<section><h2>{escape(title)}</h2><table>{f'<tr>{head}</tr>' if head else ''}{body}"
-                f"</table></section>")
-
-    sections = [
-        table("Opportunities by type", list(opp["by_kind"].items()), ("type", "count")),
-        table("By owner", list(opp["by_owner"].items()), ("owner", "count")),
-        table("By status", list(opp["by_status"].items()), ("status", "count")),
-        table("By month", list(opp["by_month"].items()), ("month", "count")),
-        table("Conversion", [(k, v["won"], v["lost"], f"{v['rate']:.0%}", v["amount_won"])
-                             for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
-        table("Campaigns", [(c, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
-                            for c, v in opp["campaigns"].items()],
-              ("campaign", "opportunities", "won", "lost", "revenue won")),
-        table("Rules", [(r, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
-                        for r, v in opp["rules"].items()], ("rule", "opportunities", "won", "lost", "revenue won")),
-        table("Journey stages", [(stage, n, _or_dash(journey["median_days"].get(stage)),
-                                  _or_dash(journey["past_sla"].get(stage))) for stage, n in journey["stages"].items()],
-              ("stage", "customers", "median days", "past SLA")),
-        table(f"Journey transitions (last {journey['transitions_days']} days)", list(journey["transitions"].items()),
-              ("transition", "count")),
-        table(f"Deliveries (last {delivery['days']} days)",
-              [(channel, status, n)
-               for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],
-              ("channel", "outcome", "count")),
-        table("Dead letters", list(delivery["dead_letters"].items()), ("queue", "messages")),
-        table("Customers per RFM label", list(data.get("segments", {}).get("by_label", {}).items()),
-              ("label", "customers")),
-        table("Uplift (treatment − control, 95% CI)", [_uplift_row(rule, u) for rule, u in
-                                                       data.get("uplift", {}).items()],
-              ("rule", "treated", "held out", "conversion", "uplift", "revenue / customer", "uplift")),
-    ]
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>crmflow dashboard</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2rem}section{display:inline-block;vertical-align:top;"
-            "margin:0 2rem 2rem 0}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
-            "text-align:left}</style></head><body>"
-            f"<h1>crmflow</h1><p>{escape(_fmt(opp['total']))} opportunities, "
-            f"{escape(_fmt(opp['amount_won']))} won; {escape(_fmt(delivery['approvals_pending']))} approvals pending; "
-            f"generated {escape(data['generated_at'])}</p>{''.join(sections)}</body></html>")
-
-
-def _or_dash(value: Any) -> Any:
-    return "—" if value is None else value
-
-
-def _uplift_row(rule: str, uplift: dict[str, Any]) -> tuple:
-    treated, control = uplift["treatment"], uplift["control"]
-    rates = " vs ".join("–" if arm["conversion_rate"] is None else f"{arm['conversion_rate']:.1%}"
-                        for arm in (treated, control))
-    revenue = " vs ".join("–" if arm["revenue_per_customer"] is None else f"{arm['revenue_per_customer']:,.0f}"
-                          for arm in (treated, control))
-    if uplift["status"] != "ok":
-        return rule, treated["customers"], control["customers"], rates, uplift["status"], revenue, uplift["status"]
-    conversion, money = uplift["conversion_uplift"], uplift["revenue_uplift_per_customer"]
-    return (rule, treated["customers"], control["customers"], rates,
-            f"{conversion['difference']:+.1%} [{conversion['ci95'][0]:+.1%}, {conversion['ci95'][1]:+.1%}]",
-            revenue, f"{money['difference']:+,.0f} [{money['ci95'][0]:+,.0f}, {money['ci95'][1]:+,.0f}]")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -49,6 +49,8 @@ def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool 
         return
     local_dir = Settings.from_env({**env, "TABLES_CONNECTION_STRING": "-"}).local_dir
     env.setdefault("UNSUBSCRIBE_SIGNING_KEY", local_signing_key(local_dir))
+    # The local host listens on 127.0.0.1 only: without a FUNCTIONS_KEY the dashboard opens like every other route.
+    env.setdefault("DASHBOARD_AUTH", "key" if env.get("FUNCTIONS_KEY") else "open")
     azurite = Azurite(in_memory=not persistent, location=local_dir / "azurite" if persistent else None)
     with azurite:
         if not quiet:

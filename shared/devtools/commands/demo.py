@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n== 5. outcomes: a rep answers a card, the CRM reports deals, revenue per campaign and rule")
         print(_outcomes(container))
+
+        # "This month" on the KPI cards is the month of the demo's sweep (the clock may have moved on).
+        snapshot = container.dashboard.refresh(datetime.fromtimestamp(container.clock(), UTC), month_of=instant)
+        print(f"\n== 6. dashboard: snapshot of {snapshot.ledger_rows:,} opportunities, {snapshot.open_items:,} open "
+              "in the work list")
+        print(f"  run `crmflow serve` (or `make serve`), then open {dashboard_url(container.settings)}")
     return 0 if not (report.errors or failed) else 1
 
 
@@ -117,6 +123,12 @@ def _journey(container: Container) -> str:
         due = f", due {step['due']}" if step.get("due") else ""
         lines.append(f"    {step['at'][:16]}  {step['from'] or '(start)':>14} → {step['to']:<14} {step['cause']}{due}")
     return "\n".join(lines)
+
+
+def dashboard_url(settings) -> str:
+    """Where `crmflow serve` answers the dashboard page (with the key when the local host requires one)."""
+    url = f"{settings.public_base_url}/api/dashboard"
+    return f"{url}?code=<FUNCTIONS_KEY>" if settings.functions_key else url
 
 
 MAX_FAST_FORWARD_DAYS = 7  # a weekend and a long holiday between the sweep and the next business hours
@@ -205,7 +217,6 @@ def _report(container: Container) -> str:
     lines.append(_approvals(container))
     lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
                  "crmflow serve answers the unsubscribe and approval links)")
-    lines.append("  dashboard: run `crmflow serve`, then open http://127.0.0.1:7071/api/dashboard?format=html")
     return "\n".join(lines)
 
 
