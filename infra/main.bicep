@@ -300,6 +300,7 @@ var appSettings = {
   RULES_DIR: 'rules'
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
+  SEGMENTS_FILE: 'segments.yaml'
   MAPPINGS_DIR: 'mappings'
   CONTACT_POLICY_FILE: 'contact_policy.yaml'
   TEAMS_DELIVERY_MODE: 'instant'

@@ -83,7 +83,7 @@ class Container:
     def ruleset(self) -> RuleSet:
         """Rules and templates, checked and compiled once per process (InvalidInput lists every problem)."""
         return load_ruleset(self.settings.rules_dir, self.settings.templates_dir,
-                            default_locale=self.settings.default_locale)
+                            default_locale=self.settings.default_locale, segments=self.settings.segments_file)
 
     @cached_property
     def evaluator(self) -> Evaluator:
@@ -93,7 +93,7 @@ class Container:
     @cached_property
     def journey(self) -> Journey | None:
         """The journey under JOURNEYS_DIR, checked with the rules' templates (None: no journey defined)."""
-        return load_journey(self.settings.journeys_dir, self.ruleset.renderer)
+        return load_journey(self.settings.journeys_dir, self.ruleset.renderer, self.ruleset.segments)
 
     @cached_property
     def journey_history(self) -> JourneyHistory:

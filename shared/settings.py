@@ -178,6 +178,8 @@ class Settings:
     journeys_dir: Path = setting(
         "JOURNEYS_DIR", _path, "journeys", doc="Directory of the YAML journey definition (customer-success stages).")
     templates_dir: Path = setting("TEMPLATES_DIR", _path, "templates", doc="Directory of Jinja2 templates.")
+    segments_file: Path = setting(
+        "SEGMENTS_FILE", _path, "segments.yaml", doc="RFM thresholds and labels (rfm.* in rules).")
     mappings_dir: Path = setting(
         "MAPPINGS_DIR", _path, "mappings", doc="Directory of CSV and CRM field mappings.")
     contact_policy_file: Path = setting(

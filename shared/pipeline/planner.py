@@ -36,6 +36,7 @@ from shared.journeys.engine import has_pending
 from shared.opportunities.attribution import attribute, closed_deal
 from shared.opportunities.ledger import (
     CAPPED,
+    HELD_OUT,
     NEEDS_APPROVAL,
     QUEUED,
     SUPPRESSED,
@@ -118,7 +119,8 @@ class Planner:
                 outgoing = self.reps.route(customer, message, outgoing, now, firing.recommendation)
             queued = QueuedMessage(CHANNEL_QUEUES[action.channel], outgoing)
             (held if action.status == NEEDS_APPROVAL else messages).append(queued)
-        status = QUEUED if messages else NEEDS_APPROVAL if held else \
+        held_out = any(a.status == HELD_OUT for a in firing.actions)
+        status = QUEUED if messages else NEEDS_APPROVAL if held else HELD_OUT if held_out else \
             CAPPED if any(a.status == CAPPED for a in firing.actions) else SUPPRESSED
         if held and self.approvals is not None:  # the cards asking the owner travel as ordinary messages
             requests = (self.approvals.request_message(customer, firing, queued, now) for queued in held)
@@ -128,7 +130,8 @@ class Planner:
         return Claim(key=firing.dedupe_key, rule=firing.rule_id, kind=firing.kind, customer_id=customer.id,
                      owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
-                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign)
+                     actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign,
+                     arm=firing.arm)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
         """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""

@@ -14,7 +14,8 @@ KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
 TRIGGERS = ("sweep", "change")
 CHANNELS = ("teams", "email", "crm_task")
 IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL, CAPPED = "planned", "suppressed", "needs_approval", "capped"
+PLANNED, SUPPRESSED, NEEDS_APPROVAL, CAPPED, HELD_OUT = (
+    "planned", "suppressed", "needs_approval", "capped", "held_out")
 # Contact categories (the contact policy caps promotional and lifecycle contacts; transactional ones are exempt).
 PROMOTIONAL, LIFECYCLE, TRANSACTIONAL = "promotional", "lifecycle", "transactional"
 CATEGORIES = (PROMOTIONAL, LIFECYCLE, TRANSACTIONAL)
@@ -72,6 +73,7 @@ class Rule:
     converts_on: ConvertsOn | None = None
     category: str = LIFECYCLE  # promotional | lifecycle | transactional (default by kind: DEFAULT_CATEGORY)
     priority: int = 0  # when firings compete for a contact cap, the higher priority wins
+    holdout: float = 0.0  # share of customers kept as a control group (0..0.5): recorded held_out, sent nothing
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     renderer: Any  # shared.rendering.engine.Renderer
     files: tuple[str, ...] = ()
+    segments: Any = None  # shared.segments.rfm.Segments the rules' `rfm.*` use
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -94,7 +97,7 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval | capped
+    status: str  # planned | suppressed | needs_approval | capped | held_out
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
@@ -107,7 +110,7 @@ class PlannedAction:
     @property
     def sendable(self) -> bool:
         """Whether a message goes out for this action (now, or on the day a contact cap deferred it to)."""
-        return self.status != SUPPRESSED and not (self.status == CAPPED and self.deferred_to is None)
+        return self.status not in (SUPPRESSED, HELD_OUT) and not (self.status == CAPPED and self.deferred_to is None)
 
     def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
                    followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:
@@ -140,6 +143,7 @@ class Firing:
     reason: str | None = None
     window: int | None = None  # days_before of the window that fired (windows rules)
     campaign: str | None = None  # the campaign a campaign rule's opportunity belongs to
+    arm: str | None = None  # rules with a holdout: treatment | control (shared/segments/holdout.py)
 
     def to_dry_run_dict(self) -> dict:
         """Exactly the DESIGN dry-run shape."""

@@ -59,12 +59,12 @@ def run(args: argparse.Namespace) -> int:
     settings = offline_settings()
     try:
         ruleset = load_ruleset(args.rules or settings.rules_dir, args.templates or settings.templates_dir,
-                               default_locale=settings.default_locale)
+                               default_locale=settings.default_locale, segments=settings.segments_file)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
     try:
-        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer, ruleset.segments)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
@@ -213,7 +213,8 @@ def _summary(stats: Counter, errors: list[RowError], evaluator: Evaluator, *, ha
     print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings "
           f"({stats['transitions']:,} journey transitions); actions: "
           f"{stats['planned']:,} planned, {stats['needs_approval']:,} need approval, "
-          f"{stats['suppressed']:,} suppressed, {stats['capped']:,} capped. Nothing was stored, queued or sent.",
+          f"{stats['suppressed']:,} suppressed, {stats['capped']:,} capped, {stats['held_out']:,} held out. "
+          "Nothing was stored, queued or sent.",
           file=err)
     if not has_key:
         print(f"warning: {NO_SIGNING_KEY}", file=err)
