@@ -300,7 +300,10 @@ var appSettings = {
   RULES_DIR: 'rules'
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
+  SEGMENTS_FILE: 'segments.yaml'
   MAPPINGS_DIR: 'mappings'
+  CONTACT_POLICY_FILE: 'contact_policy.yaml'
+  TEAMS_DELIVERY_MODE: 'instant'
   // pipeline
   BROKER: 'servicebus'
   SWEEP_SCHEDULE: sweepSchedule

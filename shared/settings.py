@@ -135,6 +135,10 @@ def _path(raw: str) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
+# The same parsers for files that carry hours, days or zones (the contact policy).
+parse_hours, parse_weekdays, parse_timezone = _hours, _weekdays, _timezone
+
+
 def setting(name: str, parse: Callable[[str], Any] = _text, default: str | None = None, *, doc: str,
             secret: bool = False, required: bool = False) -> Any:
     """Declare one app setting as a dataclass field. `default` is the raw string used when unset."""
@@ -175,8 +179,18 @@ class Settings:
     journeys_dir: Path = setting(
         "JOURNEYS_DIR", _path, "journeys", doc="Directory of the YAML journey definition (customer-success stages).")
     templates_dir: Path = setting("TEMPLATES_DIR", _path, "templates", doc="Directory of Jinja2 templates.")
+    segments_file: Path = setting(
+        "SEGMENTS_FILE", _path, "segments.yaml", doc="RFM thresholds and labels (rfm.* in rules).")
     mappings_dir: Path = setting(
         "MAPPINGS_DIR", _path, "mappings", doc="Directory of CSV and CRM field mappings.")
+    contact_policy_file: Path = setting(
+        "CONTACT_POLICY_FILE", _path, "contact_policy.yaml",
+        doc="YAML contact policy: caps per channel and category over rolling windows, rep Teams modes. "
+            "No file: no caps.")
+    teams_delivery_mode: str = setting(
+        "TEAMS_DELIVERY_MODE", _one_of("instant", "digest"), "instant",
+        doc="How reps get opportunity cards unless the contact policy names their mode: 'instant' (one card per "
+            "opportunity) or 'digest' (one card per working day, at the start of the rep's day).")
 
     # --- pipeline ------------------------------------------------------------------------------------------
     broker: str = setting(

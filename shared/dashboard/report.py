@@ -18,9 +18,15 @@ from typing import Any
 
 from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
+from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.uplift import uplift_by_rule
+from shared.rules.model import RuleSet
+from shared.segments.holdout import CONTROL, TREATMENT
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
+from shared.segments.summary import count_segments
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -29,14 +35,34 @@ DLQ_PEEK_LIMIT = 1000
 
 
 def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
-                    now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
-    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
+                    now: datetime, days: int = 7, journey: Journey | None = None,
+                    ruleset: RuleSet | None = None) -> dict[str, Any]:
+    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses).
+
+    `segments`: customers per RFM label and score on `now`'s date (the ruleset's segments.yaml, else the shipped
+    one). `uplift`: per rule with a holdout, treatment against control (`shared/opportunities/uplift.py`).
+    """
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
         "journey": _journey(storage, now, journey),
         "delivery": _delivery(storage, approvals, broker, now, days),
+        "segments": _segments(storage, ruleset, now),
+        "uplift": _uplift(ledger, ruleset),
     }
+
+
+def _segments(storage: Storage, ruleset: RuleSet | None, now: datetime) -> dict[str, Any]:
+    segments = (ruleset.segments if ruleset is not None else None) or DEFAULT_SEGMENTS
+    customers = (entity_to_customer(e) for e in storage.table(CUSTOMERS).query())
+    return count_segments(customers, segments, now.date()).to_dict(segments.labels)
+
+
+def _uplift(ledger: OpportunityLedger, ruleset: RuleSet | None) -> dict[str, Any]:
+    rows = (row for row in ledger.scan(["rule", "customer_id", "arm", "status", "amount"])
+            if row.get("arm") in (TREATMENT, CONTROL))
+    holdouts = {rule.id: rule.holdout for rule in ruleset.rules if rule.holdout} if ruleset is not None else {}
+    return uplift_by_rule(rows, holdouts)
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:

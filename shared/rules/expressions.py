@@ -279,19 +279,13 @@ def _add_days(d: date | None, days: Any) -> date | None:
     return d + timedelta(days=days) if d is not None and _is_number(days) else None
 
 
-def _rfm_of(customer, today):
-    from shared.segments.rfm import rfm  # late: segments imports this module's helpers
-
-    return rfm(customer, today)
-
-
 RUNTIME: Mapping[str, Any] = {
     "__builtins__": {}, "len": len, "_days_until": _days_until, "_days_since": _days_since,
     "_months_until": _months_until, "_years_since": _years_since, "_is_anniversary": _is_anniversary,
     "_len": _len, "_lower": _lower, "_upper": _upper, "_min": _min, "_max": _max, "_abs": _abs, "_round": _round,
     "_any_purchase": _any_purchase, "_count_purchases": _count_purchases, "_spend": _spend,
     "_last_purchase": _last_purchase, "_first_purchase": _first_purchase, "_get": _get, "_contains": _contains,
-    "_arith": _arith, "_add_days": _add_days, "_rfm": _rfm_of, "_any": any, "_all": all, "_sum": sum,
+    "_arith": _arith, "_add_days": _add_days, "_any": any, "_all": all, "_sum": sum,
 }
 
 
@@ -353,8 +347,12 @@ class CompiledExpression:
     uses: frozenset[str]  # top-level names read: lets the evaluator skip work (e.g. RFM) nobody needs
 
 
-def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpression:
-    """Parse, check and compile one expression. Raises ExpressionError naming the offending part."""
+def compile_expression(source: str, *, filename: str = "<rule>", segments: Any = None) -> CompiledExpression:
+    """Parse, check and compile one expression. Raises ExpressionError naming the offending part.
+
+    `segments` (a `shared.segments.rfm.Segments`, default the shipped one) gives `rfm.*` its thresholds and the
+    labels `rfm.label` may be compared with.
+    """
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("expression is empty")
     if len(source) > MAX_EXPRESSION_CHARS:
@@ -367,6 +365,9 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
     except (RecursionError, MemoryError):
         raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep") from None
     _check_depth(tree.body)  # before any recursive visit
+    if segments is None:
+        from shared.segments.rfm import DEFAULT as segments  # late: segments imports the domain model only
+    _check_rfm_labels(tree, text, segments.labels)
     compiler = _Compiler(text)
     typed = compiler.visit(tree.body)
     lam = ast.Lambda(
@@ -375,6 +376,7 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
         body=typed.node)
     module = ast.fix_missing_locations(ast.Expression(lam))
     namespace = dict(RUNTIME)
+    namespace["_rfm"] = segments.rfm
     namespace.update(compiler.constants)
     # Evaluating the compiled *checked tree* only defines the lambda; user text never reaches eval.
     fn = eval(compile(module, filename, "eval"), namespace)  # noqa: S307
@@ -401,6 +403,34 @@ def _check_depth(root: ast.AST) -> None:
             raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep")
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
                      if not isinstance(child, ast.expr_context | ast.operator | ast.unaryop | ast.boolop | ast.cmpop))
+
+
+def _is_rfm_label(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "label" and isinstance(node.value, ast.Name) \
+        and node.value.id == "rfm"
+
+
+def _check_rfm_labels(tree: ast.AST, text: str, labels: tuple[str, ...]) -> None:
+    """`rfm.label == 'at_rsk'` would never match: a label named in a comparison must be one segments.yaml gives."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            named: list[ast.AST] = []
+            if _is_rfm_label(left) and isinstance(op, ast.In | ast.NotIn) and \
+                    isinstance(right, ast.List | ast.Tuple | ast.Set):
+                named = list(right.elts)
+            elif _is_rfm_label(left):
+                named = [right]
+            elif _is_rfm_label(right) and not isinstance(op, ast.In | ast.NotIn):
+                named = [left]
+            for item in named:
+                if isinstance(item, ast.Constant) and isinstance(item.value, str) and item.value not in labels:
+                    close = difflib.get_close_matches(item.value, labels, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ExpressionError(f"unknown RFM label {item.value!r} ({hint}known: {', '.join(labels)})",
+                                          ast.get_source_segment(text, node) or text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
