@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint bench clean install serve
+.PHONY: demo test lint bench clean install serve browser
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
+# npm brings Azurite and the Teams JavaScript SDK; the SDK is copied beside the page templates so the deployed app
+# serves it itself (node_modules is not published).
 $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
+	cp node_modules/@microsoft/teams-js/dist/umd/MicrosoftTeams.min.js shared/web/static/
 	touch $@
 
 install: $(STAMP) $(NODE_STAMP)
@@ -26,7 +29,14 @@ demo: install
 serve: install
 	$(PY) -m shared.cli serve
 
-test: install
+# The browser tests drive Debian's chromium (Playwright's own browser download cannot work here); a Japanese font
+# makes the screenshots readable. Installed with apt when missing (CI runs as root on a fresh machine).
+browser:
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=ja 2>/dev/null | grep -q . || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "browser tests need chromium: sudo apt-get install -y chromium fonts-ipafont-gothic" >&2; exit 1; fi; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null; }
+
+test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -42,6 +52,7 @@ bench: install
 	$(PY) bench/webhooks.py
 	$(PY) bench/broker.py
 	$(PY) bench/approvals.py
+	$(PY) bench/dashboard.py --rows 20000
 
 clean:
 	rm -rf $(VENV) node_modules .local .pytest_cache .ruff_cache

@@ -80,6 +80,9 @@ param customerShards int = 64
 @description('SWEEP_SCHEDULE: NCRONTAB of the daily sweep, in UTC (Flex Consumption has no WEBSITE_TIME_ZONE).')
 param sweepSchedule string = '0 0 0 * * *'
 
+@description('DASHBOARD_REFRESH_SCHEDULE: NCRONTAB (UTC) of the dashboard snapshot timer.')
+param dashboardRefreshSchedule string = '0 */30 * * * *'
+
 @description('BUSINESS_HOURS: customer-local hours in which emails are delivered.')
 param businessHours string = '09:00-18:00'
 
@@ -182,6 +185,9 @@ var anonymousPaths = [
   '/api/crm/generic'
   '/api/unsubscribe'
   '/api/health'
+  // The Teams tabs' entry page (no data: it starts Teams' sign-in pop-up) and the Teams JavaScript SDK it loads.
+  '/api/teams/tab'
+  '/api/teams/teams.js'
 ]
 
 // Key Vault secret names: the setting name in lower case with dashes (vault names allow no underscores).
@@ -297,10 +303,16 @@ var appSettings = {
   RULES_DIR: 'rules'
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
+  SEGMENTS_FILE: 'segments.yaml'
   MAPPINGS_DIR: 'mappings'
+  CONTACT_POLICY_FILE: 'contact_policy.yaml'
+  TEAMS_DELIVERY_MODE: 'instant'
   // pipeline
   BROKER: 'servicebus'
   SWEEP_SCHEDULE: sweepSchedule
+  // dashboard: the signed-in user is trusted only when App Service authentication is on (else the function key)
+  DASHBOARD_AUTH: empty(authClientId) ? 'key' : 'app_service'
+  DASHBOARD_REFRESH_SCHEDULE: dashboardRefreshSchedule
   BUSINESS_HOURS: businessHours
   BUSINESS_DAYS: businessDays
   // delivery

@@ -125,6 +125,7 @@ def validate_manifest(manifest: dict, base_dir: Path = HERE, *, resolved: bool =
             problems.append("webApplicationInfo.id must be the bot's app id")
         if not str(info.get("resource", "")).startswith("api://"):
             problems.append("webApplicationInfo.resource must be an api:// URI")
+    problems += _tab_problems(manifest, resolved)
     for domain in manifest.get("validDomains", []):
         if "://" in domain or "/" in domain:
             problems.append(f"validDomains entry {domain!r} must be a host name without scheme or path")
@@ -140,6 +141,43 @@ def validate_manifest(manifest: dict, base_dir: Path = HERE, *, resolved: bool =
                 problems.append(f"{language['file']}: {section}.{key} is longer than {limit} characters")
     if resolved and PLACEHOLDER.search(json.dumps(manifest)):
         problems.append("unfilled ${{...}} placeholders remain")
+    return problems
+
+
+def _tab_problems(manifest: dict, resolved: bool) -> list[str]:
+    """The dashboard tabs: a personal static tab (the rep's own work list) and one configurable channel tab."""
+    problems = []
+    hosts = set(manifest.get("validDomains", []))
+    urls = []
+    static = manifest.get("staticTabs", [])
+    if len(static) > 16:
+        problems.append("at most 16 staticTabs")
+    for index, tab in enumerate(static):
+        if not tab.get("entityId") or len(tab["entityId"]) > 64:
+            problems.append(f"staticTabs[{index}].entityId is required, at most 64 characters")
+        if len(tab.get("name", "")) > 128:
+            problems.append(f"staticTabs[{index}].name is longer than 128 characters")
+        if not set(tab.get("scopes", [])) or not set(tab["scopes"]) <= {"personal", "team", "groupChat"}:
+            problems.append(f"staticTabs[{index}].scopes must be personal, team or groupChat")
+        urls += [(f"staticTabs[{index}].contentUrl", tab.get("contentUrl")),
+                 (f"staticTabs[{index}].websiteUrl", tab.get("websiteUrl"))]
+    configurable = manifest.get("configurableTabs", [])
+    if len(configurable) > 1:
+        problems.append("at most one configurableTabs entry")
+    for index, tab in enumerate(configurable):
+        scopes = set(tab.get("scopes", []))
+        if not scopes or not scopes <= {"team", "groupChat"}:
+            problems.append(f"configurableTabs[{index}].scopes must be team and/or groupChat")
+        urls.append((f"configurableTabs[{index}].configurationUrl", tab.get("configurationUrl")))
+    for name, url in urls:
+        if url is None:
+            continue
+        if not str(url).startswith("https://"):
+            problems.append(f"{name} must be an https URL")
+            continue
+        host = str(url)[len("https://"):].split("/", 1)[0]
+        if resolved and host not in hosts:
+            problems.append(f"{name}: host {host} is not in validDomains")
     return problems
 
 

@@ -197,6 +197,12 @@ class ApprovalStore:
         for row in self.table.query(query, parameters):
             yield _approval(row)
 
+    def count_pending(self, now: datetime) -> int:
+        """Approvals still waiting for a decision: pending and not yet expired (housekeeping marks those later)."""
+        rows = self.table.query("RowKey eq @row and status eq @status and expires_at gt @now",
+                                {"row": ROW, "status": PENDING, "now": now}, select=["PartitionKey"])
+        return sum(1 for _ in rows)
+
     def count(self, status: str) -> int:
         rows = self.table.query("RowKey eq @row and status eq @status", {"row": ROW, "status": status},
                                 select=["PartitionKey"])

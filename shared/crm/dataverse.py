@@ -18,13 +18,20 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from shared.crm.common import WebhookRequest, check_record_id, decode_json, require, require_content_type
+from shared.crm.common import (
+    WebhookRequest,
+    check_record_id,
+    decode_json,
+    require,
+    require_content_type,
+    utc_from_millis,
+)
 from shared.crm.mapping import EntityMapping, VendorMapping
 from shared.domain.errors import (
     ConfigError,
@@ -66,7 +73,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
     if not _GUID.match(record_id):
         raise InvalidInput("must be a GUID", Location(field="PrimaryEntityId"))
     record_id = record_id.lower()
-    occurred_at = _context_time(context.get("OperationCreatedOn"))
+    occurred_at = _context_time(context.get("OperationCreatedOn"), "OperationCreatedOn")
     stripped = request.header(SIZE_EXCEEDED_HEADER) is not None
 
     target = _target_attributes(context, entity, message.lower()) if operation != "delete" and not stripped else {}
@@ -104,9 +111,9 @@ def _event_id(context: Mapping, record_id: str, message: str) -> str:
     return f"{correlation.lower()}:{record_id}:{message.lower()}:{depth}"
 
 
-def _context_time(value: Any) -> datetime | None:
+def _context_time(value: Any, where: str) -> datetime | None:
     if isinstance(value, str) and (match := _MS_DATE.match(value)):
-        return datetime.fromtimestamp(int(match[1]) / 1000, UTC)
+        return utc_from_millis(match[1], where)  # InvalidInput (400) for a year out of range, never a 500
     return None
 
 

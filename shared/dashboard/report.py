@@ -4,7 +4,8 @@ Everything is aggregated from the tables the pipeline already writes (no counter
 (`Opportunities`), `Customers` (journey stages), the delivery audit rows (`Deliveries`, last `days` days), pending
 `Approvals`, the broker's dead-letter queues and `JourneyHistory` (transitions per edge, days per stage, SLA).
 Reads select only the columns they count. At a million customers the customer, ledger and history scans take
-seconds, so call it for a report, not on every page view.
+seconds: `shared/dashboard/snapshot.py` runs this after a sweep and on a timer and stores the result, and pages read
+that snapshot.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from html import escape
 from statistics import median
 from typing import Any
 
-from shared.approvals.flow import PENDING, ApprovalStore
+from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
+from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.uplift import uplift_by_rule
+from shared.rules.model import RuleSet
+from shared.segments.holdout import CONTROL, TREATMENT
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
+from shared.segments.summary import count_segments
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -29,14 +35,34 @@ DLQ_PEEK_LIMIT = 1000
 
 
 def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
-                    now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
-    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
+                    now: datetime, days: int = 7, journey: Journey | None = None,
+                    ruleset: RuleSet | None = None) -> dict[str, Any]:
+    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses).
+
+    `segments`: customers per RFM label and score on `now`'s date (the ruleset's segments.yaml, else the shipped
+    one). `uplift`: per rule with a holdout, treatment against control (`shared/opportunities/uplift.py`).
+    """
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
         "journey": _journey(storage, now, journey),
         "delivery": _delivery(storage, approvals, broker, now, days),
+        "segments": _segments(storage, ruleset, now),
+        "uplift": _uplift(ledger, ruleset),
     }
+
+
+def _segments(storage: Storage, ruleset: RuleSet | None, now: datetime) -> dict[str, Any]:
+    segments = (ruleset.segments if ruleset is not None else None) or DEFAULT_SEGMENTS
+    customers = (entity_to_customer(e) for e in storage.table(CUSTOMERS).query())
+    return count_segments(customers, segments, now.date()).to_dict(segments.labels)
+
+
+def _uplift(ledger: OpportunityLedger, ruleset: RuleSet | None) -> dict[str, Any]:
+    rows = (row for row in ledger.scan(["rule", "customer_id", "arm", "status", "amount"])
+            if row.get("arm") in (TREATMENT, CONTROL))
+    holdouts = {rule.id: rule.holdout for rule in ruleset.rules if rule.holdout} if ruleset is not None else {}
+    return uplift_by_rule(rows, holdouts)
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
@@ -174,59 +200,5 @@ def _delivery(storage: Storage, approvals: ApprovalStore, broker: Broker, now: d
         "days": days,
         "outcomes": {channel: dict(counts) for channel, counts in sorted(outcomes.items())},
         "dead_letters": {queue: len(broker.peek_dead_letters(queue, DLQ_PEEK_LIMIT)) for queue in queues},
-        "approvals_pending": approvals.count(PENDING),
+        "approvals_pending": approvals.count_pending(now),  # expired ones wait only for housekeeping
     }
-
-
-def dashboard_html(data: dict[str, Any]) -> str:
-    """A plain, self-contained HTML view of `build_dashboard`'s result (every value escaped)."""
-    opp, journey, delivery = data["opportunities"], data["journey"], data["delivery"]
-
-    def table(title: str, rows: list[tuple], header: tuple = ()) -> str:
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-        return (f"<section><h2>{escape(title)}</h2><table>{f'<tr>{head}</tr>' if head else ''}{body}"
-                f"</table></section>")
-
-    sections = [
-        table("Opportunities by type", list(opp["by_kind"].items()), ("type", "count")),
-        table("By owner", list(opp["by_owner"].items()), ("owner", "count")),
-        table("By status", list(opp["by_status"].items()), ("status", "count")),
-        table("By month", list(opp["by_month"].items()), ("month", "count")),
-        table("Conversion", [(k, v["won"], v["lost"], f"{v['rate']:.0%}", v["amount_won"])
-                             for k, v in opp["conversion"].items()], ("type", "won", "lost", "rate", "amount won")),
-        table("Campaigns", [(c, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
-                            for c, v in opp["campaigns"].items()],
-              ("campaign", "opportunities", "won", "lost", "revenue won")),
-        table("Rules", [(r, v["opportunities"], v["won"], v["lost"], v["revenue_won"])
-                        for r, v in opp["rules"].items()], ("rule", "opportunities", "won", "lost", "revenue won")),
-        table("Journey stages", [(stage, n, _or_dash(journey["median_days"].get(stage)),
-                                  _or_dash(journey["past_sla"].get(stage))) for stage, n in journey["stages"].items()],
-              ("stage", "customers", "median days", "past SLA")),
-        table(f"Journey transitions (last {journey['transitions_days']} days)", list(journey["transitions"].items()),
-              ("transition", "count")),
-        table(f"Deliveries (last {delivery['days']} days)",
-              [(channel, status, n)
-               for channel, counts in delivery["outcomes"].items() for status, n in counts.items()],
-              ("channel", "outcome", "count")),
-        table("Dead letters", list(delivery["dead_letters"].items()), ("queue", "messages")),
-    ]
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>crmflow dashboard</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2rem}section{display:inline-block;vertical-align:top;"
-            "margin:0 2rem 2rem 0}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
-            "text-align:left}</style></head><body>"
-            f"<h1>crmflow</h1><p>{escape(_fmt(opp['total']))} opportunities, "
-            f"{escape(_fmt(opp['amount_won']))} won; {escape(_fmt(delivery['approvals_pending']))} approvals pending; "
-            f"generated {escape(data['generated_at'])}</p>{''.join(sections)}</body></html>")
-
-
-def _or_dash(value: Any) -> Any:
-    return "—" if value is None else value
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -89,7 +89,11 @@ class DeliveryService:
                  broker: Broker, suppressions: SuppressionStore | None = None,
                  customer_opted_out: Callable[[str], bool] | None = None, audit: Table | None = None,
                  on_delivered: DeliveredHook = _no_hook, max_attempts: int = 8,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 prepare: Callable[[ActionMessage], ActionMessage] | None = None,
+                 route_followup: Callable[[ActionMessage, OutgoingMessage], OutgoingMessage] | None = None):
+        """`prepare`: completes a message whose content is only known when it is due (a rep's daily digest);
+        `route_followup`: how a released follow-up travels (into a rep's digest, or inside working hours)."""
         self.transports = transports
         self.dedupe = dedupe
         self.limiter = limiter
@@ -100,9 +104,13 @@ class DeliveryService:
         self.on_delivered = on_delivered
         self.max_attempts = max_attempts
         self.clock = clock
+        self.prepare = prepare
+        self.route_followup = route_followup
 
     # --- the one entry point -------------------------------------------------------------------------------
     def deliver(self, message: ActionMessage) -> Outcome:
+        if self.prepare is not None:
+            message = self.prepare(message)
         transport = self.transports.get(message.channel)
         if transport is None:
             raise ConfigError(f"no transport for channel {message.channel!r}")
@@ -265,9 +273,11 @@ class DeliveryService:
         by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for body in message.followups:
             followup = ActionMessage.from_json(body)
-            by_queue[CHANNEL_QUEUES[followup.channel]].append(OutgoingMessage(
-                body=body, message_id=followup.dedupe_key, scheduled_at=followup.not_before,
-                subject=followup.channel))
+            outgoing = OutgoingMessage(body=body, message_id=followup.dedupe_key, scheduled_at=followup.not_before,
+                                       subject=followup.channel)
+            if self.route_followup is not None:
+                outgoing = self.route_followup(followup, outgoing)
+            by_queue[CHANNEL_QUEUES[followup.channel]].append(outgoing)
         for queue, messages in by_queue.items():
             self.broker.publish(queue, messages)
 

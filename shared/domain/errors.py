@@ -85,6 +85,19 @@ class NotFound(PermanentError):
     """A record that does not exist."""
 
 
+class SourceNotEnabled(NotFound):
+    """A CRM webhook whose credential setting is empty: callers learn only that the source is off (404), the
+    operator's log names the setting."""
+
+    def __init__(self, source: str, setting: str):
+        super().__init__(f"CRM source {source} is not enabled: app setting {setting} is empty")
+        self.source = source
+        self.setting = setting
+
+    def to_dict(self) -> dict:
+        return {"error": "source not enabled"}
+
+
 class Conflict(PermanentError):
     """A write lost an optimistic-concurrency race or violates a state transition."""
 

@@ -19,7 +19,13 @@ APPROVALS: Final = "Approvals"
 RATE_LIMITS: Final = "RateLimits"
 TASKS: Final = "Tasks"
 JOURNEY_HISTORY: Final = "JourneyHistory"
-TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS, JOURNEY_HISTORY)
+# The dashboard's materialised snapshot (a few rows) and its work list of open opportunities by owner.
+DASHBOARD: Final = "Dashboard"
+WORK_ITEMS: Final = "WorkItems"
+CONTACT_LOG: Final = "ContactLog"
+DIGESTS: Final = "Digests"
+TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS, JOURNEY_HISTORY,
+                 DASHBOARD, WORK_ITEMS, CONTACT_LOG, DIGESTS)
 
 # Action channels and the queue each one is delivered from.
 CHANNEL_QUEUES: Final = {"teams": TEAMS, "email": EMAIL, "crm_task": CRM_TASKS}

@@ -13,6 +13,10 @@ marking then blanks them here (the `Approvals` row is their only copy). An appro
 out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
 `suppressed`), expired unanswered → `suppressed`.
 
+A rule with a holdout records every firing's arm (`arm`: treatment | control). A control firing is claimed as
+`held_out` (nothing was sent) and is still open for an outcome: a won or lost deal, or a rep's answer, is recorded on
+it as on a sent one, and the arm stays, so `shared/opportunities/uplift.py` can compare the arms.
+
 PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key (`readable_key`: dedupe
 keys are always valid keys, so the RowKey is the key itself).
 
@@ -42,14 +46,17 @@ from shared.storage.keys import readable_key, shard_of, shard_partition
 
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
 SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
-STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED)
+CAPPED = "capped"  # a contact cap dropped every message of the firing
+HELD_OUT = "held_out"  # the control group of a rule's holdout: nothing sent, outcomes still count
+STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED, CAPPED, HELD_OUT)
 # Status changes people make through the API (PATCH /api/opportunities/{id}).
 MANUAL_TRANSITIONS = {
     QUEUED: {IN_PROGRESS, WON, LOST}, NOTIFIED: {IN_PROGRESS, WON, LOST}, IN_PROGRESS: {WON, LOST, NOTIFIED},
     DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
-    REJECTED: {IN_PROGRESS, LOST},
+    REJECTED: {IN_PROGRESS, LOST}, CAPPED: {IN_PROGRESS, LOST}, HELD_OUT: {IN_PROGRESS, WON, LOST},
 }
-OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS)  # may still be won or lost
+# May still be won or lost; held-out firings too: their outcomes are what a holdout compares against.
+OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, HELD_OUT)
 CLOSED = (WON, LOST)
 REP, CRM = "rep", "crm"  # where an outcome came from
 OUTCOME_SOURCES = (REP, CRM)
@@ -104,6 +111,7 @@ class Claim:
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
     campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
     manager_email: str | None = None  # may decide held messages besides the owner (not stored in the row)
+    arm: str | None = None  # rules with a holdout: treatment | control, kept whatever the outcome
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,7 @@ class Opportunity:
     decided_by: str | None = None
     decided_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
+    arm: str | None = None  # treatment | control for rules with a holdout (the status moves on, the arm stays)
 
     @property
     def is_open(self) -> bool:
@@ -153,6 +162,7 @@ class ClaimResult:
 
     to_publish: list[Claim] = field(default_factory=list)
     already_planned: int = 0
+    rejected: list[tuple[Claim, str]] = field(default_factory=list)  # claims that can never be stored, and why
 
 
 class OpportunityLedger:
@@ -179,8 +189,15 @@ class OpportunityLedger:
         Returns the claims whose messages must now be published.
         """
         result = ClaimResult()
-        entities = [self._claim_entity(self.partition_of(claim.customer_id), claim, now) for claim in claims]
-        for claim, created in zip(claims, self.table.insert_many(entities), strict=True):
+        accepted, entities = [], []
+        for claim in claims:
+            try:
+                entities.append(self._claim_entity(self.partition_of(claim.customer_id), claim, now))
+            except PayloadTooLarge as exc:  # one oversized firing must not stop the others
+                result.rejected.append((claim, exc.message))
+                continue
+            accepted.append(claim)
+        for claim, created in zip(accepted, self.table.insert_many(entities), strict=True):
             if created:
                 result.to_publish.append(claim)
             else:
@@ -376,7 +393,7 @@ class OpportunityLedger:
             "published": not (claim.messages or claim.held),
             "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
-        for name in ("owner_name", "owner_email", "recommendation", "campaign"):
+        for name in ("owner_name", "owner_email", "recommendation", "campaign", "arm"):
             if getattr(claim, name):
                 entity[name] = getattr(claim, name)
         entity.update(put_json("messages_json", [m.to_dict() for m in claim.messages]))
@@ -394,7 +411,7 @@ class OpportunityLedger:
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
             messages=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "messages_json", [])),
             held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])),
-            campaign=row.get("campaign"))
+            campaign=row.get("campaign"), arm=row.get("arm"))
 
     @staticmethod
     def _opportunity(row: Entity) -> Opportunity:
@@ -407,7 +424,7 @@ class OpportunityLedger:
             published=bool(row.get("published")), actions=tuple(json.loads(row.get("actions_json") or "[]")),
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
-            decided_at=row.get("decided_at"), etag=etag_of(row))
+            decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
 
 
 def _stored_amount(value: object) -> float | None:

@@ -19,13 +19,14 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from shared.broker import Broker, OutgoingMessage
 from shared.crm.merge import apply_event, customer_id_of
 from shared.customers.store import CustomerStore, partition_key
-from shared.domain.errors import Conflict, InvalidInput
+from shared.domain.errors import Conflict, InvalidInput, PayloadTooLarge, PermanentError
 from shared.domain.events import CrmEvent
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
@@ -34,6 +35,8 @@ from shared.domain.schedule import next_business_slot
 from shared.journeys.engine import has_pending
 from shared.opportunities.attribution import attribute, closed_deal
 from shared.opportunities.ledger import (
+    CAPPED,
+    HELD_OUT,
     NEEDS_APPROVAL,
     QUEUED,
     SUPPRESSED,
@@ -48,6 +51,8 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
+    from shared.contact.caps import ContactGuard
+    from shared.contact.digest import RepRouter
     from shared.journeys.service import JourneyRunner
 
 log = logging.getLogger("crmflow.pipeline")
@@ -66,12 +71,14 @@ class PlanReport:
     recovered: int = 0
     messages: int = 0
     approvals: int = 0  # approvals opened (held messages waiting for a person)
+    rejected: int = 0  # customers or firings that can never be planned (logged with the reason), skipped
     by_rule: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
 
     def add(self, other: PlanReport) -> None:
-        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals"):
+        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals",
+                     "rejected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_rule.update(other.by_rule)
         self.by_channel.update(other.by_channel)
@@ -82,28 +89,41 @@ class Planner:
     """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
 
     def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker,
-                 approvals: ApprovalFlow | None = None):
-        """Without `approvals`, held messages stay in the ledger claim (nothing asks anyone)."""
+                 approvals: ApprovalFlow | None = None, contact: ContactGuard | None = None,
+                 reps: RepRouter | None = None):
+        """Without `approvals`, held messages stay in the ledger claim (nothing asks anyone); without `contact`,
+        no contact caps apply; without `reps`, cards go to reps at once (no digests, no working hours)."""
         self.settings = settings
         self.ledger = ledger
         self.broker = broker
         self.approvals = approvals
+        self.contact = contact
+        self.reps = reps
 
     def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> Claim:
         """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
         timezone = customer.timezone or self.settings.default_timezone
-        email_slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
+        hours, days = self.settings.business_hours, self.settings.business_days
+        email_slot = next_business_slot(now, timezone, hours, days)
+
+        def not_before(action) -> datetime | None:
+            if action.deferred_to is not None:  # a contact cap moved it: business hours of that day
+                return deferred_slot(now, action.deferred_to, timezone, hours, days)
+            return email_slot if action.channel == "email" else None
         properties = {"rule": firing.rule_id, "kind": firing.kind, "firing_key": firing.dedupe_key,
                       "customer_id": customer.id}
         messages, held = [], []
-        for action, message in firing.to_messages(
-                now, not_before=lambda action: email_slot if action.channel == "email" else None):
+        for action, message in firing.to_messages(now, not_before=not_before):
             message = _with_properties(message, properties)
-            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], OutgoingMessage(
-                body=message.to_json(), message_id=action.dedupe_key, scheduled_at=message.not_before,
-                subject=action.channel, properties=properties))
+            outgoing = OutgoingMessage(body=message.to_json(), message_id=action.dedupe_key,
+                                       scheduled_at=message.not_before, subject=action.channel, properties=properties)
+            if self.reps is not None and action.status != NEEDS_APPROVAL:  # digest, or the rep's working hours
+                outgoing = self.reps.route(customer, message, outgoing, now, firing.recommendation)
+            queued = QueuedMessage(CHANNEL_QUEUES[action.channel], outgoing)
             (held if action.status == NEEDS_APPROVAL else messages).append(queued)
-        status = QUEUED if messages else NEEDS_APPROVAL if held else SUPPRESSED
+        held_out = any(a.status == HELD_OUT for a in firing.actions)
+        status = QUEUED if messages else NEEDS_APPROVAL if held else HELD_OUT if held_out else \
+            CAPPED if any(a.status == CAPPED for a in firing.actions) else SUPPRESSED
         if held and self.approvals is not None:  # the cards asking the owner travel as ordinary messages
             requests = (self.approvals.request_message(customer, firing, queued, now) for queued in held)
             messages += [request for request in requests if request is not None]
@@ -113,7 +133,8 @@ class Planner:
                      owner_name=customer.owner.name if customer.owner else None, owner_email=firing.owner_email,
                      status=status, recommendation=firing.recommendation, local_date=str(firing.local_date),
                      actions=actions, messages=tuple(messages), held=tuple(held), campaign=firing.campaign,
-                     manager_email=customer.manager.email if customer.manager else None)
+                     manager_email=customer.manager.email if customer.manager else None,
+                     arm=firing.arm)
 
     def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime, *,
              recover_existing: bool = False) -> PlanReport:
@@ -122,8 +143,19 @@ class Planner:
         `recover_existing`: claims that exist but were never published (a crash between claim and publish) are
         published now — the change-event path, which has no shard-wide recovery pass before it."""
         report = PlanReport(firings=len(pairs))
-        claims = [self.claim_for(customer, firing, now) for customer, firing in pairs]
+        if self.contact is not None:
+            pairs = apply_contact_caps(self.contact, pairs)
+        claims = []
+        for customer, firing in pairs:
+            try:
+                claims.append(self.claim_for(customer, firing, now))
+            except PermanentError as exc:  # this firing can never be rendered or stored; the others go on
+                _log_rejected(firing.dedupe_key, customer.id, _loggable(exc))
+                report.rejected += 1
         result = self.ledger.claim(claims, now)
+        for claim, reason in result.rejected:
+            _log_rejected(claim.key, claim.customer_id, reason)
+        report.rejected += len(result.rejected)
         report.already_planned += result.already_planned
         report.planned = len(result.to_publish)
         to_publish = list(result.to_publish)
@@ -164,6 +196,38 @@ class Planner:
             self.publish(claims, now, report)
             report.recovered = len(claims)
         return report
+
+
+def _log_rejected(key: str, customer_id: str, reason: str) -> None:
+    log.warning("firing %s of customer %s skipped: %s", key, customer_id, reason)
+
+
+def _loggable(exc: PermanentError) -> str:
+    """The error's class and field, never its message: messages about bad input may quote the value."""
+    if isinstance(exc, InvalidInput):
+        return f"InvalidInput at {exc.location.field}" if exc.location.field else "InvalidInput"
+    return exc.message if isinstance(exc, PayloadTooLarge) else type(exc).__name__
+
+
+def apply_contact_caps(contact: ContactGuard, pairs: Sequence[tuple[Customer, Firing]],
+                       ) -> list[tuple[Customer, Firing]]:
+    """The pairs with each customer's competing firings ranked against the contact caps (order kept)."""
+    by_customer: dict[str, list[int]] = defaultdict(list)
+    for index, (customer, _) in enumerate(pairs):
+        by_customer[customer.id].append(index)
+    result = list(pairs)
+    for customer_id, indexes in by_customer.items():
+        capped = contact.apply(customer_id, [pairs[i][1] for i in indexes])
+        for index, firing in zip(indexes, capped, strict=True):
+            result[index] = (pairs[index][0], firing)
+    return result
+
+
+def deferred_slot(now: datetime, day: date, timezone: str, hours, days) -> datetime:
+    """The first business slot on or after the start of `day` in the customer's zone (never before `now`)."""
+    start = datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone))
+    moment = max(now, start)
+    return next_business_slot(moment, timezone, hours, days) or moment.astimezone(UTC)
 
 
 def _with_properties(message: ActionMessage, properties: dict[str, str]) -> ActionMessage:
@@ -227,16 +291,24 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
             return True
         return False
 
+    def unreadable(customer_id: str, reason: str) -> None:
+        log.warning("customer %s of shard %d skipped: %s", customer_id, task.shard, reason)
+        report.rejected += 1
+
     pending: list[tuple[Customer, Firing]] = []
-    for customer in customers.iter_shard(task.shard):
+    for customer in customers.iter_shard(task.shard, on_invalid=unreadable):
         report.customers += 1
         if journeys is not None:
             customer, moved = journeys.sweep_customer(customer, task.now, task.today)
             if moved is not None:
                 report.add(moved)
-        for firing in evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
-                                         skip=planned_before):
-            pending.append((customer, firing))
+        try:
+            firings = evaluator.evaluate(customer, now=task.now, trigger="sweep", today=task.today,
+                                         skip=planned_before)
+        except PermanentError as exc:  # one customer's bad data never blocks the rest of the shard
+            unreadable(customer.id, _loggable(exc))
+            firings = []
+        pending.extend((customer, firing) for firing in firings)
         if len(pending) >= PLAN_CHUNK:
             report.add(planner.plan(pending, task.now))
             pending.clear()

@@ -22,6 +22,7 @@ from shared.rendering.engine import TrustedUrl, one_line, template_context
 from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
 from shared.rules.expressions import as_date
 from shared.rules.model import (
+    HELD_OUT,
     NEEDS_APPROVAL,
     PLANNED,
     SUPPRESSED,
@@ -32,6 +33,7 @@ from shared.rules.model import (
     Rule,
     RuleSet,
 )
+from shared.segments.holdout import CONTROL, arm_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,22 +133,29 @@ class Evaluator:
                 any(spec.channel == "teams" for spec in rule.actions):
             context["outcome_url"] = TrustedUrl(outcome_url(
                 self.settings, opportunity_id(customer.id, key, self.settings.customer_shards), now))
+        arm = arm_of(rule.id, customer.id, rule.holdout)
         actions: list[PlannedAction] = []
         for index, spec in enumerate(rule.actions):
             actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
-                                        context, actions, now))
+                                        context, actions, now, held_out=arm == CONTROL))
         owner = customer.owner.email if customer.owner else None
         return Firing(rule_id=rule.id, kind=rule.kind, customer_id=customer.id, owner_email=owner, dedupe_key=key,
                       recommendation=context["recommendation"], local_date=local, actions=tuple(actions),
-                      reason=context["reason"], window=window, campaign=rule.campaign)
+                      reason=context["reason"], window=window, campaign=rule.campaign, arm=arm)
 
     def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
                 prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
-                now: datetime) -> PlannedAction:
+                now: datetime, held_out: bool = False) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
         waits_for = earlier[spec.after] if spec.after is not None else None
         if status == PLANNED and waits_for is not None and waits_for.status == SUPPRESSED:
             status, note = SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
+        if held_out and status == PLANNED:
+            # The control group: what would have gone out is recorded, nothing is rendered or sent. What could
+            # not have been sent anyway stays suppressed, in both groups alike.
+            return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=HELD_OUT,
+                                 reason=f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent",
+                                 subject=None, importance=spec.importance, template=spec.template)
         if status == PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
             status, note = NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \

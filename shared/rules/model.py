@@ -14,7 +14,13 @@ KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
 TRIGGERS = ("sweep", "change")
 CHANNELS = ("teams", "email", "crm_task")
 IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL = "planned", "suppressed", "needs_approval"
+PLANNED, SUPPRESSED, NEEDS_APPROVAL, CAPPED, HELD_OUT = (
+    "planned", "suppressed", "needs_approval", "capped", "held_out")
+# Contact categories (the contact policy caps promotional and lifecycle contacts; transactional ones are exempt).
+PROMOTIONAL, LIFECYCLE, TRANSACTIONAL = "promotional", "lifecycle", "transactional"
+CATEGORIES = (PROMOTIONAL, LIFECYCLE, TRANSACTIONAL)
+DEFAULT_CATEGORY = {"cross_sell": PROMOTIONAL, "upsell": PROMOTIONAL, "campaign": PROMOTIONAL,
+                    "lifecycle": LIFECYCLE, "journey": LIFECYCLE, "alert": TRANSACTIONAL}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class Rule:
     line: int | None = None
     campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
     converts_on: ConvertsOn | None = None
+    category: str = LIFECYCLE  # promotional | lifecycle | transactional (default by kind: DEFAULT_CATEGORY)
+    priority: int = 0  # when firings compete for a contact cap, the higher priority wins
+    holdout: float = 0.0  # share of customers kept as a control group (0..0.5): recorded held_out, sent nothing
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     renderer: Any  # shared.rendering.engine.Renderer
     files: tuple[str, ...] = ()
+    segments: Any = None  # shared.segments.rfm.Segments the rules' `rfm.*` use
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -87,7 +97,7 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval
+    status: str  # planned | suppressed | needs_approval | capped | held_out
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
@@ -95,6 +105,12 @@ class PlannedAction:
     after: str | None = None  # dedupe key of the action this one waits for
     due_date: date | None = None
     template: str | None = None
+    deferred_to: date | None = None  # a capped contact moved to the first day with room (customer-local)
+
+    @property
+    def sendable(self) -> bool:
+        """Whether a message goes out for this action (now, or on the day a contact cap deferred it to)."""
+        return self.status not in (SUPPRESSED, HELD_OUT) and not (self.status == CAPPED and self.deferred_to is None)
 
     def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
                    followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:
@@ -127,6 +143,7 @@ class Firing:
     reason: str | None = None
     window: int | None = None  # days_before of the window that fired (windows rules)
     campaign: str | None = None  # the campaign a campaign rule's opportunity belongs to
+    arm: str | None = None  # rules with a holdout: treatment | control (shared/segments/holdout.py)
 
     def to_dry_run_dict(self) -> dict:
         """Exactly the DESIGN dry-run shape."""
@@ -147,12 +164,11 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != SUPPRESSED:
+            if action.after and action.sendable:
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
             followups = tuple(build(child) for child in waiting.get(action.dedupe_key, ()))
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
-        return [(action, build(action)) for action in self.actions
-                if action.status != SUPPRESSED and not action.after]
+        return [(action, build(action)) for action in self.actions if action.sendable and not action.after]

@@ -3,6 +3,7 @@ customer through all five stages exactly once, whatever the delivery order, race
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime
 
@@ -38,9 +39,12 @@ def generic_event(name: str, customer_id: str | None = None, event_id: str | Non
     if customer_id:
         body = body.replace(b'"C-J1"', f'"{customer_id}"'.encode())
     headers = {"X-Crmflow-Event-Id": event_id} if event_id else {}
+    # Sent (and received) when it happened: a receive time before the event's own time would clamp it.
+    stamp = json.loads(body).get("updated_at")
+    sent = datetime.fromisoformat(stamp) if stamp else NOW
     intake = WebhookIntake(make_settings(EVENTS, GENERIC_WEBHOOK_SECRET=GENERIC_SECRET), broker=None,
-                           clock=lambda: NOW)
-    [event] = intake.parse("generic", generic_request(body, now=NOW, **headers))
+                           clock=lambda: sent)
+    [event] = intake.parse("generic", generic_request(body, now=sent, **headers))
     return event
 
 

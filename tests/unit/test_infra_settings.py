@@ -25,7 +25,8 @@ ALLOWED_UNSET_IN_AZURE = {
     "TABLE_PREFIX": "One environment per storage account; tables are created without a prefix by the Bicep.",
     "GRAPH_CERTIFICATE_PATH": "Certificates are for self-hosted runs; Azure uses the managed identity or the secret.",
     "GRAPH_CERTIFICATE_THUMBPRINT": "Goes with GRAPH_CERTIFICATE_PATH, which Azure does not use.",
-    "FUNCTIONS_KEY": "Only the local host (crmflow serve) checks it; in Azure the platform checks function keys.",
+    "FUNCTIONS_KEY": "The local host (crmflow serve) checks it; in Azure the platform checks function keys. The "
+                     "dashboard uses it only with DASHBOARD_AUTH=key (no App Service authentication): set it by hand.",
 }
 
 # Settings the Bicep sets for the Functions host and the platform, not read by shared/settings.py.
@@ -38,6 +39,8 @@ PLATFORM_SETTINGS = {
 
 # Where Azure deliberately differs from the code's (local-first) defaults.
 AZURE_VALUES = {"BROKER": "servicebus", "DELIVERY_TRANSPORT": "live"}
+# Values the Bicep computes from the deployment's choices, and from which.
+COMPUTED_IN_AZURE = {"DASHBOARD_AUTH": "'app_service' exactly when App Service authentication is on (authClientId)"}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,8 @@ def test_azure_values_and_defaults_agree_with_the_code(main, app_settings):
     """Literals and main.bicep param defaults equal Settings defaults, except the deliberate Azure values."""
     for spec in Settings.specs():
         value = app_settings.entries.get(spec["name"])
-        if value is None or checks.key_vault_reference(value) or spec["default"] is None:
+        if value is None or checks.key_vault_reference(value) or spec["default"] is None \
+                or spec["name"] in COMPUTED_IN_AZURE:
             continue
         expected = AZURE_VALUES.get(spec["name"], spec["default"])
         if value.is_literal():
@@ -119,9 +123,22 @@ def test_azure_values_and_defaults_agree_with_the_code(main, app_settings):
         assert app_settings.literal(name) == value
 
 
+# Values Bicep computes at deployment (resource endpoints, ids): samples of their shape, never contacted.
+# local.settings.example.json leaves these empty so that a copy of it runs locally.
+DEPLOYMENT_SAMPLES = {
+    "TABLES_ACCOUNT_URL": "https://stcrmflowsample.table.core.windows.net",
+    "ServiceBusConnection__fullyQualifiedNamespace": "sb-crmflow-sample.servicebus.windows.net",
+    "GRAPH_TENANT_ID": "00000000-0000-0000-0000-000000000001",
+    "GRAPH_CLIENT_ID": "00000000-0000-0000-0000-000000000002",
+    "BOT_APP_ID": "00000000-0000-0000-0000-000000000003", "BOT_TENANT_ID": "00000000-0000-0000-0000-000000000001",
+    "DATAVERSE_URL": "https://sample.crm7.dynamics.com", "SALESFORCE_ORG_IDS": "00D000000000001AAA",
+}
+
+
 def _sample_env(app_settings: Obj) -> dict[str, str]:
     """App settings as the app would see them in Azure, with samples for values known only at deployment."""
-    example = json.loads((APP_ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    example = {**json.loads((APP_ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"],
+               **DEPLOYMENT_SAMPLES}
     env = {}
     for name, value in app_settings.entries.items():
         if checks.key_vault_reference(value):

@@ -79,6 +79,10 @@ def test_cli_derives_a_stable_teams_app_id(package, tmp_path, capsys):
     (lambda m: m.update(accentColor="blue"), "accentColor must be #RRGGBB"),
     (lambda m: m["bots"][0].update(scopes=["team"]), "scopes must include personal"),
     (lambda m: m.update(validDomains=["https://x.example"]), "without scheme"),
+    (lambda m: m["staticTabs"][0].update(contentUrl="http://x.example/"), "contentUrl must be an https URL"),
+    (lambda m: m["staticTabs"][0].update(contentUrl="https://elsewhere.example/"), "not in validDomains"),
+    (lambda m: m["configurableTabs"][0].update(scopes=["personal"]), "scopes must be team"),
+    (lambda m: m["configurableTabs"].append(dict(m["configurableTabs"][0])), "at most one configurableTabs"),
 ])
 def test_validation_catches_broken_manifests(package, change, problem):
     manifest = package.fill(json.loads((TEAMS_APP / "manifest.json").read_text(encoding="utf-8")), VALUES)
@@ -101,3 +105,15 @@ def test_publisher_names_with_json_metacharacters_stay_text(package, tmp_path, p
     manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
     assert manifest["developer"]["name"] == publisher
     assert manifest["bots"][0]["botId"] == BOT_ID
+
+
+def test_tabs_show_the_dashboard_personal_own_list_and_a_configurable_team_view(template):
+    (personal,) = template["staticTabs"]
+    assert personal["scopes"] == ["personal"]
+    assert personal["contentUrl"].startswith("https://${{APP_HOSTNAME}}/api/teams/tab?")
+    assert "owner=me" in personal["contentUrl"] and "{locale}" in personal["contentUrl"]
+    (channel,) = template["configurableTabs"]
+    assert channel["configurationUrl"].startswith("https://${{APP_HOSTNAME}}/api/dashboard/configure")
+    assert set(channel["scopes"]) == {"team", "groupChat"} and channel["canUpdateConfiguration"] is True
+    strings = json.loads((TEAMS_APP / "ja-jp.json").read_text(encoding="utf-8"))
+    assert strings["staticTabs[0].name"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from shared.container import Container
 from shared.devtools.commands._local import local_stack
@@ -71,5 +71,8 @@ def run(args: argparse.Namespace) -> int:
         progress = Progress("sweeping shards", total=container.settings.customer_shards)
         report = run_sweep(container, now, today, args.workers, progress)
         progress.close()
+        snapshot = container.dashboard.refresh(datetime.now(UTC))
     print(format_report(report), file=sys.stdout)
+    print(f"dashboard snapshot refreshed: {snapshot.open_items:,} open opportunities in the work list "
+          f"({snapshot.seconds:.1f} s)", file=sys.stdout)
     return 0
