@@ -10,7 +10,6 @@ that snapshot.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from statistics import median
@@ -21,7 +20,7 @@ from shared.broker import Broker
 from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
-from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.ledger import LOST, WON, OpportunityLedger, stored_amount
 from shared.opportunities.uplift import uplift_by_rule
 from shared.rules.model import RuleSet
 from shared.segments.holdout import CONTROL, TREATMENT
@@ -77,7 +76,7 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
         total += 1
         kind, status = row.get("kind") or "(none)", row.get("status") or "(none)"
         month = row.get("month") or "(none)"
-        amount = _finite(row.get("amount")) if status == WON else 0.0
+        amount = stored_amount(row.get("amount")) if status == WON else 0.0
         by["kind"][kind] += 1
         by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
         by["status"][status] += 1
@@ -133,13 +132,6 @@ class _Tally:
             data["rules"] = sorted(self.rules)
         data["by_month"] = {month: self._counts(c) for month, c in sorted(self.months.items())}
         return data
-
-
-def _finite(value: Any) -> float:
-    """Amounts as numbers JSON can carry (rows written before amounts were checked may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return 0.0
-    return float(value)
 
 
 def _journey(storage: Storage, now: datetime, journey: Journey | None = None) -> dict[str, Any]:

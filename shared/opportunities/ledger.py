@@ -462,3 +462,11 @@ def _status_change(status: str, now: datetime, amount: float | None = None) -> d
     if status == QUEUED:
         changes["queued_at"] = now
     return changes
+
+
+def stored_amount(value: Any) -> float:
+    """A ledger row's amount as a number JSON can carry: 0 for anything else (rows written before amounts were
+    checked may hold NaN, Infinity, negatives or text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)

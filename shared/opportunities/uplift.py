@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+from shared.opportunities.ledger import stored_amount
 from shared.segments.holdout import CONTROL, TREATMENT
 
 MIN_CUSTOMERS_PER_ARM = 30
@@ -168,7 +169,7 @@ def uplift_by_rule(rows: Iterable[Mapping[str, Any]], holdouts: Mapping[str, flo
         group.customers.setdefault(customer, 0.0)
         if status == "won":
             group.converted.add(customer)
-            group.customers[customer] += _finite(row.get("amount"))
+            group.customers[customer] += stored_amount(row.get("amount"))
     return {rule: _rule_uplift(groups, (holdouts or {}).get(rule), min_per_arm)
             for rule, groups in sorted(arms.items())}
 
@@ -189,9 +190,3 @@ def _rule_uplift(groups: dict[str, _Arm], share: float | None, min_per_arm: int)
     result["revenue_uplift_per_customer"] = {"difference": round(revenue, 2), "ci95": [round(low, 2), round(high, 2)],
                                              "method": "Welch t interval (unequal variances)"}
     return result
-
-
-def _finite(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return 0.0
-    return float(value)
