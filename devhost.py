@@ -2,7 +2,8 @@
 
 Azure Functions Core Tools cannot be installed here, so this stands in for the host on a workstation:
 - HTTP triggers on a threaded server bound to 127.0.0.1 (`/<routePrefix>/<route>`, `{param}` route parameters,
-  function keys via `?code=` or `x-functions-key` when one is configured; anonymous routes always open);
+  function keys via `?code=` or `x-functions-key` when one is configured; anonymous routes always open); only
+  loopback Host headers are answered (DNS rebinding), and no CORS header is ever sent;
 - Service Bus queue triggers fed by the container's broker (peek-lock; complete on success, abandon on an exception,
   so `max_delivery_count` dead-letters a poison message, as the Functions host does with autoComplete);
 - timer triggers on their NCRONTAB schedules (UTC; `%SETTING%` names resolved from `Settings`).
@@ -41,6 +42,17 @@ from shared.settings import APP_ROOT, Settings
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
+# Host header values the local host answers (any port). Anything else is refused with 421, so a page on another
+# site whose DNS name is rebound to 127.0.0.1 cannot read the dashboard or call the routes from a browser.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_HOST_HEADER = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?$")
+
+
+def loopback_host(value: str | None) -> bool:
+    """True for a Host header naming this machine's loopback: 127.0.0.1, localhost or [::1], with or without a
+    port (HTTP/1.1 requires the header; without one, nothing is answered)."""
+    match = _HOST_HEADER.match((value or "").strip())
+    return bool(match) and match[1].lower() in LOOPBACK_HOSTS
 NEVER = "0001-01-01T00:00:00"  # what the Functions host reports as `Last` before a timer's first run
 _SETTING_REFERENCE = re.compile(r"^%([^%]+)%$")
 
@@ -439,7 +451,12 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             fn, route_params, status = host.match(self.command, parts.path)
             params = dict(parse_qsl(parts.query, keep_blank_values=True))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            if fn is None:
+            if not loopback_host(self.headers.get("Host")):
+                self._reply(421, {"content-type": "application/json"},
+                            json.dumps({"error": "MisdirectedRequest",
+                                        "message": "the local host answers only Host 127.0.0.1, localhost or "
+                                                   "[::1]"}).encode())
+            elif fn is None:
                 self._reply(status, {"content-type": "application/json"},
                             json.dumps({"error": "NotFound" if status == 404 else "MethodNotAllowed"}).encode())
             elif not host.authorised(fn, params, headers):
@@ -497,5 +514,11 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             pass  # logged in _handle without the query string
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, PROPFIND, ...) is routed too: 405/404 like Azure, not the stdlib's 501.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
     return Handler

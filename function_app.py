@@ -10,6 +10,7 @@ from functions import (
     health,
     housekeeping,
     journeys,
+    openapi,
     opportunities,
     outcomes,
     pipeline,
@@ -20,5 +21,5 @@ from functions import (
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for blueprint in (health.bp, pipeline.bp, senders.bp, unsubscribe.bp, crm_webhooks.bp, crm_tasks.bp, opportunities.bp,
-                  outcomes.bp, approvals.bp, dashboard.bp, housekeeping.bp, journeys.bp):
+                  outcomes.bp, approvals.bp, dashboard.bp, housekeeping.bp, journeys.bp, openapi.bp):
     app.register_functions(blueprint)

@@ -54,8 +54,10 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
                 return json_response(approval.to_dict(), headers=dict(approval_pages.HEADERS))
             return html_response(approval_pages.review_page(approval, token, _lang(container, approval, req)))
         fields = _form(req)
-        # Easy Auth names the signed-in rep; kept on the record as who decided (never logged).
-        decided_by = req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME") or None
+        # App Service authentication names the signed-in rep (and strips the header from callers); without it on,
+        # anybody can send the header, so it is ignored. Kept on the record as who decided (never logged).
+        decided_by = (req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME") or None) \
+            if container.settings.app_service_auth_enabled else None
         approval = flow.decide(approval_id, fields.get("token"), (fields.get("decision") or "").lower(), now,
                                decided_by)
         if as_json:

@@ -1,8 +1,9 @@
 """POST /api/crm/{dataverse|hubspot|salesforce|zoho|generic}: verify, queue the canonical events, answer 202.
 
 Thin adapters: each turns the HTTP request into a `WebhookRequest` and calls `WebhookIntake.receive`; errors map
-to JSON 4xx/5xx in `functions.http`. Dataverse authenticates with the Functions key it sends as `?code=`
-(WebhookKey auth), so its route is FUNCTION level; the others are anonymous and verify their own signature.
+to JSON 4xx/5xx in `functions.http`. Dataverse (WebhookKey auth) and Salesforce (which signs nothing: its outbound
+message endpoint URL carries the key) authenticate with the Functions key as `?code=`, so their routes are FUNCTION
+level; the others are anonymous and verify their own signature or token.
 """
 
 import azure.functions as func
@@ -36,7 +37,7 @@ def crm_hubspot(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("crm_salesforce")
-@bp.route(route="crm/salesforce", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="crm/salesforce", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def crm_salesforce(req: func.HttpRequest) -> func.HttpResponse:
     request = WebhookRequest.build(req.method, req.url, req.get_body(), dict(req.headers), dict(req.params))

@@ -20,6 +20,7 @@ _STATUS: tuple[tuple[type[errors.CrmflowError], int], ...] = (
     (errors.PayloadTooLarge, 413),
     (errors.InvalidInput, 400),
     (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.Throttled, 429),

@@ -32,9 +32,9 @@ def sweep_shard(msg: func.ServiceBusMessage) -> None:
     task = ShardTask.from_json(msg.get_body())
     report = evaluate_shard(container.customers, container.evaluator, container.planner, task,
                             journeys=container.journeys)
-    log.info("shard %d: %d customers, %d firings, %d planned, %d already planned, %d recovered, %d messages",
-             task.shard, report.customers, report.firings, report.planned, report.already_planned,
-             report.recovered, report.messages)
+    log.info("shard %d: %d customers, %d firings, %d planned, %d already planned, %d recovered, %d messages, "
+             "%d rejected", task.shard, report.customers, report.firings, report.planned, report.already_planned,
+             report.recovered, report.messages, report.rejected)
 
 
 @bp.function_name("crm_event")

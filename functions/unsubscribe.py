@@ -33,10 +33,11 @@ def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
     container = get_container()
     settings = container.settings
     token = _token(req)
-    locale = None
+    locale = address = None
     try:
         stored = container.customers.get(domain.customer_id_of(settings, token))
-        locale = stored.customer.locale if stored else None
+        if stored:
+            locale, address = stored.customer.locale, stored.customer.email
     except CrmflowError:
         pass  # a bad token is reported below, in the visitor's language
     accept = req.headers.get("Accept-Language") or settings.default_locale
@@ -44,7 +45,8 @@ def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
     try:
         if req.method == "POST":
             one_click = "List-Unsubscribe=One-Click" in req.get_body().decode("utf-8", "replace")
-            domain.unsubscribe(settings, container.suppressions, token, "one-click" if one_click else "link")
+            domain.unsubscribe(settings, container.suppressions, token, "one-click" if one_click else "link",
+                               lambda customer_id: address)
             page = unsubscribe_pages.done_page(lang)
         else:
             domain.customer_id_of(settings, token)  # a bad or expired link fails here, before any button is shown

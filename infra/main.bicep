@@ -38,6 +38,9 @@ param maximumInstanceCount int = 100
 @description('Application (client) id of the Entra app registration that signs users in to the dashboard and approval pages; empty leaves App Service authentication off.')
 param authClientId string = ''
 
+// Sign-in in front of the approval pages: only then may the app trust the signed-in name App Service passes on.
+var appServiceAuthEnabled = !empty(authClientId)
+
 // --- Service Bus -----------------------------------------------------------------------------------------------------
 @description('Duplicate-detection window of every queue (ISO 8601, between PT20S and P7D). It cannot be changed on an existing queue.')
 param duplicateDetectionWindow string = 'PT10M'
@@ -300,7 +303,10 @@ var appSettings = {
   RULES_DIR: 'rules'
   JOURNEYS_DIR: 'journeys'
   TEMPLATES_DIR: 'templates'
+  SEGMENTS_FILE: 'segments.yaml'
   MAPPINGS_DIR: 'mappings'
+  CONTACT_POLICY_FILE: 'contact_policy.yaml'
+  TEAMS_DELIVERY_MODE: 'instant'
   // pipeline
   BROKER: 'servicebus'
   SWEEP_SCHEDULE: sweepSchedule
@@ -329,12 +335,14 @@ var appSettings = {
   MAIL_MESSAGES_PER_MINUTE: '30'
   MAIL_RECIPIENTS_PER_DAY: '10000'
   MAIL_CONCURRENT_REQUESTS: '4'
+  MAIL_SEND_SETTLE_SECONDS: '120'
   BOT_SENDS_PER_SECOND_PER_CONVERSATION: '7'
   BOT_REQUESTS_PER_SECOND: '50'
   WEBHOOK_POSTS_PER_SECOND: '4'
   DELIVERY_MAX_ATTEMPTS: '8'
   // approvals
   APPROVAL_TTL_DAYS: '7'
+  APP_SERVICE_AUTH_ENABLED: appServiceAuthEnabled ? 'true' : 'false'
   // CRM webhooks and write-back
   HUBSPOT_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=hubspot-client-secret)'
   ZOHO_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=zoho-webhook-token)'

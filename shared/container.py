@@ -17,7 +17,9 @@ import requests
 
 from shared.approvals.flow import ApprovalFlow, ApprovalStore
 from shared.broker.local import LocalBroker
-from shared.broker.port import Broker
+from shared.broker.port import Broker, OutgoingMessage
+from shared.contact import ContactGuard, ContactLog, ContactPolicy, load_contact_policy
+from shared.contact.digest import DIGEST_KIND, DigestBook, RepRouter, render_digest
 from shared.customers.store import CustomerStore
 from shared.delivery.http import DEFAULT_TIMEOUT, ApiClient
 from shared.delivery.idempotency import DedupeStore
@@ -83,7 +85,7 @@ class Container:
     def ruleset(self) -> RuleSet:
         """Rules and templates, checked and compiled once per process (InvalidInput lists every problem)."""
         return load_ruleset(self.settings.rules_dir, self.settings.templates_dir,
-                            default_locale=self.settings.default_locale)
+                            default_locale=self.settings.default_locale, segments=self.settings.segments_file)
 
     @cached_property
     def evaluator(self) -> Evaluator:
@@ -93,7 +95,7 @@ class Container:
     @cached_property
     def journey(self) -> Journey | None:
         """The journey under JOURNEYS_DIR, checked with the rules' templates (None: no journey defined)."""
-        return load_journey(self.settings.journeys_dir, self.ruleset.renderer)
+        return load_journey(self.settings.journeys_dir, self.ruleset.renderer, self.ruleset.segments)
 
     @cached_property
     def journey_history(self) -> JourneyHistory:
@@ -123,7 +125,41 @@ class Container:
 
     @cached_property
     def planner(self) -> Planner:
-        return Planner(self.settings, self.ledger, self.broker, self.approvals)
+        return Planner(self.settings, self.ledger, self.broker, self.approvals, self.contact_guard, self.rep_router)
+
+    # --- contact policy: caps on customer contacts, rep Teams modes ----------------------------------------
+    @cached_property
+    def contact_policy(self) -> ContactPolicy:
+        """The contact policy file, checked once per process (no file: no caps)."""
+        return load_contact_policy(self.settings.contact_policy_file)
+
+    @cached_property
+    def contact_log(self) -> ContactLog:
+        return ContactLog(self.storage, self.contact_policy)
+
+    @cached_property
+    def contact_guard(self) -> ContactGuard:
+        rules = {rule.id: rule for rule in self.ruleset.rules}
+        return ContactGuard(self.contact_policy, self.contact_log, rules.get)
+
+    @cached_property
+    def digests(self) -> DigestBook:
+        return DigestBook(self.storage)
+
+    @cached_property
+    def rep_router(self) -> RepRouter:
+        """Cards to reps: at once inside their working hours, or into their daily digest (contact policy)."""
+        priorities = {rule.id: rule.priority for rule in self.ruleset.rules}
+        return RepRouter(self.settings, self.contact_policy, self.digests, lambda rule: priorities.get(rule, 0))
+
+    def _route_followup(self, message: ActionMessage, outgoing: OutgoingMessage) -> OutgoingMessage:
+        return self.rep_router.route(None, message, outgoing, datetime.fromtimestamp(self.clock(), UTC))
+
+    def prepare_message(self, message: ActionMessage) -> ActionMessage:
+        """A digest that is due gets its card (built from the day's items) just before it is sent."""
+        if message.kind == DIGEST_KIND and not message.content:
+            return render_digest(message, self.digests, self.settings, self.contact_policy.reps.digest_size)
+        return message
 
     # --- approvals -----------------------------------------------------------------------------------------
     @cached_property
@@ -224,7 +260,8 @@ class Container:
             transports=self.delivery_transports, dedupe=self.dedupe, limiter=self.rate_limiter,
             broker=self.broker, suppressions=self.suppressions, customer_opted_out=self._customer_opted_out,
             audit=self.storage.table(DELIVERIES), on_delivered=self.on_delivered,
-            max_attempts=self.settings.delivery_max_attempts, clock=self.clock)
+            max_attempts=self.settings.delivery_max_attempts, clock=self.clock, prepare=self.prepare_message,
+            route_followup=self._route_followup)
 
     def _customer_opted_out(self, customer_id: str) -> bool:
         stored = self.customers.get(customer_id)

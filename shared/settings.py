@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from shared.domain.errors import ConfigError
 
 APP_ROOT = Path(__file__).resolve().parent.parent
+_PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z0-9 _-]*>")  # `<storage-account>`, `<tenant-guid>`
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,6 +135,10 @@ def _path(raw: str) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
+# The same parsers for files that carry hours, days or zones (the contact policy).
+parse_hours, parse_weekdays, parse_timezone = _hours, _weekdays, _timezone
+
+
 def setting(name: str, parse: Callable[[str], Any] = _text, default: str | None = None, *, doc: str,
             secret: bool = False, required: bool = False) -> Any:
     """Declare one app setting as a dataclass field. `default` is the raw string used when unset."""
@@ -174,8 +179,18 @@ class Settings:
     journeys_dir: Path = setting(
         "JOURNEYS_DIR", _path, "journeys", doc="Directory of the YAML journey definition (customer-success stages).")
     templates_dir: Path = setting("TEMPLATES_DIR", _path, "templates", doc="Directory of Jinja2 templates.")
+    segments_file: Path = setting(
+        "SEGMENTS_FILE", _path, "segments.yaml", doc="RFM thresholds and labels (rfm.* in rules).")
     mappings_dir: Path = setting(
         "MAPPINGS_DIR", _path, "mappings", doc="Directory of CSV and CRM field mappings.")
+    contact_policy_file: Path = setting(
+        "CONTACT_POLICY_FILE", _path, "contact_policy.yaml",
+        doc="YAML contact policy: caps per channel and category over rolling windows, rep Teams modes. "
+            "No file: no caps.")
+    teams_delivery_mode: str = setting(
+        "TEAMS_DELIVERY_MODE", _one_of("instant", "digest"), "instant",
+        doc="How reps get opportunity cards unless the contact policy names their mode: 'instant' (one card per "
+            "opportunity) or 'digest' (one card per working day, at the start of the rep's day).")
 
     # --- pipeline ------------------------------------------------------------------------------------------
     broker: str = setting(
@@ -264,11 +279,19 @@ class Settings:
     webhook_posts_per_second: int = setting(
         "WEBHOOK_POSTS_PER_SECOND", _int_between(1, 1000), "4",
         doc="Posts per second into one Teams Workflows webhook (channel).")
+    mail_send_settle_seconds: int = setting(
+        "MAIL_SEND_SETTLE_SECONDS", _int_between(0, 3600), "120",
+        doc="Seconds to wait before retrying a mail whose send may have been accepted (timeout, reset): a sent mail "
+            "sits in the Outbox before it reaches Sent Items, and the retry looks in both first.")
     delivery_max_attempts: int = setting(
         "DELIVERY_MAX_ATTEMPTS", _int_between(1, 100), "8",
         doc="Send attempts after timeouts/5xx (exponential backoff with jitter) before a delivery is failed.")
 
     # --- approvals -----------------------------------------------------------------------------------------
+    app_service_auth_enabled: bool = setting(
+        "APP_SERVICE_AUTH_ENABLED", _bool, "false",
+        doc="App Service authentication (Entra sign-in) is on in front of the approval pages: only then is "
+            "X-MS-CLIENT-PRINCIPAL-NAME trusted, and the signed-in person must be the approval's owner or manager.")
     approval_ttl_days: int = setting(
         "APPROVAL_TTL_DAYS", _int_between(1, 90), "7",
         doc="Days an approval request stays open; unanswered, it expires and the held message is never sent.")
@@ -309,6 +332,11 @@ class Settings:
                 if meta["required"]:
                     raise ConfigError(f"app setting {meta['name']} is required: {meta['doc']}")
                 continue
+            if not meta["secret"] and _PLACEHOLDER.search(raw):
+                # A value copied from an example (`https://<account>.table...`) would send the app to a real
+                # service that does not exist, failing later with a long credential traceback.
+                raise ConfigError(f"app setting {meta['name']}={raw!r} is a placeholder: put the real value, or "
+                                  "leave it empty")
             if raw.lstrip().startswith("@Microsoft.KeyVault("):
                 # App Service leaves the reference text in place when it cannot resolve it; using it as a
                 # value (a predictable signing key, say) would be worse than not starting.

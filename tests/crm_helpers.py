@@ -55,12 +55,19 @@ def zoho_request(body: bytes | None = None, **headers: str) -> WebhookRequest:
 
 
 def generic_request(body: bytes | None = None, now: datetime = NOW, secret: str = GENERIC_SECRET,
-                    **headers: str) -> WebhookRequest:
+                    version: str | None = None, **headers: str) -> WebhookRequest:
+    """Signed v2 when it carries X-Crmflow-Operation or X-Crmflow-Event-Id (or version="v2"), else v1."""
     body = sample("generic_customer.json") if body is None else body
     timestamp = str(int(now.timestamp()))
+    operation = headers.get("X-Crmflow-Operation", "").strip()
+    event_id = headers.get("X-Crmflow-Event-Id", "").strip()
+    if version is None:
+        version = "v2" if operation or event_id else "v1"
+    signature = (generic.sign_v2(secret, timestamp, body, operation, event_id) if version == "v2"
+                 else "sha256=" + generic.sign(secret, timestamp, body))
     return WebhookRequest.build("POST", f"{BASE}/generic", body, {
         "Content-Type": "application/json", "X-Crmflow-Timestamp": timestamp,
-        "X-Crmflow-Signature": "sha256=" + generic.sign(secret, timestamp, body), **headers})
+        "X-Crmflow-Signature": signature, **headers})
 
 
 def wall_clock_now() -> datetime:

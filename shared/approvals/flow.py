@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from shared.broker import Broker
 from shared.broker.outbound import QueuedMessage, publish_by_queue, queued
 from shared.customers.store import CustomerStore
-from shared.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
 from shared.domain.model import Customer
 from shared.domain.names import APPROVALS
@@ -45,7 +45,7 @@ from shared.rendering.engine import one_line, template_context
 from shared.settings import Settings
 from shared.storage.backend import AlreadyExists, Entity, Storage, Table, etag_of
 from shared.storage.codec import get_json, put_json
-from shared.storage.keys import digest
+from shared.storage.keys import digest, normalise_address
 
 if TYPE_CHECKING:
     from shared.rendering.engine import Renderer
@@ -123,6 +123,12 @@ class Approval:
     decided_by: str | None = None  # the signed-in principal when App Service authentication names one
     published: bool = False
     etag: str | None = None
+    deputy: str | None = None  # may decide too: the customer's manager when the approval was opened
+
+    def may_decide(self, person: str) -> bool:
+        """Is this signed-in person the approver (owner) or the deputy (manager)? Addresses compared normalised."""
+        wanted = normalise_address(person)
+        return any(known and normalise_address(known) == wanted for known in (self.approver, self.deputy))
 
     @property
     def message(self) -> ActionMessage:
@@ -281,7 +287,7 @@ class ApprovalFlow:
                 created += self.store.create(Approval(
                     id=approval_id(key), status=ApprovalStatus.PENDING, action_key=key, firing_key=claim.key,
                     rule=claim.rule, kind=claim.kind, customer_id=claim.customer_id, held=held,
-                    approver=claim.owner_email, created_at=now, expires_at=now + self.ttl))
+                    approver=claim.owner_email, deputy=claim.manager_email, created_at=now, expires_at=now + self.ttl))
         return created
 
     # --- the link ------------------------------------------------------------------------------------------
@@ -299,10 +305,21 @@ class ApprovalFlow:
 
     def decide(self, approval_id_: str, token: str | None, decision: str, now: datetime,
                decided_by: str | None = None) -> Approval:
-        """Approve (publish the held message) or reject; AlreadyDecided when it is not pending any more."""
+        """Approve (publish the held message) or reject; AlreadyDecided when it is not pending any more.
+
+        `decided_by` is the signed-in person App Service authentication names; it is only trusted, and then
+        required, with APP_SERVICE_AUTH_ENABLED (else anybody could send the header), and must be the approval's
+        approver or deputy (Forbidden otherwise). Without sign-in, the signed link sent to the owner is the credential.
+        """
         if decision not in (Decision.APPROVE, Decision.REJECT):
             raise InvalidInput(f"decision must be '{Decision.APPROVE}' or '{Decision.REJECT}'")
         approval = self.authorize(approval_id_, token, now)
+        if not self.settings.app_service_auth_enabled:
+            decided_by = None
+        elif not decided_by:
+            raise Unauthorized("sign in to decide approvals")
+        elif not approval.may_decide(decided_by):
+            raise Forbidden("only the customer's owner or manager may decide this approval")
         if approval.status == ApprovalStatus.APPROVED and not approval.published and decision == Decision.APPROVE \
                 and approval.decided_at is not None and now - approval.decided_at >= STUCK_AFTER:
             return self._release(approval, now)  # an earlier approval stopped before publishing: finish it
@@ -383,8 +400,8 @@ class ApprovalFlow:
 
 
 # --- encoding ----------------------------------------------------------------------------------------------
-_SCALARS = ("status", "action_key", "firing_key", "rule", "kind", "customer_id", "approver", "created_at",
-            "expires_at", "decided_at", "decided_by", "published")
+_SCALARS = ("status", "action_key", "firing_key", "rule", "kind", "customer_id", "approver", "deputy",
+            "created_at", "expires_at", "decided_at", "decided_by", "published")
 
 
 def _scalars(approval: Approval) -> dict:
@@ -402,4 +419,5 @@ def _approval(row: Entity) -> Approval:
         rule=row["rule"], kind=row.get("kind", ""), customer_id=row["customer_id"],
         held=QueuedMessage.from_dict(get_json(row, "held_json")), approver=row.get("approver"),
         created_at=row["created_at"], expires_at=row["expires_at"], decided_at=row.get("decided_at"),
-        decided_by=row.get("decided_by"), published=bool(row.get("published")), etag=etag_of(row))
+        decided_by=row.get("decided_by"), published=bool(row.get("published")), deputy=row.get("deputy"),
+        etag=etag_of(row))

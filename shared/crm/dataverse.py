@@ -18,13 +18,20 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from shared.crm.common import WebhookRequest, check_record_id, decode_json, require, require_content_type
+from shared.crm.common import (
+    WebhookRequest,
+    check_record_id,
+    decode_json,
+    require,
+    require_content_type,
+    utc_from_millis,
+)
 from shared.crm.mapping import EntityMapping, VendorMapping
 from shared.domain.errors import (
     ConfigError,
@@ -66,7 +73,7 @@ def parse_webhook(request: WebhookRequest, mapping: VendorMapping, received_at: 
     if not _GUID.match(record_id):
         raise InvalidInput("must be a GUID", Location(field="PrimaryEntityId"))
     record_id = record_id.lower()
-    occurred_at = _context_time(context.get("OperationCreatedOn"))
+    occurred_at = _context_time(context.get("OperationCreatedOn"), "OperationCreatedOn")
     stripped = request.header(SIZE_EXCEEDED_HEADER) is not None
 
     target = _target_attributes(context, entity, message.lower()) if operation != "delete" and not stripped else {}
@@ -104,9 +111,9 @@ def _event_id(context: Mapping, record_id: str, message: str) -> str:
     return f"{correlation.lower()}:{record_id}:{message.lower()}:{depth}"
 
 
-def _context_time(value: Any) -> datetime | None:
+def _context_time(value: Any, where: str) -> datetime | None:
     if isinstance(value, str) and (match := _MS_DATE.match(value)):
-        return datetime.fromtimestamp(int(match[1]) / 1000, UTC)
+        return utc_from_millis(match[1], where)  # InvalidInput (400) for a year out of range, never a 500
     return None
 
 
@@ -340,6 +347,14 @@ class DataverseClient:
             return entity_name
         return None
 
+    def create_task_once(self, task_id: str, task: Mapping[str, Any]) -> bool:
+        """Create the task with this id unless it exists (upsert with `If-None-Match: *`, Dataverse's "prevent
+        update"): True when this call created it, False when it was there already (412). Atomic in Dataverse, so
+        two workers racing on one id create one task."""
+        response = self._call("PATCH", f"{self.api}/tasks({task_id})", json=dict(task),
+                              headers={"If-None-Match": "*"}, allow=(412,))
+        return response.status_code != 412
+
     def create_task(self, task: Mapping[str, Any]) -> str:
         """POST tasks; returns the new activityid (from OData-EntityId)."""
         response = self._call("POST", f"{self.api}/tasks", json=dict(task))
@@ -357,6 +372,7 @@ class DataverseClient:
     def _call(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         headers = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0",
                    **kwargs.pop("headers", {})}
+        allow = kwargs.pop("allow", ())
         for attempt in (0, 1):
             headers["Authorization"] = f"Bearer {self._bearer(refresh=attempt > 0)}"
             try:
@@ -365,6 +381,8 @@ class DataverseClient:
                 raise TransientError(f"Dataverse {method} failed: {type(exc).__name__}") from None
             if response.status_code == 401 and attempt == 0:
                 continue  # token expired or revoked: fetch a fresh one once
+            if response.status_code in allow:
+                return response
             return _check(response, method)
         raise Unauthorized("Dataverse refused the token twice")
 

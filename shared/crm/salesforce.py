@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from datetime import datetime
 
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
 from shared.crm.common import WebhookRequest, check_record_id, require_content_type
 from shared.crm.mapping import VendorMapping
 from shared.domain.errors import InvalidInput, Location, Unauthorized
@@ -37,12 +40,12 @@ ACK = (b'<?xml version="1.0" encoding="UTF-8"?>'
 
 
 def _parse_xml(body: bytes) -> ET.Element:
-    # SOAP forbids DTDs; refusing them up front rules out entity expansion (billion laughs) and external entities.
-    lowered = body.lower()
-    if b"<!doctype" in lowered or b"<!entity" in lowered:
-        raise InvalidInput("XML with a DTD is not accepted")
+    """SOAP forbids DTDs: defusedxml refuses any DTD, entity declaration or external reference while parsing, in
+    whatever encoding the body declares (a byte search for `<!DOCTYPE` misses UTF-16), so no entity is expanded."""
     try:
-        return ET.fromstring(body)  # noqa: S314 - no DTD reaches the parser
+        return SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise InvalidInput("XML with a DTD or entity declarations is not accepted") from None
     except ET.ParseError as exc:
         raise InvalidInput(f"body is not well-formed XML: {exc}") from None
 

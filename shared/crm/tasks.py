@@ -3,14 +3,17 @@
 `write_task(message, writer)` is the one domain call of the `crm-tasks` consumer. Both writers are idempotent by
 the message's dedupe key, so a redelivered message never creates a second task:
 - `LocalTaskLedger`: `create_entity` keyed by the dedupe key is an atomic claim (an existing row → "exists").
-- `DataverseTaskWriter`: the task is stamped with the key (`subcategory` = `crmflow:<key>`); before creating,
-  it looks for a task with that stamp. Regarding = the contact found by email; owner = the rep's systemuser.
+- `DataverseTaskWriter`: the task's id is derived from the key (a name-based UUID) and created with an upsert that
+  refuses to update (`If-None-Match: *`), so two workers racing on one message create one task; it is also stamped
+  (`subcategory` = `crmflow:<key>`), and a task with that stamp (from before ids were derived) counts as existing.
+  Regarding = the contact found by email; owner = the rep's systemuser.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ STAGE_SYNC = "crm_stage"  # channel of a journey's stage write-back (shared.jour
 
 SUBJECT_LIMIT = 200  # Dataverse task.subject max length
 STAMP_LIMIT = 250  # task.subcategory max length
+TASK_ID_NAMESPACE = uuid.UUID("3f0c6a52-58d4-4c1e-9b7e-5d0f2a9c8e41")  # crmflow's own: ids nobody else derives
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,14 @@ class DataverseTaskWriter(TaskWriter):
             user_id = self.client.find_user_id(task.owner_email)
             if user_id:
                 body["ownerid@odata.bind"] = f"/systemusers({user_id})"
-        return TaskResult("created", self.target, self.client.create_task(body))
+        task_id = self.task_id(task.dedupe_key)
+        created = self.client.create_task_once(task_id, body)
+        return TaskResult("created" if created else "exists", self.target, task_id)
+
+    @staticmethod
+    def task_id(dedupe_key: str) -> str:
+        """The Dataverse activityid of a dedupe key's task: the same key always names the same record."""
+        return str(uuid.uuid5(TASK_ID_NAMESPACE, dedupe_key))
 
 
 @dataclass(frozen=True)

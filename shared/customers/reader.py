@@ -31,6 +31,11 @@ from shared.domain.model import CUSTOMER_FIELDS, Customer
 from shared.domain.numbers import parse_number
 from shared.settings import APP_ROOT
 
+# The csv module refuses a cell over 128 KiB with an error that ends the whole file. Read longer cells, so the one
+# row is rejected by the field checks (naming file, line and column) and every other row is still imported.
+MAX_CSV_CELL_CHARS = 16 * 1024 * 1024
+csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_CELL_CHARS))
+
 DEFAULT_MAPPING = APP_ROOT / "mappings" / "csv_default.yaml"
 ENCODINGS = ("utf-8-sig", "utf-8", "cp932", "shift_jis")
 

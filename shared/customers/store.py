@@ -10,10 +10,10 @@ Storage primitives (keys, chunking, batching, ETags) are `shared/storage/`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from shared.domain.errors import Conflict, Location, NotFound, PayloadTooLarge
+from shared.domain.errors import Conflict, InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.model import Customer
 from shared.domain.names import CUSTOMERS
 from shared.storage.backend import AlreadyExists, Op, Operation, Storage, Table, etag_of
@@ -129,10 +129,23 @@ class CustomerStore:
             return None
         return StoredCustomer(entity_to_customer(entity), etag_of(entity))
 
-    def iter_shard(self, shard: int, page_size: int = 1000) -> Iterator[Customer]:
-        """Every customer of one shard, read page by page (one request per `page_size` rows)."""
+    def iter_shard(self, shard: int, page_size: int = 1000,
+                   on_invalid: Callable[[str, str], None] | None = None) -> Iterator[Customer]:
+        """Every customer of one shard, read page by page (one request per `page_size` rows).
+
+        A stored row that is no longer a valid customer (written before a limit existed, or by hand) is passed
+        to `on_invalid(customer_id, reason)` and skipped, so it cannot stop the shard; without a callback it
+        raises InvalidInput. The reason names the field, never its value (safe to log)."""
         for entity in self.table.partition(shard_partition(shard), page_size=page_size):
-            yield entity_to_customer(entity)
+            try:
+                customer = entity_to_customer(entity)
+            except (InvalidInput, ValueError) as exc:
+                if on_invalid is None:
+                    raise
+                field = exc.location.field if isinstance(exc, InvalidInput) else None
+                on_invalid(str(entity.get("RowKey")), f"{type(exc).__name__}{f' at {field}' if field else ''}")
+                continue
+            yield customer
 
     def iter_all(self, page_size: int = 1000) -> Iterator[Customer]:
         for shard in range(self.shards):

@@ -10,7 +10,6 @@ that snapshot.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from statistics import median
@@ -18,9 +17,15 @@ from typing import Any
 
 from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
+from shared.customers.store import entity_to_customer
 from shared.domain.names import CHANNEL_QUEUES, CRM_EVENTS, CUSTOMERS, DELIVERIES, JOURNEY_HISTORY, SWEEP_SHARDS
 from shared.journeys.model import Journey
-from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.opportunities.ledger import LOST, WON, OpportunityLedger, stored_amount
+from shared.opportunities.uplift import uplift_by_rule
+from shared.rules.model import RuleSet
+from shared.segments.holdout import CONTROL, TREATMENT
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
+from shared.segments.summary import count_segments
 from shared.storage.backend import Storage
 
 JOURNEY_STAGES = ("contract", "implementation", "onboarding", "utilization", "renewal")
@@ -29,14 +34,34 @@ DLQ_PEEK_LIMIT = 1000
 
 
 def build_dashboard(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker,
-                    now: datetime, days: int = 7, journey: Journey | None = None) -> dict[str, Any]:
-    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses)."""
+                    now: datetime, days: int = 7, journey: Journey | None = None,
+                    ruleset: RuleSet | None = None) -> dict[str, Any]:
+    """The dashboard as one JSON-ready dict (counts and sums only: no customer names or addresses).
+
+    `segments`: customers per RFM label and score on `now`'s date (the ruleset's segments.yaml, else the shipped
+    one). `uplift`: per rule with a holdout, treatment against control (`shared/opportunities/uplift.py`).
+    """
     return {
         "generated_at": now.isoformat(),
         "opportunities": _opportunities(ledger),
         "journey": _journey(storage, now, journey),
         "delivery": _delivery(storage, approvals, broker, now, days),
+        "segments": _segments(storage, ruleset, now),
+        "uplift": _uplift(ledger, ruleset),
     }
+
+
+def _segments(storage: Storage, ruleset: RuleSet | None, now: datetime) -> dict[str, Any]:
+    segments = (ruleset.segments if ruleset is not None else None) or DEFAULT_SEGMENTS
+    customers = (entity_to_customer(e) for e in storage.table(CUSTOMERS).query())
+    return count_segments(customers, segments, now.date()).to_dict(segments.labels)
+
+
+def _uplift(ledger: OpportunityLedger, ruleset: RuleSet | None) -> dict[str, Any]:
+    rows = (row for row in ledger.scan(["rule", "customer_id", "arm", "status", "amount"])
+            if row.get("arm") in (TREATMENT, CONTROL))
+    holdouts = {rule.id: rule.holdout for rule in ruleset.rules if rule.holdout} if ruleset is not None else {}
+    return uplift_by_rule(rows, holdouts)
 
 
 def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
@@ -51,7 +76,7 @@ def _opportunities(ledger: OpportunityLedger) -> dict[str, Any]:
         total += 1
         kind, status = row.get("kind") or "(none)", row.get("status") or "(none)"
         month = row.get("month") or "(none)"
-        amount = _finite(row.get("amount")) if status == WON else 0.0
+        amount = stored_amount(row.get("amount")) if status == WON else 0.0
         by["kind"][kind] += 1
         by["owner"][row.get("owner_name") or row.get("owner_email") or "(unassigned)"] += 1
         by["status"][status] += 1
@@ -107,13 +132,6 @@ class _Tally:
             data["rules"] = sorted(self.rules)
         data["by_month"] = {month: self._counts(c) for month, c in sorted(self.months.items())}
         return data
-
-
-def _finite(value: Any) -> float:
-    """Amounts as numbers JSON can carry (rows written before amounts were checked may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return 0.0
-    return float(value)
 
 
 def _journey(storage: Storage, now: datetime, journey: Journey | None = None) -> dict[str, Any]:

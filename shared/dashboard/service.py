@@ -124,7 +124,8 @@ class DashboardService:
                  month_of: datetime | None = None) -> tuple[dict[str, Any], RefreshReport]:
         return refresh(self.storage, self.ledger, self.approvals, self.broker, shards=self.settings.customer_shards,
                        timezone=self.settings.default_timezone, due_days=self.due_days, now=now, days=days,
-                       store=self.snapshots, work_list=self.work_list, month_of=month_of, journey=self._journey())
+                       store=self.snapshots, work_list=self.work_list, month_of=month_of, journey=self._journey(),
+                       ruleset=self._ruleset())
 
     def snapshot(self, now: datetime) -> dict[str, Any]:
         """The stored snapshot (one point read); the first view after a deployment computes it."""

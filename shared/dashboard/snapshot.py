@@ -26,6 +26,7 @@ from shared.dashboard.worklist import OPEN_STATUSES, WorkItem, WorkList, due_dat
 from shared.domain.names import CUSTOMERS, DASHBOARD
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
+from shared.rules.model import RuleSet
 from shared.storage.backend import Storage, Table
 from shared.storage.codec import BATCH_LIMIT, MAX_STRING_CHARS
 
@@ -77,7 +78,8 @@ class SnapshotStore:
 def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker, *,
             shards: int, timezone: str, due_days: Callable[[str], int | None], now: datetime,
             days: int = 7, store: SnapshotStore | None = None, work_list: WorkList | None = None,
-            month_of: datetime | None = None, journey: Journey | None = None) -> tuple[dict[str, Any], RefreshReport]:
+            month_of: datetime | None = None, journey: Journey | None = None,
+            ruleset: RuleSet | None = None) -> tuple[dict[str, Any], RefreshReport]:
     """Recompute the report, the KPI cards and the work list; store the snapshot. Linear in ledger rows.
 
     "This month" is the month of `month_of` (default `now`) in `timezone`; the demo, which plays a fixed day, sets it.
@@ -85,7 +87,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
     started = time.perf_counter()
     store = store or SnapshotStore(storage)
     work_list = work_list or WorkList(storage)
-    data = build_dashboard(storage, ledger, approvals, broker, now, days, journey=journey)
+    data = build_dashboard(storage, ledger, approvals, broker, now, days, journey=journey, ruleset=ruleset)
 
     existing = work_list.existing()
     month = (month_of or now).astimezone(ZoneInfo(timezone)).strftime("%Y-%m")

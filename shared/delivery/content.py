@@ -15,7 +15,7 @@ import hashlib
 import json
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Any
 
@@ -25,6 +25,36 @@ from shared.domain.messages import ActionMessage
 CARD_LIMIT_BYTES = 28 * 1024
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 _TRIM_NOTE = {"type": "TextBlock", "text": "…", "isSubtle": True, "wrap": True}
+
+
+class _MailPolicy(EmailPolicy):
+    """SMTP policy (CRLF, folded headers, encoded words for non-ASCII), except for the RFC 2369 / RFC 8058 list
+    headers: mail clients look for the raw `<https://...>` form there, and the default folding turns a long URL into
+    RFC 2047 encoded words, which no client reads as a link (so no one-click unsubscribe is offered)."""
+
+    RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+
+    def fold(self, name: str, value: Any) -> str:
+        if name.lower() in self.RAW_HEADERS:
+            return f"{name}: {_raw_header_value(name, value)}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() in self.RAW_HEADERS:
+            return f"{name}: {_raw_header_value(name, value)}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+def _raw_header_value(name: str, value: Any) -> str:
+    text = str(value)
+    if not text.isascii() or not text.isprintable() or len(name) + 2 + len(text) > MAX_HEADER_LINE:
+        raise InvalidInput(f"{name} must be printable ASCII of at most {MAX_HEADER_LINE} characters per line",
+                           Location(field="content.unsubscribe_url"))
+    return text
+
+
+MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
+MAIL_POLICY = _MailPolicy(linesep="\r\n")
 
 
 def message_id_for(dedupe_key: str, sender: str) -> str:
@@ -38,7 +68,7 @@ def build_mime(message: ActionMessage, sender: str) -> EmailMessage:
     html, text = content.get("html"), content.get("text")
     if not html and not text:
         raise InvalidInput("email has neither html nor text", Location(field="content"))
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=MAIL_POLICY)
     mail["From"] = Address(addr_spec=sender)
     mail["To"] = message.to
     mail["Subject"] = message.subject or ""

@@ -23,6 +23,7 @@ from shared.delivery.tokens import TokenProvider
 from shared.domain.errors import (
     InvalidInput,
     NotFound,
+    OutcomeUnknown,
     PayloadTooLarge,
     PermanentError,
     Throttled,
@@ -86,10 +87,12 @@ class ApiClient:
             try:
                 response = self.session.request(method, url, json=json, data=data, headers=sent_headers,
                                                 params=params, timeout=self.timeout)
+            except requests.ConnectTimeout:  # never connected: nothing was carried out
+                raise TransientError(f"{self.name}: {method} could not connect in time") from None
             except requests.Timeout:
-                raise TransientError(f"{self.name}: {method} timed out") from None
+                raise OutcomeUnknown(f"{self.name}: {method} timed out") from None
             except requests.ConnectionError:
-                raise TransientError(f"{self.name}: {method} connection failed or was reset") from None
+                raise OutcomeUnknown(f"{self.name}: {method} connection failed or was reset") from None
             if response.status_code in ok:
                 return response
             if response.status_code == 401 and self.tokens is not None and not refreshed:
@@ -104,6 +107,8 @@ class ApiClient:
         what = f"{self.name}: {method} answered {status}{' ' + code if code else ''}"
         if status == 429 or (status == 503 and response.headers.get("Retry-After")):
             return Throttled(what, retry_after_seconds(response.headers.get("Retry-After")))
+        if status == 504:  # a gateway gave up waiting: the service may still have done it
+            return OutcomeUnknown(what)
         if status in RETRYABLE_STATUS or status >= 500:
             return TransientError(what)
         if status == 401:

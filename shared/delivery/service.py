@@ -9,7 +9,8 @@
 - `rescheduled`: over a rate budget, throttled (429 Retry-After), a transient failure (5xx, timeout: exponential
   backoff with jitter) or another worker holds the record: a copy is published with `scheduled_at` and a new
   message id `<dedupe_key>~r<n>`; the caller completes the original.
-- `failed`: permanent (4xx, bad content, too many attempts): recorded with the reason in `Deliveries`, acknowledged.
+- `failed`: permanent (4xx, bad content, a customer mail without an unsubscribe link, too many attempts): recorded
+  with the reason in `Deliveries`, acknowledged.
 Configuration problems (missing settings, rejected credentials) raise instead: fixing them must let the message
 through, so the trigger abandons it and the broker's redelivery/dead-letter queue keeps it.
 """
@@ -24,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from shared.broker.outbound import publish_by_queue, queued
-from shared.broker.port import Broker
+from shared.broker.outbound import QueuedMessage, publish_by_queue, queued
+from shared.broker.port import Broker, OutgoingMessage
 from shared.delivery.idempotency import BaseDedupeStore, DedupeRecord
 from shared.delivery.ratelimit import HEADROOM, Budget, Lease, RateLimiter
 from shared.delivery.suppressions import SuppressionStore, email_digest
@@ -33,6 +34,7 @@ from shared.delivery.transports import SendResult, Transport
 from shared.domain.errors import (
     ConfigError,
     CrmflowError,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
     Throttled,
@@ -51,6 +53,8 @@ RESCHEDULES_PROPERTY = "reschedules"
 EARLY_TOLERANCE = 0.05  # a scheduled message may surface this much before its slot and still use it
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 900.0
+NO_UNSUBSCRIBE_LINK = ("refused: the mail has no unsubscribe link (UNSUBSCRIBE_SIGNING_KEY was not set when it was "
+                       "planned)")
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,11 @@ class DeliveryService:
                  broker: Broker, suppressions: SuppressionStore | None = None,
                  customer_opted_out: Callable[[str], bool] | None = None, audit: Table | None = None,
                  on_delivered: DeliveredHook = _no_hook, max_attempts: int = 8,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 prepare: Callable[[ActionMessage], ActionMessage] | None = None,
+                 route_followup: Callable[[ActionMessage, OutgoingMessage], OutgoingMessage] | None = None):
+        """`prepare`: completes a message whose content is only known when it is due (a rep's daily digest);
+        `route_followup`: how a released follow-up travels (into a rep's digest, or inside working hours)."""
         self.transports = transports
         self.dedupe = dedupe
         self.limiter = limiter
@@ -95,9 +103,13 @@ class DeliveryService:
         self.on_delivered = on_delivered
         self.max_attempts = max_attempts
         self.clock = clock
+        self.prepare = prepare
+        self.route_followup = route_followup
 
     # --- the one entry point -------------------------------------------------------------------------------
     def deliver(self, message: ActionMessage) -> Outcome:
+        if self.prepare is not None:
+            message = self.prepare(message)
         transport = self.transports.get(message.channel)
         if transport is None:
             raise ConfigError(f"no transport for channel {message.channel!r}")
@@ -131,6 +143,11 @@ class DeliveryService:
             self.on_delivered(message, outcome)
             return outcome
 
+        if message.channel == "email" and not message.content.get("unsubscribe_url"):
+            # Planned while UNSUBSCRIBE_SIGNING_KEY was unset: the rendered mail has no opt-out link, and setting
+            # the key now cannot add one to it. Refused for good, with the reason recorded (never sent without).
+            return self._fail(message, record, NO_UNSUBSCRIBE_LINK)
+
         admitted = self._admit(budgets)
         if isinstance(admitted, float):
             return self._reschedule(_without_slot(message), admitted, record, reason="rate limit")
@@ -155,6 +172,8 @@ class DeliveryService:
                 return self._fail(message, record, f"{exc.message} (after {failures} failed attempts)")
             # Exponential backoff with jitter ("equal jitter": half fixed, half random).
             delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            if isinstance(exc, OutcomeUnknown):  # it may have been carried out: retry once the look-up can see it
+                delay = max(delay, transport.settle_seconds)
             return self._reschedule(_without_slot(message), self.clock() + delay, record, reason=exc.message,
                                     uncertain=True, failed=True)
         except PermanentError as exc:
@@ -187,7 +206,9 @@ class DeliveryService:
         slot = 0.0
         for budget in rates:
             slot = self.limiter.reserve(budget, not_before=slot or None)
-        return slot if slot > now + EARLY_TOLERANCE else None
+        # Against the clock after reserving: a free slot is "now" as of the reservation, and slow storage (each
+        # reservation is a read and a compare-and-swap) must not turn it into a reschedule of a message that may go.
+        return slot if slot > self.clock() + EARLY_TOLERANCE else None
 
     def _admit(self, budgets: list[Budget]) -> Lease | float | None:
         """Window and concurrency budgets: a lease (or None) when the message may go now, else when to retry."""
@@ -248,8 +269,15 @@ class DeliveryService:
                        attempts=record.attempts if record else 0)
 
     def _publish_followups(self, message: ActionMessage) -> None:
-        publish_by_queue(self.broker, (queued(ActionMessage.from_json(body), body=body)
-                                       for body in message.followups))
+        publish_by_queue(self.broker, (self._followup(body) for body in message.followups))
+
+    def _followup(self, body: str) -> QueuedMessage:
+        """A released follow-up on its queue, routed (digest, working hours) when the service was given a route."""
+        message = ActionMessage.from_json(body)
+        followup = queued(message, body=body)
+        if self.route_followup is None:
+            return followup
+        return replace(followup, message=self.route_followup(message, followup.message))
 
     def _audit(self, message: ActionMessage, outcome: Outcome) -> None:
         """One row per terminal outcome, without personal data in clear (the recipient as a digest)."""

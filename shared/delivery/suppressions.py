@@ -1,7 +1,8 @@
 """Opt-outs: the `Suppressions` table, checked by the sender at send time (not only when a mail was planned).
 
 Rows: PartitionKey `customer` + RowKey = the customer id (`readable_key`: what a signed unsubscribe link names), or
-PartitionKey `email` + RowKey = the digest of the lower-cased address (so no address is stored in clear). Adding is
+PartitionKey `email` + RowKey = the digest of the normalised address (`normalise_address`: no address is stored in
+clear); unsubscribing adds both. Adding is
 idempotent.
 """
 

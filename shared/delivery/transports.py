@@ -46,6 +46,9 @@ class SendResult:
 
 class Transport(ABC):
     name: str = "transport"
+    # Seconds an uncertain attempt (timeout, reset: it may have been carried out) needs to become visible to the
+    # look-up `send(uncertain=True)` makes; the sender reschedules the retry at least this far ahead.
+    settle_seconds: float = 0.0
 
     def budgets(self, message: ActionMessage) -> list[Budget]:
         """Rate limits this send must fit into (none for the outbox)."""
@@ -58,8 +61,9 @@ class Transport(ABC):
 # --- Outlook through Graph ----------------------------------------------------------------------------------
 class GraphMailTransport(Transport):
     """Sends from the shared mailbox: create the draft from MIME, stamp it with the dedupe key (extended property),
-    send it (202 = accepted). When the outcome of an earlier attempt is uncertain, Sent Items is searched for the
-    stamp first, and a stamped draft left behind is sent instead of creating a second one."""
+    send it (202 = accepted). When the outcome of an earlier attempt is uncertain, Sent Items and the Outbox (where an
+    accepted mail waits until Exchange has sent it) are searched for the stamp first, and a stamped draft left behind
+    is sent instead of creating a second one. An uncertain retry waits `MAIL_SEND_SETTLE_SECONDS` first."""
 
     name = "graph"
 
@@ -70,6 +74,7 @@ class GraphMailTransport(Transport):
         self.mailbox = mailbox
         self.base = f"{graph_base_url}/users/{quote(mailbox)}"
         self.settings = settings
+        self.settle_seconds = float(settings.mail_send_settle_seconds)
 
     def budgets(self, message: ActionMessage) -> list[Budget]:
         s = self.settings
@@ -83,9 +88,10 @@ class GraphMailTransport(Transport):
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
         key = message.dedupe_key
         if uncertain:
-            sent = self._find("sentitems", key)
-            if sent:
-                return SendResult(self.name, sent, found_existing=True)
+            for folder in ("sentitems", "outbox"):  # accepted: already sent, or waiting in the Outbox to be
+                sent = self._find(folder, key)
+                if sent:
+                    return SendResult(self.name, sent, found_existing=True)
             draft = self._find("drafts", key)
             if draft:
                 self._send_draft(draft)

@@ -8,6 +8,8 @@ asked to. Adding is idempotent: a second POST answers the same page. The pages a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shared.delivery.suppressions import SuppressionStore
 from shared.domain.signing import UNSUBSCRIBE, verify
 from shared.settings import Settings
@@ -18,8 +20,14 @@ def customer_id_of(settings: Settings, token: str) -> str:
     return verify(settings, UNSUBSCRIBE, token)
 
 
-def unsubscribe(settings: Settings, suppressions: SuppressionStore, token: str, source: str) -> str:
-    """Record the opt-out of the customer the link names (idempotent); returns the customer id."""
+def unsubscribe(settings: Settings, suppressions: SuppressionStore, token: str, source: str,
+                address_of: Callable[[str], str | None] = lambda customer_id: None) -> str:
+    """Record the opt-out of the customer the link names and of their address (`address_of(customer_id)`, stored as
+    a digest), idempotently: the same address under another customer record (a duplicate contact, another CRM) is
+    not mailed either. Returns the customer id."""
     customer_id = customer_id_of(settings, token)
     suppressions.add_customer(customer_id, source)
+    address = address_of(customer_id)
+    if address and "@" in address:
+        suppressions.add_email(address, source)
     return customer_id

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "outbox",
     "customer",
     "tasks",
+    "segments",
 )
 
 

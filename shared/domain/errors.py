@@ -77,8 +77,25 @@ class Unauthorized(PermanentError):
     """A request whose identity or signature could not be verified."""
 
 
+class Forbidden(PermanentError):
+    """A verified caller who may not do this (e.g. a signed-in person who is not the approval's approver)."""
+
+
 class NotFound(PermanentError):
     """A record that does not exist."""
+
+
+class SourceNotEnabled(NotFound):
+    """A CRM webhook whose credential setting is empty: callers learn only that the source is off (404), the
+    operator's log names the setting."""
+
+    def __init__(self, source: str, setting: str):
+        super().__init__(f"CRM source {source} is not enabled: app setting {setting} is empty")
+        self.source = source
+        self.setting = setting
+
+    def to_dict(self) -> dict:
+        return {"error": "source not enabled"}
 
 
 class Conflict(PermanentError):
@@ -91,6 +108,10 @@ class PayloadTooLarge(PermanentError):
 
 class TransientError(RetryableError):
     """Timeouts, connection resets, 5xx: retry with backoff."""
+
+
+class OutcomeUnknown(TransientError):
+    """No answer (timeout, reset, gateway timeout): the request may have been carried out. Look before redoing it."""
 
 
 class Throttled(RetryableError):

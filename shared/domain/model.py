@@ -141,6 +141,10 @@ def _iso(value: date | None) -> str | None:
 CUSTOMER_FIELDS = frozenset(Customer.__dataclass_fields__)
 _DEAL_FIELDS = frozenset(Deal.__dataclass_fields__) - {"extra"}
 _ID_FORBIDDEN = frozenset("/\\#?")
+# Longest text a customer field may hold. Names, addresses and codes are far shorter; a longer value is refused
+# with the field named (import row, webhook), so no single record can outgrow a ledger row or a queue message and
+# stop the shard it lives in.
+MAX_TEXT_CHARS = 4000
 _KNOWN_ZONES: set[str] = set()  # time zone names already checked (ZoneInfo caches them too, but costs a call)
 
 
@@ -159,13 +163,17 @@ class _CustomerParser:
     # --- scalar coercions (None and "" mean missing); `where` prefixes the field path of nested values ---------
     def text(self, data: Mapping, key: str, where: str | None = None) -> str | None:
         value = data.get(key)
-        if value.__class__ is str:  # fast path
+        if value.__class__ is str and len(value) <= MAX_TEXT_CHARS:  # fast path
             return value or None
         if value is None or value == "":
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(_path(where, key), f"must be text, got {type(value).__name__}")
-        return str(value)
+        text = str(value)
+        if len(text) > MAX_TEXT_CHARS:
+            raise self.fail(_path(where, key), f"is {len(text):,} characters long; at most {MAX_TEXT_CHARS:,} "
+                                               "are accepted")
+        return text
 
     def day(self, data: Mapping, key: str, where: str | None = None) -> date | None:
         value = data.get(key)
@@ -223,6 +231,7 @@ class _CustomerParser:
         if value is None:
             return None
         if isinstance(value, str):  # a bare name or email is common in exports
+            value = self.text(data, key) or ""
             return Person(email=value) if "@" in value else Person(name=value)
         if value.__class__ is not dict and not isinstance(value, Mapping):
             raise self.fail(key, "must be an object with name and email")
@@ -275,7 +284,7 @@ class _CustomerParser:
 
         products = self.items(data, "products")
         for index, raw in enumerate(products):
-            if not isinstance(raw, str) or not raw:
+            if not isinstance(raw, str) or not raw or len(raw) > MAX_TEXT_CHARS:
                 raise self.fail(f"products[{index}]", "must be a product code")
 
         updated_at = data.get("updated_at")

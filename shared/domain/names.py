@@ -24,8 +24,10 @@ JOURNEY_HISTORY: Final = "JourneyHistory"
 # The dashboard's materialised snapshot (a few rows) and its work list of open opportunities by owner.
 DASHBOARD: Final = "Dashboard"
 WORK_ITEMS: Final = "WorkItems"
+CONTACT_LOG: Final = "ContactLog"
+DIGESTS: Final = "Digests"
 TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, RATE_LIMITS, TASKS, JOURNEY_HISTORY,
-                 DASHBOARD, WORK_ITEMS)
+                 DASHBOARD, WORK_ITEMS, CONTACT_LOG, DIGESTS)
 
 # Action channels and the queue each one is delivered from.
 CHANNEL_QUEUES: Final = {Channel.TEAMS: TEAMS, Channel.EMAIL: EMAIL, Channel.CRM_TASK: CRM_TASKS}

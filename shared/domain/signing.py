@@ -62,6 +62,8 @@ def sign(settings: Settings, purpose: str, subject: str, now: datetime | None = 
 
 def verify(settings: Settings, purpose: str, token: str, now: datetime | None = None) -> str:
     """The subject of a valid token; Unauthorized when forged, tampered or expired."""
+    if not isinstance(token, str):  # JSON bodies can carry anything: a list or number is no token
+        raise InvalidInput("link token is malformed")
     try:
         payload, mac = token.split(".", 1)
         expected = hmac.new(_key(settings), f"{purpose}.{payload}".encode("ascii"), hashlib.sha256).digest()

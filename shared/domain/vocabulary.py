@@ -45,12 +45,30 @@ class Importance(StrEnum):
     HIGH = "high"
 
 
+class ContactCategory(StrEnum):
+    """What a contact is for: the contact policy caps promotional and lifecycle contacts; transactional ones are
+    exempt. A rule's `category:` defaults by its kind (`DEFAULT_CATEGORY`)."""
+
+    PROMOTIONAL = "promotional"
+    LIFECYCLE = "lifecycle"
+    TRANSACTIONAL = "transactional"
+
+
+DEFAULT_CATEGORY: dict[RuleKind, ContactCategory] = {
+    RuleKind.CROSS_SELL: ContactCategory.PROMOTIONAL, RuleKind.UPSELL: ContactCategory.PROMOTIONAL,
+    RuleKind.CAMPAIGN: ContactCategory.PROMOTIONAL, RuleKind.LIFECYCLE: ContactCategory.LIFECYCLE,
+    RuleKind.JOURNEY: ContactCategory.LIFECYCLE, RuleKind.ALERT: ContactCategory.TRANSACTIONAL,
+}
+
+
 class ActionStatus(StrEnum):
     """What evaluation decided for one action of a firing (the dry-run's `status`)."""
 
     PLANNED = "planned"
     SUPPRESSED = "suppressed"  # not sent: opted out, no or invalid recipient, or waits for a suppressed action
     NEEDS_APPROVAL = "needs_approval"  # rendered, held until a person approves it
+    CAPPED = "capped"  # over a contact cap: dropped, or deferred to the next free day (`deferred_to`)
+    HELD_OUT = "held_out"  # the control group of a rule's holdout: recorded, never rendered or sent
 
 
 class OpportunityStatus(StrEnum):
@@ -65,6 +83,8 @@ class OpportunityStatus(StrEnum):
     SUPPRESSED = "suppressed"  # nothing to send, or its approval expired unanswered
     NEEDS_APPROVAL = "needs_approval"
     REJECTED = "rejected"  # a person said no (kept apart from rule-based suppression)
+    CAPPED = "capped"  # a contact cap dropped every message of the firing
+    HELD_OUT = "held_out"  # the control group of a rule's holdout: nothing sent, outcomes still count
 
 
 _O = OpportunityStatus
@@ -78,6 +98,8 @@ MANUAL_TRANSITIONS: dict[OpportunityStatus, frozenset[OpportunityStatus]] = {
     _O.WON: frozenset({_O.IN_PROGRESS}),
     _O.LOST: frozenset({_O.IN_PROGRESS}),
     _O.REJECTED: frozenset({_O.IN_PROGRESS, _O.LOST}),
+    _O.CAPPED: frozenset({_O.IN_PROGRESS, _O.LOST}),
+    _O.HELD_OUT: frozenset({_O.IN_PROGRESS, _O.WON, _O.LOST}),
 }
 
 

@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 
@@ -46,12 +47,15 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 _ALWAYS = compile_expression("true", filename="<journey>")
 
 
-def load_journey(journeys_dir: Path, renderer: Renderer) -> Journey | None:
-    """The journey under journeys_dir (None when the directory is missing or empty). Raises RuleProblems."""
+def load_journey(journeys_dir: Path, renderer: Renderer, segments: Any = None) -> Journey | None:
+    """The journey under journeys_dir (None when the directory is missing or empty). Raises RuleProblems.
+
+    `segments`: the rules' RFM configuration (`RuleSet.segments`) guards read through `rfm.*`; None: the shipped one.
+    """
     journeys_dir = Path(journeys_dir)
     if not journeys_dir.is_dir():
         return None
-    checker = _Checker(renderer, _sample_context(renderer))
+    checker = _Checker(renderer, _sample_context(renderer), segments)
     journeys: list[Journey] = []
     files = sorted(p for p in journeys_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     for path in files:

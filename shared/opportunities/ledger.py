@@ -13,6 +13,10 @@ marking then blanks them here (the `Approvals` row is their only copy). An appro
 out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
 `suppressed`), expired unanswered → `suppressed`.
 
+A rule with a holdout records every firing's arm (`arm`: treatment | control). A control firing is claimed as
+`held_out` (nothing was sent) and is still open for an outcome: a won or lost deal, or a rep's answer, is recorded on
+it as on a sent one, and the arm stays, so `shared/opportunities/uplift.py` can compare the arms.
+
 PartitionKey = the customer's shard (as in `Customers`), RowKey = the firing's dedupe key (`readable_key`: dedupe
 keys are always valid keys, so the RowKey is the key itself).
 
@@ -46,9 +50,11 @@ STATUSES = tuple(OpportunityStatus)
 DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = (
     OpportunityStatus.DETECTED, OpportunityStatus.QUEUED, OpportunityStatus.NOTIFIED, OpportunityStatus.IN_PROGRESS,
     OpportunityStatus.WON, OpportunityStatus.LOST)
-SUPPRESSED, NEEDS_APPROVAL, REJECTED = (
-    OpportunityStatus.SUPPRESSED, OpportunityStatus.NEEDS_APPROVAL, OpportunityStatus.REJECTED)
-OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS)  # may still be won or lost
+SUPPRESSED, NEEDS_APPROVAL, REJECTED, CAPPED, HELD_OUT = (
+    OpportunityStatus.SUPPRESSED, OpportunityStatus.NEEDS_APPROVAL, OpportunityStatus.REJECTED,
+    OpportunityStatus.CAPPED, OpportunityStatus.HELD_OUT)
+# May still be won or lost; held-out firings too: their outcomes are what a holdout compares against.
+OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, HELD_OUT)
 CLOSED = (WON, LOST)
 REP, CRM = "rep", "crm"  # where an outcome came from
 OUTCOME_SOURCES = (REP, CRM)
@@ -81,6 +87,8 @@ class FiringClaim:
     messages: tuple[QueuedMessage, ...] = ()
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
     campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
+    manager_email: str | None = None  # may decide held messages besides the owner (not stored in the row)
+    arm: str | None = None  # rules with a holdout: treatment | control, kept whatever the outcome
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class Opportunity:
     decided_by: str | None = None
     decided_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
+    arm: str | None = None  # treatment | control for rules with a holdout (the status moves on, the arm stays)
 
     @property
     def is_open(self) -> bool:
@@ -130,6 +139,7 @@ class ClaimResult:
 
     to_publish: list[FiringClaim] = field(default_factory=list)
     already_planned: int = 0
+    rejected: list[tuple[FiringClaim, str]] = field(default_factory=list)  # claims that can never be stored, and why
 
 
 class OpportunityLedger:
@@ -156,8 +166,15 @@ class OpportunityLedger:
         Returns the claims whose messages must now be published.
         """
         result = ClaimResult()
-        entities = [self._claim_entity(self.partition_of(claim.customer_id), claim, now) for claim in claims]
-        for claim, created in zip(claims, self.table.insert_many(entities), strict=True):
+        accepted, entities = [], []
+        for claim in claims:
+            try:
+                entities.append(self._claim_entity(self.partition_of(claim.customer_id), claim, now))
+            except PayloadTooLarge as exc:  # one oversized firing must not stop the others
+                result.rejected.append((claim, exc.message))
+                continue
+            accepted.append(claim)
+        for claim, created in zip(accepted, self.table.insert_many(entities), strict=True):
             if created:
                 result.to_publish.append(claim)
             else:
@@ -183,6 +200,16 @@ class OpportunityLedger:
         """Claims of a partition whose messages may not have reached the broker (a crash between the steps)."""
         rows = self.table.query("PartitionKey eq @pk and published eq false", {"pk": partition})
         return [self._claim_from_entity(row) for row in rows]
+
+    def unpublished_of(self, claims: Iterable[FiringClaim]) -> list[FiringClaim]:
+        """Of these claims, the stored ones a crash left unpublished (one point read each: for the few firings of
+        one change event, where scanning the partition would cost far more)."""
+        found = []
+        for claim in claims:
+            row = self.table.get(self.partition_of(claim.customer_id), row_key(claim.key))
+            if row is not None and not row.get("published", True):
+                found.append(self._claim_from_entity(row))
+        return found
 
     # --- reads and manual updates --------------------------------------------------------------------------
     def get(self, opportunity_id: str) -> Opportunity:
@@ -344,7 +371,7 @@ class OpportunityLedger:
             "published": not (claim.messages or claim.held),
             "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
         }
-        for name in ("owner_name", "owner_email", "recommendation", "campaign"):
+        for name in ("owner_name", "owner_email", "recommendation", "campaign", "arm"):
             if getattr(claim, name):
                 entity[name] = getattr(claim, name)
         entity.update(put_json("messages_json", [m.to_dict() for m in claim.messages]))
@@ -362,7 +389,7 @@ class OpportunityLedger:
             actions=tuple(json.loads(row.get("actions_json") or "[]")),
             messages=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "messages_json", [])),
             held=tuple(QueuedMessage.from_dict(m) for m in get_json(row, "held_json", [])),
-            campaign=row.get("campaign"))
+            campaign=row.get("campaign"), arm=row.get("arm"))
 
     @staticmethod
     def _opportunity(row: Entity) -> Opportunity:
@@ -375,7 +402,7 @@ class OpportunityLedger:
             published=bool(row.get("published")), actions=tuple(json.loads(row.get("actions_json") or "[]")),
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
-            decided_at=row.get("decided_at"), etag=etag_of(row))
+            decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
 
 
 def _stored_amount(value: object) -> float | None:
@@ -413,3 +440,11 @@ def _status_change(status: str, now: datetime, amount: float | None = None) -> d
     if status == OpportunityStatus.QUEUED:
         changes["queued_at"] = now
     return changes
+
+
+def stored_amount(value: Any) -> float:
+    """A ledger row's amount as a number JSON can carry: 0 for anything else (rows written before amounts were
+    checked may hold NaN, Infinity, negatives or text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)

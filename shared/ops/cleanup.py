@@ -1,5 +1,6 @@
 """Housekeeping Table Storage cannot do itself (it has no TTL): delete expired delivery records, old audit rows,
-long-decided approvals and old journey history."""
+long-decided approvals, old journey history and rep digests of past days. (Contact log rows prune themselves on
+every write.)"""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.approvals.flow import ApprovalStore
+from shared.contact.digest import DigestBook
 from shared.delivery.idempotency import RECORD_PARTITIONS
 from shared.domain.names import DELIVERIES
 from shared.journeys.history import JourneyHistory
 from shared.storage.backend import Storage
 
+DIGEST_RETENTION_DAYS = 7
 IDEMPOTENCY_PARTITIONS = RECORD_PARTITIONS  # the idempotency records' spread partitions, `d00`..`dff`
 
 
@@ -21,6 +24,7 @@ class CleanupReport:
     audit_rows: int
     approvals: int = 0
     journey_steps: int = 0
+    digests: int = 0
 
 
 def purge_deliveries(storage: Storage, now: datetime, audit_retention_days: int) -> CleanupReport:
@@ -42,4 +46,6 @@ def purge_deliveries(storage: Storage, now: datetime, audit_retention_days: int)
     decided = approvals.delete_many(approvals.decided_before(now - timedelta(days=audit_retention_days)))
     # Journey steps are history, not state (the customer keeps its stage): the same retention.
     steps = JourneyHistory(storage).delete_older_than(now - timedelta(days=audit_retention_days))
-    return CleanupReport(records, audit_rows, decided, steps)
+    # Rep digests are sent on their day; a week later their rows only take room.
+    digests = DigestBook(storage).purge_before((now - timedelta(days=DIGEST_RETENTION_DAYS)).date())
+    return CleanupReport(records, audit_rows, decided, steps, digests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from shared.container import Container
+from shared.crm.ingest import enabled_sources
 from shared.domain.errors import CrmflowError
 from shared.domain.names import CUSTOMERS
 
@@ -18,4 +19,6 @@ def check_health(container: Container) -> dict:
     except CrmflowError as exc:
         checks["tables"] = f"error: {type(exc).__name__}"
     status = "ok" if all(value == "ok" for value in checks.values()) else "degraded"
-    return {"status": status, "checks": checks, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
+    sources = enabled_sources(container.settings)
+    return {"status": status, "checks": checks, "crm_sources": [name for name, on in sources.items() if on],
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}

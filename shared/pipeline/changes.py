@@ -53,10 +53,14 @@ def refetched_record(event: CrmEvent, fetchers: Mapping[str, RecordFetcher]) -> 
 def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Planner, event: CrmEvent,
                      now: datetime, fetchers: Mapping[str, RecordFetcher] | None = None,
                      journeys: JourneyRunner | None = None) -> EventOutcome:
-    """Merge a CRM change into the store, then plan the `on: change` rules with `prev` = the version before it.
+    """Plan the `on: change` rules a CRM change triggers (`prev` = the stored version), then merge it into the store.
 
+    Planning comes first so that a crash can never lose a firing: killed after planning, the redelivered event merges
+    to the same result, its firings are already claimed (any left unpublished are published then) and the write
+    follows; killed before, nothing happened. Writing first would lose them: the redelivery would see no change.
     The merge is a read-merge-write loop on the customer's ETag, so concurrent events for one customer never lose
-    each other's changes, and `apply_event` keeps the newer value per field when events arrive out of order.
+    each other's changes (a lost race re-reads, re-plans — claims make that idempotent — and writes again), and
+    `apply_event` keeps the newer value per field when events arrive out of order.
     With `journeys`, the journey steps the change makes due are taken in the same write, then recorded and planned
     (`shared/journeys/service.py`); steps a crash left pending are finished by any later event, a redelivery too.
     """
@@ -64,6 +68,7 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
     customer_id = customer_id_of(event, refetched)
     if not customer_id:
         raise InvalidInput(f"{event.source} {event.entity} event {event.event_id} names no customer")
+    report = PlanReport()
     for _ in range(MERGE_ATTEMPTS):
         stored = customers.get(customer_id)
         current = stored.customer if stored else None
@@ -73,23 +78,23 @@ def handle_crm_event(customers: CustomerStore, evaluator: Evaluator, planner: Pl
         if updated == current:
             # A redelivery after a crash between the write and the attribution: attribute now (idempotent).
             attribute_outcome(planner.ledger, evaluator.ruleset, current, event, now)
-            report = PlanReport()
             if current is not None and journeys is not None and has_pending(current):
-                report = journeys.complete(current, now, etag=stored.etag, recovering=True)
+                report.add(journeys.complete(current, now, etag=stored.etag, recovering=True))
             return EventOutcome(customer_id, False, False, report)
         try:
             if updated is None:
                 customers.delete(customer_id)
-                return EventOutcome(customer_id, True, True, PlanReport())
+                return EventOutcome(customer_id, True, True, report)
+            firings = evaluator.evaluate(updated, now=now, trigger=Trigger.CHANGE, prev=current)
+            if firings:
+                report.add(planner.plan([(updated, firing) for firing in firings], now, recover_existing=True))
             etag = customers.put(updated, stored.etag if stored else None)
             break
         except Conflict:
-            continue  # another event for this customer won the race: re-read and merge again
+            continue  # another event for this customer won the race: re-read, merge and plan again
     else:
         raise Conflict(f"customer {customer_id} kept changing during {MERGE_ATTEMPTS} merge attempts")
     attribute_outcome(planner.ledger, evaluator.ruleset, updated, event, now)
-    firings = evaluator.evaluate(updated, now=now, trigger=Trigger.CHANGE, prev=current)
-    report = planner.plan([(updated, firing) for firing in firings], now) if firings else PlanReport()
     if journeys is not None:
         report.add(journeys.complete(updated, now, etag=etag,
                                      recovering=bool(current and has_pending(current))))

@@ -15,14 +15,16 @@ was planned before, cost neither writes nor template work.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from shared.broker import Broker
 from shared.broker.outbound import publish_by_queue, queued
+from shared.domain.errors import InvalidInput, PayloadTooLarge, PermanentError
 from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.schedule import next_business_slot
@@ -33,13 +35,15 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.approvals.flow import ApprovalFlow
+    from shared.contact.caps import ContactGuard
+    from shared.contact.digest import RepRouter
 
 log = logging.getLogger(__name__)
 
 PLAN_CHUNK = 500  # firings claimed and published together (amortises transactions and broker calls)
 
 # Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
-_NEEDS_APPROVAL = ActionStatus.NEEDS_APPROVAL
+_NEEDS_APPROVAL, _HELD_OUT, _CAPPED = ActionStatus.NEEDS_APPROVAL, ActionStatus.HELD_OUT, ActionStatus.CAPPED
 _EMAIL_CHANNEL = Channel.EMAIL
 
 
@@ -54,12 +58,14 @@ class PlanReport:
     recovered: int = 0
     messages: int = 0
     approvals: int = 0  # approvals opened (held messages waiting for a person)
+    rejected: int = 0  # customers or firings that can never be planned (logged with the reason), skipped
     by_rule: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
 
     def add(self, other: PlanReport) -> None:
-        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals"):
+        for name in ("customers", "firings", "planned", "already_planned", "recovered", "messages", "approvals",
+                     "rejected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_rule.update(other.by_rule)
         self.by_channel.update(other.by_channel)
@@ -77,25 +83,41 @@ def summarize_reports(reports: Iterable[PlanReport]) -> PlanReport:
 class Planner:
     """Turns firings into ledger claims and broker messages, and publishes each firing exactly once."""
 
-    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker, approvals: ApprovalFlow):
+    def __init__(self, settings: Settings, ledger: OpportunityLedger, broker: Broker, approvals: ApprovalFlow,
+                 contact: ContactGuard | None = None, reps: RepRouter | None = None):
+        """Without `contact`, no contact caps apply; without `reps`, cards go to reps at once (no digests, no
+        working hours)."""
         self.settings = settings
         self.ledger = ledger
         self.broker = broker
         self.approvals = approvals
+        self.contact = contact
+        self.reps = reps
 
     def claim_for(self, customer: Customer, firing: Firing, now: datetime) -> FiringClaim:
         """The ledger claim for one firing: its rendered messages (follow-ups nested), emails in business hours."""
         timezone = customer.timezone or self.settings.default_timezone
-        email_slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
+        hours, days = self.settings.business_hours, self.settings.business_days
+        email_slot = next_business_slot(now, timezone, hours, days)
+
+        def not_before(action) -> datetime | None:
+            if action.deferred_to is not None:  # a contact cap moved it: business hours of that day
+                return deferred_slot(now, action.deferred_to, timezone, hours, days)
+            return email_slot if action.channel == _EMAIL_CHANNEL else None
         properties = {"rule": firing.rule_id, "kind": firing.kind, "firing_key": firing.dedupe_key,
                       "customer_id": customer.id}
         messages, held = [], []
-        for action, message in firing.to_messages(
-                now, not_before=lambda action: email_slot if action.channel == _EMAIL_CHANNEL else None):
+        for action, message in firing.to_messages(now, not_before=not_before):
             message = _with_properties(message, properties)
-            (held if action.status == _NEEDS_APPROVAL else messages).append(
-                queued(message, properties=properties))
+            waiting = queued(message, properties=properties)
+            if self.reps is not None and action.status != _NEEDS_APPROVAL:  # digest, or the rep's working hours
+                waiting = replace(waiting, message=self.reps.route(customer, message, waiting.message, now,
+                                                                   firing.recommendation))
+            (held if action.status == _NEEDS_APPROVAL else messages).append(waiting)
+        held_out = any(a.status == _HELD_OUT for a in firing.actions)
         status = (OpportunityStatus.QUEUED if messages else OpportunityStatus.NEEDS_APPROVAL if held
+                  else OpportunityStatus.HELD_OUT if held_out
+                  else OpportunityStatus.CAPPED if any(a.status == _CAPPED for a in firing.actions)
                   else OpportunityStatus.SUPPRESSED)
         # The cards asking the owner travel as ordinary messages.
         requests = (self.approvals.request_message(customer, firing, waiting, now) for waiting in held)
@@ -106,16 +128,38 @@ class Planner:
                            owner_name=customer.owner.name if customer.owner else None,
                            owner_email=firing.owner_email, status=status, recommendation=firing.recommendation,
                            local_date=str(firing.local_date), actions=actions, messages=tuple(messages),
-                           held=tuple(held), campaign=firing.campaign)
+                           held=tuple(held), campaign=firing.campaign,
+                           manager_email=customer.manager.email if customer.manager else None, arm=firing.arm)
 
-    def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime) -> PlanReport:
-        """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted."""
+    def plan(self, pairs: Sequence[tuple[Customer, Firing]], now: datetime, *,
+             recover_existing: bool = False) -> PlanReport:
+        """Claim and publish firings (pairs of customer and firing); ones claimed before are only counted.
+
+        `recover_existing`: claims that exist but were never published (a crash between claim and publish) are
+        published now — the change-event path, which has no shard-wide recovery pass before it."""
         report = PlanReport(firings=len(pairs))
-        claims = [self.claim_for(customer, firing, now) for customer, firing in pairs]
+        if self.contact is not None:
+            pairs = apply_contact_caps(self.contact, pairs)
+        claims = []
+        for customer, firing in pairs:
+            try:
+                claims.append(self.claim_for(customer, firing, now))
+            except PermanentError as exc:  # this firing can never be rendered or stored; the others go on
+                _log_rejected(firing.dedupe_key, customer.id, loggable(exc))
+                report.rejected += 1
         result = self.ledger.claim(claims, now)
+        for claim, reason in result.rejected:
+            _log_rejected(claim.key, claim.customer_id, reason)
+        report.rejected += len(result.rejected)
         report.already_planned += result.already_planned
         report.planned = len(result.to_publish)
-        self.publish(result.to_publish, now, report)
+        to_publish = list(result.to_publish)
+        if recover_existing and result.already_planned:
+            fresh = {claim.key for claim in result.to_publish}
+            stranded = self.ledger.unpublished_of(c for c in claims if c.key not in fresh)
+            report.recovered += len(stranded)
+            to_publish += stranded
+        self.publish(to_publish, now, report)
         return report
 
     def publish(self, claims: Sequence[FiringClaim], now: datetime, report: PlanReport) -> None:
@@ -141,6 +185,38 @@ class Planner:
             self.publish(claims, now, report)
             report.recovered = len(claims)
         return report
+
+
+def _log_rejected(key: str, customer_id: str, reason: str) -> None:
+    log.warning("firing %s of customer %s skipped: %s", key, customer_id, reason)
+
+
+def loggable(exc: PermanentError) -> str:
+    """The error's class and field, never its message: messages about bad input may quote the value."""
+    if isinstance(exc, InvalidInput):
+        return f"InvalidInput at {exc.location.field}" if exc.location.field else "InvalidInput"
+    return exc.message if isinstance(exc, PayloadTooLarge) else type(exc).__name__
+
+
+def apply_contact_caps(contact: ContactGuard, pairs: Sequence[tuple[Customer, Firing]],
+                       ) -> list[tuple[Customer, Firing]]:
+    """The pairs with each customer's competing firings ranked against the contact caps (order kept)."""
+    by_customer: dict[str, list[int]] = defaultdict(list)
+    for index, (customer, _) in enumerate(pairs):
+        by_customer[customer.id].append(index)
+    result = list(pairs)
+    for customer_id, indexes in by_customer.items():
+        capped = contact.apply(customer_id, [pairs[i][1] for i in indexes])
+        for index, firing in zip(indexes, capped, strict=True):
+            result[index] = (pairs[index][0], firing)
+    return result
+
+
+def deferred_slot(now: datetime, day: date, timezone: str, hours, days) -> datetime:
+    """The first business slot on or after the start of `day` in the customer's zone (never before `now`)."""
+    start = datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone))
+    moment = max(now, start)
+    return next_business_slot(moment, timezone, hours, days) or moment.astimezone(UTC)
 
 
 def _with_properties(message: ActionMessage, properties: dict[str, str]) -> ActionMessage:

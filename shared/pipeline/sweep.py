@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -10,18 +11,20 @@ from typing import TYPE_CHECKING
 
 from shared.broker import Broker, OutgoingMessage
 from shared.customers.store import CustomerStore, partition_key
-from shared.domain.errors import InvalidInput
+from shared.domain.errors import InvalidInput, PermanentError
 from shared.domain.model import Customer
 from shared.domain.names import SWEEP_SHARDS
 from shared.domain.vocabulary import Trigger
 from shared.opportunities.ledger import row_key
-from shared.pipeline.planner import PLAN_CHUNK, Planner, PlanReport
+from shared.pipeline.planner import PLAN_CHUNK, Planner, PlanReport, loggable
 from shared.rules import Evaluator
 from shared.rules.model import Firing
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.journeys.service import JourneyRunner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,16 +78,24 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
             return True
         return False
 
+    def unreadable(customer_id: str, reason: str) -> None:
+        log.warning("customer %s of shard %d skipped: %s", customer_id, task.shard, reason)
+        report.rejected += 1
+
     pending: list[tuple[Customer, Firing]] = []
-    for customer in customers.iter_shard(task.shard):
+    for customer in customers.iter_shard(task.shard, on_invalid=unreadable):
         report.customers += 1
         if journeys is not None:
             customer, moved = journeys.sweep_customer(customer, task.now, task.today)
             if moved is not None:
                 report.add(moved)
-        for firing in evaluator.evaluate(customer, now=task.now, trigger=Trigger.SWEEP, today=task.today,
-                                         skip=planned_before):
-            pending.append((customer, firing))
+        try:
+            firings = evaluator.evaluate(customer, now=task.now, trigger=Trigger.SWEEP, today=task.today,
+                                         skip=planned_before)
+        except PermanentError as exc:  # one customer's bad data never blocks the rest of the shard
+            unreadable(customer.id, loggable(exc))
+            firings = []
+        pending.extend((customer, firing) for firing in firings)
         if len(pending) >= PLAN_CHUNK:
             report.add(planner.plan(pending, task.now))
             pending.clear()

@@ -27,6 +27,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.vocabulary import TemplateKind
@@ -164,14 +165,50 @@ def load_product_names(path: Path, locales: tuple[str, ...]) -> tuple[dict[str, 
     return names, problems
 
 
+_SAFE_ATTRIBUTES: dict[type, set[str]] = {}  # per type, the attributes the sandbox found safe
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """ImmutableSandboxedEnvironment whose safety verdict per (type, attribute) is computed once.
+
+    Jinja's check (`is_safe_attribute`: underscore names, function/method/frame/code internals, mutating methods of
+    known mutable types) depends only on the object's type and the attribute's name, yet it ran on every attribute
+    access of every render and was most of the sandbox's cost. Only safe verdicts are remembered; `format` and
+    `format_map` always take the full path, since the sandbox wraps those per value (str.format could otherwise
+    reach attributes through its format fields)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        known = _SAFE_ATTRIBUTES.get(type(obj))
+        if known is not None and attribute in known:
+            return value
+        if attribute in ("format", "format_map"):
+            return super().getattr(obj, attribute)
+        if not self.is_safe_attribute(obj, attribute, value):
+            return self.unsafe_undefined(obj, attribute)
+        _SAFE_ATTRIBUTES.setdefault(type(obj), set()).add(attribute)
+        return value
+
+
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
                  finalize: Callable[[Any], Any], blocks_trim: bool = True,
                  products: Mapping[str, Mapping[str, str]] | None = None) -> jinja2.Environment:
+    # Sandboxed and immutable: templates and rule texts are data written by rule authors, so they may read the
+    # context but never reach Python internals (`__class__`, `__globals__`, ...) nor mutate values (`list.append`).
+    # The sandbox checks happen per attribute access and call, inside the compiled template: templates are still
+    # compiled once, so rendering stays close to the unsandboxed speed (bench/rules.py measures both).
     # autoescape is chosen per form: on for HTML; off for text, subjects and card leaves (escaped by finalize).
     # auto_reload off: templates are compiled once per process, so no file is stat'ed again on every render.
-    env = jinja2.Environment(loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,  # noqa: S701
-                             finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim,
-                             lstrip_blocks=blocks_trim, auto_reload=False)
+    env = _Sandbox(
+        loader=loader, autoescape=autoescape, undefined=jinja2.StrictUndefined,
+        finalize=finalize, keep_trailing_newline=True, trim_blocks=blocks_trim, lstrip_blocks=blocks_trim,
+        auto_reload=False)
     env.filters["date"] = lambda value: _format_date(value, locale)
     env.filters["money"] = _format_money
     env.filters["plural"] = _plural

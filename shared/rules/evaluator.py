@@ -29,6 +29,7 @@ from shared.rules.model import (
     Rule,
     RuleSet,
 )
+from shared.segments.holdout import CONTROL, arm_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _PLANNED = ActionStatus.PLANNED
 _SUPPRESSED = ActionStatus.SUPPRESSED
 _NEEDS_APPROVAL = ActionStatus.NEEDS_APPROVAL
+_HELD_OUT = ActionStatus.HELD_OUT
 _EMAIL_CHANNEL = Channel.EMAIL
 _TEAMS_CHANNEL = Channel.TEAMS
 _CRM_TASK_CHANNEL = Channel.CRM_TASK
@@ -136,22 +138,29 @@ class Evaluator:
                 any(spec.channel == "teams" for spec in rule.actions):
             context["outcome_url"] = TrustedUrl(outcome_url(
                 self.settings, opportunity_id(customer.id, key, self.settings.customer_shards), now))
+        arm = arm_of(rule.id, customer.id, rule.holdout)
         actions: list[PlannedAction] = []
         for index, spec in enumerate(rule.actions):
             actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
-                                        context, actions, now))
+                                        context, actions, now, held_out=arm == CONTROL))
         owner = customer.owner.email if customer.owner else None
         return Firing(rule_id=rule.id, kind=rule.kind, customer_id=customer.id, owner_email=owner, dedupe_key=key,
                       recommendation=context["recommendation"], local_date=local, actions=tuple(actions),
-                      reason=context["reason"], window=window, campaign=rule.campaign)
+                      reason=context["reason"], window=window, campaign=rule.campaign, arm=arm)
 
     def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
                 prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
-                now: datetime) -> PlannedAction:
+                now: datetime, held_out: bool = False) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
         waits_for = earlier[spec.after] if spec.after is not None else None
         if status == _PLANNED and waits_for is not None and waits_for.status == _SUPPRESSED:
             status, note = _SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
+        if held_out and status == _PLANNED:
+            # The control group: what would have gone out is recorded, nothing is rendered or sent. What could
+            # not have been sent anyway stays suppressed, in both groups alike.
+            return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=_HELD_OUT,
+                                 reason=f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent",
+                                 subject=None, importance=spec.importance, template=spec.template)
         if status == _PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
             status, note = _NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \

@@ -13,10 +13,19 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+from jinja2.exceptions import SecurityError
 
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Person
-from shared.domain.vocabulary import Channel, Importance, RuleKind, TemplateKind, Trigger
+from shared.domain.vocabulary import (
+    DEFAULT_CATEGORY,
+    Channel,
+    ContactCategory,
+    Importance,
+    RuleKind,
+    TemplateKind,
+    Trigger,
+)
 from shared.rendering.engine import Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
@@ -30,10 +39,14 @@ from shared.rules.expressions import (
     compile_expression,
 )
 from shared.rules.model import ActionSpec, ConvertsOn, Rule, RuleSet, Windows
+from shared.segments.config import SegmentProblems, load_segments
+from shared.segments.rfm import Segments
 
 RULE_KEYS = ("id", "kind", "on", "when", "once", "windows", "recommendation", "reason", "actions", "description",
-             "params", "enabled", "campaign", "converts_on")
+             "params", "enabled", "campaign", "converts_on", "holdout", "category", "priority")
 CONVERTS_ON_KEYS = ("product", "within_days")
+MAX_HOLDOUT_PERCENT = 50
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 ACTION_KEYS = ("teams", "email", "crm_task", "template", "importance", "approval", "after", "due_in_days")
 TASK_KEYS = ("subject", "description", "due_in_days")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -89,9 +102,25 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML as rule files are parsed: mappings know their lines (`.line`, `.lines[key]`, `.duplicates`),
+    YAML 1.2 booleans. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+
+
 # ---------------------------------------------------------------------------------------------------------------
-def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = "ja-JP") -> RuleSet:
-    """Every `*.yaml`/`*.yml` under rules_dir, checked and compiled. Raises RuleProblems (an InvalidInput)."""
+def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = "ja-JP",
+                 segments: Segments | Path | None = None) -> RuleSet:
+    """Every `*.yaml`/`*.yml` under rules_dir, checked and compiled. Raises RuleProblems (an InvalidInput).
+
+    `segments`: the RFM configuration rules read through `rfm.*` (a Segments, the path of a segments.yaml, or
+    None for the shipped defaults); a rule comparing `rfm.label` with a label it does not give is a problem.
+    """
+    if not isinstance(segments, Segments):
+        try:
+            segments = load_segments(segments)
+        except SegmentProblems as exc:
+            raise RuleProblems(exc.problems) from None
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         raise InvalidInput("rules directory does not exist", Location(file=_shown(rules_dir)))
@@ -103,14 +132,14 @@ def load_ruleset(rules_dir: Path, templates_dir: Path, *, default_locale: str = 
         raise RuleProblems([(exc.location, exc.reason)]) from None
     sample = _sample_context(renderer)
     template_errors = renderer.check(sample)
-    checker = _Checker(renderer, sample)
+    checker = _Checker(renderer, sample, segments)
     checker.problems.extend((Location(file=_shown(Path(templates_dir))), e) for e in template_errors)
     files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     for path in files:
         checker.load_file(path)
     if checker.problems:
         raise RuleProblems(checker.problems)
-    return RuleSet(tuple(checker.rules), renderer, tuple(_shown(p) for p in files))
+    return RuleSet(tuple(checker.rules), renderer, tuple(_shown(p) for p in files), segments)
 
 
 def _shown(path: Path) -> str:
@@ -121,8 +150,9 @@ def _shown(path: Path) -> str:
 
 
 class _Checker:
-    def __init__(self, renderer: Renderer, sample: Callable[..., dict]):
+    def __init__(self, renderer: Renderer, sample: Callable[..., dict], segments: Segments | None = None):
         self.renderer, self.sample = renderer, sample
+        self.segments = segments or load_segments(None)
         self.problems: list[tuple[Location, str]] = []
         self.rules: list[Rule] = []
         self.seen: dict[str, str] = {}
@@ -133,7 +163,7 @@ class _Checker:
     def load_file(self, path: Path) -> None:
         file = _shown(path)
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+            data = read_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             self.problem(file, mark.line + 1 if mark else None, None, None,
@@ -178,9 +208,13 @@ class _RuleChecker:
             self.fail(key, "must be an expression (text)", mapping)
             return None
         try:
-            return compile_expression(source, filename=f"{self.file}:{self.rule_id}:{key}")
+            return compile_expression(source, filename=f"{self.file}:{self.rule_id}:{key}",
+                                      segments=self.parent.segments)
         except ExpressionError as exc:
             self.fail(key, str(exc), mapping)
+            return None
+        except RecursionError:  # the depth check should make this unreachable; a load error all the same
+            self.fail(key, "expression is nested too deeply", mapping)
             return None
 
     def text_template(self, key: str, source: Any, mapping: _Map | None = None) -> Callable | None:
@@ -249,6 +283,13 @@ class _RuleChecker:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
+        category = data.get("category", DEFAULT_CATEGORY.get(kind))
+        if "category" in data and category not in tuple(ContactCategory):
+            self.fail("category", f"category must be one of {', '.join(ContactCategory)}")
+        priority = data.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            self.fail("priority", "priority must be a whole number -1000..1000 (higher wins a contact cap)")
+        holdout = self.holdout(data.get("holdout", 0))
         self.check_texts(params if isinstance(params, Mapping) else {})
         campaign, converts_on = self.outcomes(kind, rule_id)
         if self.failed or not enabled:
@@ -256,7 +297,8 @@ class _RuleChecker:
         return Rule(id=rule_id, kind=RuleKind(kind), on=frozenset(Trigger(t) for t in triggers), when=when,
                     actions=actions, once=once, once_per=once_per, windows=windows, recommendation=recommendation,
                     reason=reason, description=description, params=MappingProxyType(dict(params)), file=self.file,
-                    line=data.line, campaign=campaign, converts_on=converts_on)
+                    line=data.line, campaign=campaign, converts_on=converts_on, holdout=holdout,
+                    category=ContactCategory(category), priority=priority)
 
     def outcomes(self, kind: Any, rule_id: Any) -> tuple[str | None, ConvertsOn | None]:
         """`campaign` (campaign rules: the CRM campaign its deals name, default the rule id) and `converts_on`
@@ -288,6 +330,17 @@ class _RuleChecker:
             else:
                 converts_on = ConvertsOn(str(product).strip(), days)
         return campaign, converts_on
+
+    def holdout(self, value: Any) -> float:
+        """`holdout: 10%` → 0.10: the share of customers kept as a control group (0 to 50%)."""
+        match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+        if value == 0 and not isinstance(value, bool):
+            return 0.0
+        if not match or not 0 <= float(match[1]) <= MAX_HOLDOUT_PERCENT:
+            self.fail("holdout", f"holdout must be a percentage 0%..{MAX_HOLDOUT_PERCENT}% such as 10%, "
+                                 f"not {value!r}")
+            return 0.0
+        return float(match[1]) / 100
 
     def period(self) -> tuple[str | None, CompiledExpression | None, Windows | None]:
         data = self.data
@@ -424,6 +477,8 @@ _ATTRIBUTE = re.compile(r"'([\w.]+) object' has no attribute '(\w+)'")
 def _explain(exc: Exception) -> str:
     """Jinja's 'shared.domain.model.Customer object' has no attribute 'nmae' in a rule author's words."""
     message = str(getattr(exc, "message", None) or exc)
+    if isinstance(exc, SecurityError):  # the sandbox refused: Python internals or a mutating call
+        return f"not allowed in a template: {message}"
     match = _ATTRIBUTE.search(message)
     if not match:
         return message

@@ -8,11 +8,11 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.domain.messages import ActionMessage
-from shared.domain.vocabulary import ActionStatus, Channel, Importance, RuleKind, Trigger
+from shared.domain.vocabulary import ActionStatus, Channel, ContactCategory, Importance, RuleKind, Trigger
 from shared.rules.expressions import CompiledExpression
 
 # Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
-_SUPPRESSED = ActionStatus.SUPPRESSED
+_SUPPRESSED, _HELD_OUT, _CAPPED = ActionStatus.SUPPRESSED, ActionStatus.HELD_OUT, ActionStatus.CAPPED
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Rule:
     line: int | None = None
     campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
     converts_on: ConvertsOn | None = None
+    category: ContactCategory = ContactCategory.LIFECYCLE  # default by kind: DEFAULT_CATEGORY
+    priority: int = 0  # when firings compete for a contact cap, the higher priority wins
+    holdout: float = 0.0  # share of customers kept as a control group (0..0.5): recorded held_out, sent nothing
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     renderer: Any  # shared.rendering.engine.Renderer
     files: tuple[str, ...] = ()
+    segments: Any = None  # shared.segments.rfm.Segments the rules' `rfm.*` use
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -93,6 +97,12 @@ class PlannedAction:
     after: str | None = None  # dedupe key of the action this one waits for
     due_date: date | None = None
     template: str | None = None
+    deferred_to: date | None = None  # a capped contact moved to the first day with room (customer-local)
+
+    @property
+    def sendable(self) -> bool:
+        """Whether a message goes out for this action (now, or on the day a contact cap deferred it to)."""
+        return self.status not in (_SUPPRESSED, _HELD_OUT) and not (self.status == _CAPPED and self.deferred_to is None)
 
     def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
                    followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:
@@ -125,6 +135,7 @@ class Firing:
     reason: str | None = None
     window: int | None = None  # days_before of the window that fired (windows rules)
     campaign: str | None = None  # the campaign a campaign rule's opportunity belongs to
+    arm: str | None = None  # rules with a holdout: treatment | control (shared/segments/holdout.py)
 
     def to_dry_run_dict(self) -> dict:
         """Exactly the DESIGN dry-run shape."""
@@ -145,12 +156,11 @@ class Firing:
         """
         waiting: dict[str, list[PlannedAction]] = {}
         for action in self.actions:
-            if action.after and action.status != _SUPPRESSED:
+            if action.after and action.sendable:
                 waiting.setdefault(action.after, []).append(action)
 
         def build(action: PlannedAction) -> ActionMessage:
             followups = tuple(build(child) for child in waiting.get(action.dedupe_key, ()))
             return action.to_message(self, planned_at, not_before(action) if not_before else None, followups)
 
-        return [(action, build(action)) for action in self.actions
-                if action.status != _SUPPRESSED and not action.after]
+        return [(action, build(action)) for action in self.actions if action.sendable and not action.after]

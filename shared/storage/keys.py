@@ -18,6 +18,7 @@ Partitions: `shard_partition(shard_of(id, shards))` for data a sweep reads shard
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 MAX_READABLE_KEY = 200  # the customer-id limit; Table Storage allows 1 KiB, but readable keys stay short
 FORBIDDEN_KEY_CHARS = frozenset("/\\#?")
@@ -35,9 +36,16 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def normalise_address(address: str) -> str:
+    """One spelling per mailbox: Unicode NFKC (full-width ＠ and letters), no surrounding space or angle brackets,
+    lower case (domains are case-insensitive, and no mail system in use here has case-sensitive local parts)."""
+    return unicodedata.normalize("NFKC", address).strip().strip("<>").strip().lower()
+
+
 def email_digest(address: str) -> str:
-    """Stable digest of an address (suppression rows, audit rows, the directory cache, logs): never the address."""
-    return digest(address.strip().lower())
+    """Stable digest of a normalised address (suppression rows, audit rows, the directory cache, logs): never the
+    address itself."""
+    return digest(normalise_address(address))
 
 
 def readable_key(value: str) -> str:

@@ -43,6 +43,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "journey": "カスタマージャーニー", "stuck": "SLA超過", "median_days": "滞留日数(中央値)",
         "transitions": "遷移(30日)", "campaigns": "キャンペーン別売上", "rules": "ルール別売上",
         "delivery": "配信の状況", "days": "過去{days}日",
+        "segments": "RFMセグメント別の顧客数", "uplift": "効果測定（ホールドアウト比較、95%信頼区間）",
+        "uplift_columns": ("ルール", "通知", "対照", "成約率", "差", "顧客あたり売上", "差"),
         "delivery_kpi": {"sent": "送信済み", "suppressed": "抑止", "failed": "失敗", "dead_letters": "デッドレター",
                          "approvals_pending": "承認待ち"},
         "work": "対応リスト", "no_data": "データがありません", "no_items": "該当する機会はありません",
@@ -72,6 +74,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "journey": "Customer journey", "stuck": "past SLA", "median_days": "median days in stage",
         "transitions": "Transitions (30 days)", "campaigns": "Revenue by campaign", "rules": "Revenue by rule",
         "delivery": "Delivery health", "days": "last {days} days",
+        "segments": "Customers per RFM label", "uplift": "Uplift (treated vs held out, 95% CI)",
+        "uplift_columns": ("rule", "treated", "held out", "conversion", "uplift", "revenue / customer", "uplift"),
         "delivery_kpi": {"sent": "Sent", "suppressed": "Suppressed", "failed": "Failed",
                          "dead_letters": "Dead letters", "approvals_pending": "Approvals pending"},
         "work": "Work list", "no_data": "No data yet", "no_items": "No matching opportunities",
@@ -391,6 +395,8 @@ def render(context: PageContext) -> tuple[str, str]:
         trend=(trend := columns(sorted((opp.get("by_month") or {}).items()))),
         trend_width=min(360 / max(len(trend), 1), 60),
         journey=journey(data, text),
+        segment_chart=bar_chart(list(((data.get("segments") or {}).get("by_label") or {}).items())),
+        uplift=[uplift_row(rule, result) for rule, result in (data.get("uplift") or {}).items()],
         campaigns=revenue_rows(campaign_revenue), rules=revenue_rows(rule_revenue),
         delivery_tiles=[("sent", totals.get("sent", 0)), ("suppressed", totals.get("suppressed", 0)),
                         ("failed", totals.get("failed", 0) + totals.get("dead_lettered", 0)),
@@ -445,3 +451,18 @@ def render_tab(lang: str, next_url: str, login_url: str, done: bool) -> tuple[st
               "text": {"needed": text["needed"], "failed": text["failed"]}}
     html = _env.get_template("dashboard_tab.html").render(t=text, lang=lang, nonce=nonce, config=config)
     return html, nonce
+
+
+def uplift_row(rule: str, uplift: dict[str, Any]) -> tuple:
+    """One row of the uplift table: group sizes, conversion and revenue per customer, the differences with CIs."""
+    treated, control = uplift["treatment"], uplift["control"]
+    rates = " vs ".join("–" if arm["conversion_rate"] is None else f"{arm['conversion_rate']:.1%}"
+                        for arm in (treated, control))
+    revenue = " vs ".join("–" if arm["revenue_per_customer"] is None else f"{arm['revenue_per_customer']:,.0f}"
+                          for arm in (treated, control))
+    if uplift["status"] != "ok":
+        return rule, treated["customers"], control["customers"], rates, uplift["status"], revenue, uplift["status"]
+    conversion, money = uplift["conversion_uplift"], uplift["revenue_uplift_per_customer"]
+    return (rule, treated["customers"], control["customers"], rates,
+            f"{conversion['difference']:+.1%} [{conversion['ci95'][0]:+.1%}, {conversion['ci95'][1]:+.1%}]",
+            revenue, f"{money['difference']:+,.0f} [{money['ci95'][0]:+,.0f}, {money['ci95'][1]:+,.0f}]")

@@ -38,7 +38,7 @@ def post(host, body: dict, event_id: str) -> requests.Response:
     timestamp = str(int(wall_clock_now().timestamp()))
     return requests.post(f"{host.url}/api/crm/generic", data=data, timeout=10, headers={
         "Content-Type": "application/json", "X-Crmflow-Timestamp": timestamp, "X-Crmflow-Event-Id": event_id,
-        "X-Crmflow-Signature": "sha256=" + generic.sign(GENERIC_SECRET, timestamp, data)})
+        "X-Crmflow-Signature": generic.sign_v2(GENERIC_SECRET, timestamp, data, event_id=event_id)})
 
 
 def journey(host, customer_id: str = "C-E2E") -> dict:

@@ -244,3 +244,52 @@ def test_after_approval_the_sender_delivers_the_mail_and_the_fyi_follows(stack):
     assert len(list((outbox / "teams").glob("*.json"))) == 1
     assert opportunity_status(container, approval) == OpportunityStatus.NOTIFIED
     assert datetime.fromtimestamp(clock(), UTC) == DEMO_NOW + timedelta(hours=2)
+
+
+# --- who may decide -----------------------------------------------------------------------------------------
+def post_as(approval_id_: str, token: str, decision: str, principal: str | None) -> func.HttpResponse:
+    headers = {"Content-Type": "application/json"}
+    if principal is not None:
+        headers["X-MS-CLIENT-PRINCIPAL-NAME"] = principal
+    return approvals(func.HttpRequest(
+        "POST", f"https://crmflow.example/api/approvals/{approval_id_}", route_params={"id": approval_id_},
+        headers=headers, body=json.dumps({"decision": decision, "token": token}).encode()))
+
+
+def test_without_sign_in_the_principal_header_is_not_trusted(stack):
+    container, _, approval, token = stack
+    assert post_as(approval.id, token, "reject", "ceo@contoso.example").status_code == 200
+    assert container.approval_store.get(approval.id).decided_by is None  # a header anyone can send
+
+
+@pytest.fixture
+def signed_in_stack(azurite, tmp_path):
+    from shared.domain.model import Customer
+
+    container, _clock = approval_stack(azurite, tmp_path, APP_SERVICE_AUTH_ENABLED="true")
+    container.customers.upsert_many([Customer.from_dict(
+        {**CUSTOMER, "manager": {"name": "部長", "email": "boss@contoso.example"}})])
+    plan(container)
+    [approval] = approvals_of(container)
+    token = container.approvals.link(approval.id, DEMO_NOW).split("token=")[1]
+    set_container(container)
+    yield container, approval, token
+    set_container(None)
+    container.broker.close()
+
+
+def test_with_sign_in_only_the_owner_or_manager_may_decide(signed_in_stack):
+    container, approval, token = signed_in_stack
+    assert approval.approver == "hanako@contoso.example" and approval.deputy == "boss@contoso.example"
+    assert post_as(approval.id, token, "approve", None).status_code == 401  # sign-in required
+    assert post_as(approval.id, token, "approve", "mallory@contoso.example").status_code == 403
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.PENDING  # refused before any change
+    assert post_as(approval.id, token, "reject", "Boss@Contoso.example").status_code == 200
+    decided = container.approval_store.get(approval.id)
+    assert decided.status == ApprovalStatus.REJECTED and decided.decided_by == "Boss@Contoso.example"
+
+
+def test_with_sign_in_the_owner_may_approve(signed_in_stack):
+    container, approval, token = signed_in_stack
+    assert post_as(approval.id, token, "approve", "hanako@contoso.example").status_code == 200
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.APPROVED

@@ -172,3 +172,28 @@ def test_the_readme_shows_every_cli_command():
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert {"customer", "tasks"} <= set(commands)
     assert [name for name in commands if f"crmflow {name}" not in readme] == []
+
+
+CONTACT = Path(__file__).parent.parent / "fixtures" / "contact"
+
+
+def test_validate_checks_the_contact_policy(capsys):
+    assert main(["validate", "--policy", str(CONTACT / "bad_policy.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "6 problems in the contact policy" in err
+    assert "bad_policy.yaml:7, field 'when_capped': when_capped must be defer or drop" in err
+
+
+def test_dry_run_shows_capped_contacts_naming_the_cap(tmp_path, capsys):
+    customers = tmp_path / "one.json"
+    customers.write_text(json.dumps([{"id": "C-1", "name": "KK", "email": "a@example.com", "locale": "en-US",
+                                      "owner": {"name": "Rep", "email": "rep@contoso.com"}}]), encoding="utf-8")
+    assert main(["dry-run", "--input", str(customers), "--rules", str(CONTACT / "rules"), "--policy",
+                 str(CONTACT / "policy.yaml"), "--today", "2026-12-01", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    firings = {f["rule"]: f["actions"][0] for f in json.loads(captured.out)}
+    assert [rule for rule, action in firings.items() if action["status"] == "capped"] == \
+        ["promo-spring", "promo-autumn", "promo-newyear"]  # the three lowest priorities, in file order
+    assert "cap promotional email ≤ 2 per 7 days: deferred to 2026-12-08" in firings["promo-newyear"]["reason"]
+    assert firings["renewal-notice"]["status"] == "planned"  # transactional: never capped
+    assert "3 capped" in captured.err

@@ -58,7 +58,9 @@ def test_routes_and_auth_levels():
     for source in FUNCTIONS:
         trigger = next(b for b in bindings[f"crm_{source}"] if b["type"] == "httpTrigger")
         assert trigger["route"] == f"crm/{source}"
-        expected = func.AuthLevel.FUNCTION if source == "dataverse" else func.AuthLevel.ANONYMOUS
+        # Dataverse and Salesforce sign nothing: the Functions key (?code=) is their credential.
+        keyed = source in ("dataverse", "salesforce")
+        expected = func.AuthLevel.FUNCTION if keyed else func.AuthLevel.ANONYMOUS
         assert trigger["authLevel"] == expected
     trigger = next(b for b in bindings["crm_tasks"] if b["type"] == "serviceBusTrigger")
     assert trigger["queueName"] == "crm-tasks" and trigger["connection"] == "ServiceBusConnection"

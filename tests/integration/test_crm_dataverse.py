@@ -106,7 +106,7 @@ def test_dataverse_task_regarding_the_contact_owned_by_the_rep_once(dataverse, c
 
 def test_dataverse_task_retry_after_a_failed_create(dataverse, client):
     writer = DataverseTaskWriter(client)
-    dataverse.fail_next(502, method="POST")  # the create fails after the lookups succeeded
+    dataverse.fail_next(502, method="PATCH")  # the create fails after the lookups succeeded
     with pytest.raises(TransientError):
         write_task(task_message("k2"), writer)
     assert write_task(task_message("k2"), writer).status == "created"
@@ -128,3 +128,26 @@ def test_task_message_must_be_a_crm_task():
                         subject=None, content={}, planned_at=datetime(2025, 1, 1, tzinfo=UTC))
     with pytest.raises(InvalidInput):
         write_task(bad, LocalTaskLedger(storage=None))
+
+
+def test_two_workers_racing_on_one_task_create_it_once(dataverse, client):
+    import threading
+
+    dataverse.lookup_delay = 0.3  # both look-ups see no task before either writes
+    barrier = threading.Barrier(2)
+    results = []
+
+    def worker():
+        writer = DataverseTaskWriter(DataverseClient(dataverse.url, dataverse.get_token,
+                                                     load_mapping(MAPPINGS, "dataverse")))
+        barrier.wait()
+        results.append(write_task(task_message("race|C-001|2025"), writer))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(r.status for r in results) == ["created", "exists"]
+    assert len(dataverse.tables["tasks"]) == 1
+    assert results[0].task_id == results[1].task_id == DataverseTaskWriter.task_id("race|C-001|2025")

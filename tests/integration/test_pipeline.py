@@ -198,3 +198,36 @@ def test_event_for_a_new_customer_creates_it(loaded):
                           "owner": {"name": "Rep", "email": "rep@contoso.com"}})))
     outcome = handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, event, DEMO_NOW)
     assert outcome.changed and loaded.customers.get("NEW-1").customer.products == ("A",)
+
+
+def _die_handling_event(settings, event: CrmEvent, step: str) -> None:
+    """Child process: handle one change event and hard-exit at `step` (the write, the publish or the mark)."""
+    container = Container(settings)
+    if step == "put":
+        container.customers.put = lambda customer, etag: os._exit(17)
+    elif step == "publish":
+        container.broker.publish = lambda queue, messages: os._exit(17)
+    else:
+        container.ledger.mark_published = lambda claims, now: os._exit(17)
+    handle_crm_event(container.customers, container.evaluator, container.planner, event, DEMO_NOW)
+
+
+@pytest.mark.parametrize("step", ["publish", "put", "mark"])
+def test_worker_killed_while_handling_a_change_event_loses_no_firing(loaded, step):
+    created = CrmEvent(source="generic", entity="customer", record_id="KILL-1", operation="create",
+                       event_id=f"e-kill-{step}", occurred_at=DEMO_NOW, record={
+                           "id": "KILL-1", "name": "Kill Co", "email": "kill@example.com", "products": ["A"],
+                           "owner": {"name": "Rep", "email": "rep@contoso.com"}})
+    process = multiprocessing.get_context("fork").Process(target=_die_handling_event,
+                                                          args=(loaded.settings, created, step))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 17
+    # The broker redelivers the event to another worker.
+    handle_crm_event(loaded.customers, loaded.evaluator, loaded.planner, created, DEMO_NOW)
+    assert loaded.customers.get("KILL-1").customer.products == ("A",)
+    messages = [m for q in ACTION_QUEUES for m in drain(loaded, q)]
+    keys = [m.dedupe_key for m in messages]
+    assert len(keys) == len(set(keys)), "a message was published twice"
+    assert messages and {m.rule for m in messages} == {"cross-sell-a-to-b"}, "the on: change firing was lost"
+    assert all(loaded.ledger.unpublished(p) == [] for p in loaded.customers.shard_keys())

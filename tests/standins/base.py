@@ -23,7 +23,8 @@ class Fault:
 
     kind: "status" (answer `status` with `headers`/`body`), "timeout" (stall `delay` seconds, then answer normally),
     "reset" (drop the connection before doing anything), "reset_after" (do the work, then drop the connection:
-    the client cannot know it succeeded)."""
+    the client cannot know it succeeded), "late" (do the work, then stall `delay` seconds before answering: a
+    client with a shorter read timeout gives up on a request that was carried out)."""
 
     kind: str = "status"
     status: int = 503
@@ -93,6 +94,8 @@ class StandIn:
         self._lock = threading.Lock()
         self.log: list[tuple[float, str, str, int]] = []  # (time, route name, path, status)
         self.server: ThreadingHTTPServer | None = None
+        # Consulted per request when no injected fault is queued (random fault rates in chaos runs).
+        self.chaos: Callable[[str], Fault | None] | None = None
 
     # --- setup ---------------------------------------------------------------------------------------------
     def route(self, method: str, pattern: str, name: str, handler: Handler, *, auth: bool = True) -> None:
@@ -155,6 +158,8 @@ class StandIn:
                 continue
             with self._lock:
                 fault = self._faults[name].popleft() if self._faults[name] else None
+            if fault is None and self.chaos is not None:
+                fault = self.chaos(name)
             if fault and fault.kind == "reset":
                 return self._reset(http, name, parts.path)
             if fault and fault.kind == "timeout":
@@ -171,6 +176,8 @@ class StandIn:
             response = handler(request)
             if fault and fault.kind == "reset_after":
                 return self._reset(http, name, parts.path)
+            if fault and fault.kind == "late":
+                time.sleep(fault.delay)
             return self._send(http, name, parts.path, response)
         self._send(http, "unrouted", parts.path, Response(404, {"error": {"code": "NotFound", "message": "no route"}}))
 

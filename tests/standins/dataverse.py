@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +32,7 @@ class DataverseStandIn:
         self.failures: list[tuple[int, dict[str, str], str | None]] = []
         self.requests: list[tuple[str, str]] = []
         self.tokens_issued = 0
+        self.lookup_delay = 0.0  # seconds each `GET <set>?$filter` waits (widens race windows in tests)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -117,15 +119,7 @@ class DataverseStandIn:
                 if self._failure() or not self._authorised():
                     return None
                 if path == f"{API}/tasks":
-                    row = json.loads(body)
-                    for key, value in list(row.items()):
-                        bound = re.fullmatch(r"(\w+)@odata\.bind", key)
-                        target = re.fullmatch(r"/\w+\(([0-9a-fA-F-]+)\)", str(value))
-                        if bound and target:
-                            # regardingobjectid_contact binds the polymorphic lookup regardingobjectid
-                            lookup = bound[1].split("_")[0] if bound[1].startswith("regardingobjectid_") \
-                                else bound[1]
-                            row[f"_{lookup}_value"] = target[1].lower()
+                    row = _with_lookups(json.loads(body))
                     task_id = str(uuid.uuid4())
                     row["activityid"] = task_id
                     standin.add("tasks", task_id, row)
@@ -133,20 +127,31 @@ class DataverseStandIn:
                 return self._send(404, {"error": {"code": "0x80060888", "message": "Resource not found"}})
 
             def do_PATCH(self):
+                """Upsert `<set>(<id>)`; `If-Match: *` only updates (404 when missing), `If-None-Match: *` only
+                creates (412 when the row exists), as Dataverse's "prevent create" / "prevent update"."""
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 standin.requests.append(("PATCH", self.path))
                 if self._failure() or not self._authorised():
                     return None
                 single = re.fullmatch(rf"{API}/(\w+)\(([0-9a-fA-F-]+)\)", urlsplit(self.path).path)
-                row = standin.tables.get(single[1], {}).get(single[2].lower()) if single else None
-                if row is None:  # with If-Match: * a PATCH never creates (no upsert)
-                    if single and self.headers.get("If-Match") != "*":
-                        standin.add(single[1], single[2], json.loads(body))
+                if not single or single[1] not in standin.tables:
+                    return self._send(404, {"error": {"code": "0x80060888", "message": "Resource not found"}})
+                table, row_id = single[1], single[2].lower()
+                with standin._lock:  # Dataverse checks and writes atomically
+                    exists = row_id in standin.tables[table]
+                    if not exists and self.headers.get("If-Match") == "*":
+                        return self._send(404, {"error": {"code": "0x80040217", "message": "Does Not Exist"}})
+                    if exists and self.headers.get("If-None-Match") == "*":
+                        return self._send(412, {"error": {
+                            "code": "0x80040237", "message": "A record with matching key values already exists."}})
+                    if exists:
+                        standin.tables[table][row_id].update(_with_lookups(json.loads(body or b"{}")))
                         return self._send(204)
-                    return self._send(404, {"error": {"code": "0x80040217", "message": "Does Not Exist"}})
-                row.update(json.loads(body))
-                return self._send(204)
+                    row = _with_lookups(json.loads(body or b"{}"))
+                    row["activityid" if table == "tasks" else f"{table[:-1]}id"] = row_id
+                    standin.tables[table][row_id] = row
+                return self._send(204, None, {"OData-EntityId": f"{standin.url}{API}/{table}({row_id})"})
 
             def do_GET(self):
                 standin.requests.append(("GET", self.path))
@@ -161,6 +166,8 @@ class DataverseStandIn:
                         return self._send(404, {"error": {"code": "0x80040217", "message": "Does Not Exist"}})
                     return self._send(200, self._shape(row, query))
                 listing = re.fullmatch(rf"{API}/(\w+)", parts.path)
+                if listing and standin.lookup_delay:
+                    time.sleep(standin.lookup_delay)
                 if listing and listing[1] in standin.tables:
                     rows = [r for r in standin.tables[listing[1]].values()
                             if _matches(r, unquote(query.get("$filter", "")))]
@@ -199,3 +206,15 @@ def _matches(row: dict, expression: str) -> bool:
             if not (value.startswith(wanted) if clause["fn"] == "startswith" else wanted in value):
                 return False
     return True
+
+
+def _with_lookups(row: dict) -> dict:
+    """`<lookup>@odata.bind: /set(<id>)` also read back as `_<lookup>_value`, as Dataverse stores them."""
+    for key, value in list(row.items()):
+        bound = re.fullmatch(r"(\w+)@odata\.bind", key)
+        target = re.fullmatch(r"/\w+\(([0-9a-fA-F-]+)\)", str(value))
+        if bound and target:
+            # regardingobjectid_contact binds the polymorphic lookup regardingobjectid
+            lookup = bound[1].split("_")[0] if bound[1].startswith("regardingobjectid_") else bound[1]
+            row[f"_{lookup}_value"] = target[1].lower()
+    return row

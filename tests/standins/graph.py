@@ -1,5 +1,8 @@
 """Microsoft Graph stand-in: drafts from MIME, PATCH extended properties, send, sendMail, folder queries by the
-dedupe property, user lookup — with the mailbox send limit enforced (429 + Retry-After) and every 429 checked."""
+dedupe property, user lookup — with the mailbox send limit enforced (429 + Retry-After) and every 429 checked.
+
+As in Exchange, an accepted send (202) first puts the mail in the Outbox; it moves to Sent Items `outbox_delay`
+seconds later. `transmitted()` lists every mail that left (Outbox or Sent Items): what the recipients get."""
 
 from __future__ import annotations
 
@@ -33,8 +36,9 @@ class GraphStandIn(StandIn):
     """`limit` sends per `window` seconds per mailbox (Exchange: 30 per 60 s; scale both for fast tests)."""
 
     def __init__(self, issuer: TokenIssuer, *, users: dict[str, str] | None = None, limit: int = 30,
-                 window: float = 60.0):
+                 window: float = 60.0, outbox_delay: float = 0.0):
         super().__init__(issuer=issuer)
+        self.outbox_delay = outbox_delay
         self.users = {k.lower(): v for k, v in (users or {}).items()}  # email -> AAD object id
         self.limit = limit
         self.window = window
@@ -55,10 +59,25 @@ class GraphStandIn(StandIn):
     # --- views for assertions ------------------------------------------------------------------------------
     def sent(self) -> list[Mail]:
         with self._mail_lock:
+            self._settle()
             return sorted((m for m in self.mails.values() if m.folder == "sentitems"), key=lambda m: m.sent_at or 0)
+
+    def transmitted(self) -> list[Mail]:
+        """Every mail whose send was accepted (in the Outbox or already in Sent Items)."""
+        with self._mail_lock:
+            return sorted((m for m in self.mails.values() if m.folder in ("outbox", "sentitems")),
+                          key=lambda m: m.sent_at or 0)
+
+    def _settle(self) -> None:
+        """Outbox → Sent Items once `outbox_delay` has passed (called under the lock by every view)."""
+        now = time.time()
+        for mail in self.mails.values():
+            if mail.folder == "outbox" and mail.sent_at is not None and now >= mail.sent_at + self.outbox_delay:
+                mail.folder = "sentitems"
 
     def drafts(self) -> list[Mail]:
         with self._mail_lock:
+            self._settle()
             return [m for m in self.mails.values() if m.folder == "drafts"]
 
     # --- routes --------------------------------------------------------------------------------------------
@@ -110,7 +129,8 @@ class GraphStandIn(StandIn):
             mail = self.mails.get(request.match["id"])
             if mail is None or mail.folder != "drafts":
                 return Response(404, {"error": {"code": "ErrorItemNotFound", "message": "not found"}})
-            mail.folder, mail.sent_at = "sentitems", time.time()
+            mail.folder, mail.sent_at = "outbox", time.time()
+            self._settle()
         return Response(202, b"")
 
     def _send_mail(self, request: Request) -> Response:
@@ -119,9 +139,10 @@ class GraphStandIn(StandIn):
             return throttled
         mime = base64.b64decode(request.body) if request.headers.get("Content-Type", "").startswith("text/plain") \
             else request.body
-        mail = Mail(f"AAMk{uuid.uuid4().hex}", mime, folder="sentitems", sent_at=time.time())
+        mail = Mail(f"AAMk{uuid.uuid4().hex}", mime, folder="outbox", sent_at=time.time())
         with self._mail_lock:
             self.mails[mail.id] = mail
+            self._settle()
         return Response(202, b"")
 
     _FILTER = re.compile(r"ep/id eq '(?P<id>[^']+)' and ep/value eq '(?P<value>(?:[^']|'')*)'")
@@ -133,6 +154,7 @@ class GraphStandIn(StandIn):
             return Response(400, {"error": {"code": "BadRequest", "message": "unsupported filter"}})
         prop, value = match["id"], match["value"].replace("''", "'")
         with self._mail_lock:
+            self._settle()
             found = [{"id": m.id} for m in self.mails.values()
                      if m.folder == folder and m.properties.get(prop) == value]
         return Response(200, {"value": found})

@@ -148,3 +148,18 @@ def test_the_tab_entry_offers_teams_sign_in_behind_app_service_authentication():
         service.tab({"owner": "//evil.example"}, None)
     keyed = DashboardService(settings(FUNCTIONS_KEY="k"), None, None, None, None, ruleset=lambda: None)
     assert keyed.tab({"owner": "all"}, None) == (None, "/api/dashboard?owner=all", None)
+
+
+def test_segments_and_uplift_are_shown_when_the_report_has_them():
+    arm = {"customers": 130, "conversion_rate": 0.1154, "revenue_per_customer": 11538.46}
+    treated = {"customers": 127, "conversion_rate": 0.2362, "revenue_per_customer": 47244.09}
+    data = {"segments": {"customers": 3, "by_label": {"champions": 2, "at_risk": 1}},
+            "uplift": {"campaign-x": {"status": "ok", "treatment": treated, "control": arm,
+                                      "conversion_uplift": {"difference": 0.120836, "ci95": [0.027689, 0.213055]},
+                                      "revenue_uplift_per_customer": {"difference": 35705.63,
+                                                                      "ci95": [19760, 51651]}}}}
+    html, _ = page.render(page.PageContext(data=data, work=WorkPage((), None), filters=page.Filters(lang="en")))
+    assert 'data-chart="segments"' in html and "champions" in html and "at_risk" in html
+    assert "campaign-x" in html and "+12.1% [+2.8%, +21.3%]" in html and "+35,706 [+19,760, +51,651]" in html
+    empty, _ = page.render(page.PageContext(data={}, work=WorkPage((), None), filters=page.Filters(lang="en")))
+    assert 'data-part="uplift"' not in empty

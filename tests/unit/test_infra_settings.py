@@ -123,9 +123,22 @@ def test_azure_values_and_defaults_agree_with_the_code(main, app_settings):
         assert app_settings.literal(name) == value
 
 
+# Values Bicep computes at deployment (resource endpoints, ids): samples of their shape, never contacted.
+# local.settings.example.json leaves these empty so that a copy of it runs locally.
+DEPLOYMENT_SAMPLES = {
+    "TABLES_ACCOUNT_URL": "https://stcrmflowsample.table.core.windows.net",
+    "ServiceBusConnection__fullyQualifiedNamespace": "sb-crmflow-sample.servicebus.windows.net",
+    "GRAPH_TENANT_ID": "00000000-0000-0000-0000-000000000001",
+    "GRAPH_CLIENT_ID": "00000000-0000-0000-0000-000000000002",
+    "BOT_APP_ID": "00000000-0000-0000-0000-000000000003", "BOT_TENANT_ID": "00000000-0000-0000-0000-000000000001",
+    "DATAVERSE_URL": "https://sample.crm7.dynamics.com", "SALESFORCE_ORG_IDS": "00D000000000001AAA",
+}
+
+
 def _sample_env(app_settings: Obj) -> dict[str, str]:
     """App settings as the app would see them in Azure, with samples for values known only at deployment."""
-    example = json.loads((APP_ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    example = {**json.loads((APP_ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"],
+               **DEPLOYMENT_SAMPLES}
     env = {}
     for name, value in app_settings.entries.items():
         if checks.key_vault_reference(value):

@@ -277,6 +277,11 @@ def test_queues_have_duplicate_detection_bounded_delivery_and_dead_lettering(tre
         assert main.modules["serviceBus"].params[param].reference == param, f"{param} is a main.bicep parameter"
     window = _iso_duration(main.params["duplicateDetectionWindow"].default.literal)
     assert timedelta(seconds=20) <= window <= timedelta(days=7)
+    # Replays of a signed webhook are absorbed by duplicate detection: the window must span every moment a
+    # signature is accepted in (its timestamp ± the signature window).
+    from shared.crm.common import SIGNATURE_WINDOW_SECONDS
+
+    assert window >= timedelta(seconds=2 * SIGNATURE_WINDOW_SECONDS)
     assert _iso_duration(main.params["lockDuration"].default.literal) <= timedelta(minutes=5)
     assert main.params["maxDeliveryCount"].default.literal == 10
 

@@ -219,3 +219,47 @@ def test_bad_outcome_keys_are_load_errors_with_lines(tmp_path):
     assert "rules.yaml:15, rule 'two', field 'converts_on': converts_on must be {product" in found
     assert "rules.yaml:26, rule 'three', field 'within_days': within_days must be a whole number" in found
     assert "rule 'four', field 'converts_on'" in found
+
+
+
+
+def test_expressions_that_would_hang_or_crash_the_loader_are_load_errors(tmp_path):
+    negations = "-" * 1000 + "annual_spend > 0"
+    nested = "abs(" * 150 + "annual_spend" + ")" * 150 + " > 0"
+    folder = write(tmp_path, f"""\
+        - id: hang
+          kind: upsell
+          on: [sweep]
+          when: "round(annual_spend, -999999999999999) > 0"
+          once: ever
+          actions:
+            - teams: owner
+              template: upsell
+        - id: crash
+          kind: upsell
+          on: [sweep]
+          when: "{negations}"
+          once: ever
+          actions:
+            - teams: owner
+              template: upsell
+        - id: deep
+          kind: upsell
+          on: [sweep]
+          when: "{nested}"
+          once: ever
+          actions:
+            - teams: owner
+              template: upsell
+        """)
+    found = "\n".join(problems(folder))
+    assert "rules.yaml:4, rule 'hang', field 'when': round() takes at most 15 digits" in found
+    assert "rules.yaml:12, rule 'crash', field 'when': expression is nested more than" in found
+    assert "rule 'deep', field 'when': expression is nested more than" in found
+
+
+def test_round_with_a_digit_count_from_data_is_null_not_a_hang():
+    from shared.rules.expressions import compile_expression
+
+    expression = compile_expression("round(annual_spend, usage.digits)")
+    assert expression.fn(type("C", (), {"annual_spend": 5, "usage": {"digits": -10**15}})(), None, None) is None

@@ -36,3 +36,16 @@ def test_url_carries_no_personal_data_and_needs_a_key():
     assert verify(SETTINGS, UNSUBSCRIBE, token, NOW) == "C-001"
     with pytest.raises(ConfigError, match="UNSUBSCRIBE_SIGNING_KEY"):
         unsubscribe_url(Settings.from_env({"TABLES_CONNECTION_STRING": "x"}), "C-001")
+
+
+def test_a_token_that_is_not_text_is_malformed_not_a_crash():
+    import pytest
+
+    from shared.domain.errors import InvalidInput
+    from shared.domain.signing import verify
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"TABLES_CONNECTION_STRING": "-", "UNSUBSCRIBE_SIGNING_KEY": "k"})
+    for token in (["[Filtered]"], 7, None, {"a": 1}):
+        with pytest.raises(InvalidInput, match="malformed"):
+            verify(settings, "outcome", token)

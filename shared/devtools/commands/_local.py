@@ -17,8 +17,9 @@ from shared.settings import APP_ROOT, Settings
 LOCAL_SETTINGS = APP_ROOT / "local.settings.json"
 
 
-def load_local_settings(path: Path = LOCAL_SETTINGS) -> None:
+def load_local_settings(path: Path | None = None) -> None:
     """Like Core Tools: values of local.settings.json become environment variables unless already set."""
+    path = path or LOCAL_SETTINGS
     if not path.exists():
         return
     values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
@@ -48,7 +49,8 @@ def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool 
         yield container
         return
     local_dir = Settings.from_env({**env, "TABLES_CONNECTION_STRING": "-"}).local_dir
-    env.setdefault("UNSUBSCRIBE_SIGNING_KEY", local_signing_key(local_dir))
+    if not (env.get("UNSUBSCRIBE_SIGNING_KEY") or "").strip():  # unset, or "" as local.settings.example.json has it
+        env["UNSUBSCRIBE_SIGNING_KEY"] = local_signing_key(local_dir)
     # The local host listens on 127.0.0.1 only: without a FUNCTIONS_KEY the dashboard opens like every other route.
     env.setdefault("DASHBOARD_AUTH", "key" if env.get("FUNCTIONS_KEY") else "open")
     azurite = Azurite(in_memory=not persistent, location=local_dir / "azurite" if persistent else None)

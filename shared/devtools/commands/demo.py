@@ -13,10 +13,13 @@ and rule revenue the dashboard shows.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     instant = sweep_instant(datetime.now(UTC))
     customers_csv, purchases_csv = write_samples(directory=local_dir / "samples", now=instant)
     with local_stack(embedded=True) as container:
+        if "TEAMS_DELIVERY_MODE" not in os.environ:  # the demo shows reps' daily digests unless told otherwise
+            container.settings = container.settings.replace(teams_delivery_mode="digest")
         clock = _fast_forward(container, instant)
         print(f"== 1. import the sample customers, pinned to {instant.date().isoformat()}: {customers_csv} + "
               f"{purchases_csv.name}")
@@ -183,6 +188,23 @@ def deliver_all(container: Container, clock: DemoClock | None = None) -> Counter
     return outcomes
 
 
+def _cards_per_rep(container: Container, opportunities, outbox: list[dict]) -> str:
+    """Teams cards each rep got, against one card per opportunity (what instant mode sends)."""
+    before = Counter(o.owner_email for o in opportunities for a in o.actions
+                     if a.get("channel") == "teams" and a.get("status") == "planned" and o.owner_email)
+    after: Counter = Counter()
+    for row in outbox:
+        if row["channel"] == "teams":
+            to = json.loads(Path(row["path"]).read_text(encoding="utf-8")).get("to", "")
+            if "@" in to:
+                after[to] += 1
+    mode = container.settings.teams_delivery_mode
+    busiest = before.most_common(1)[0] if before else ("", 0)
+    return (f"  Teams cards to reps ({mode} mode): {sum(after.values())} sent, against {sum(before.values())} "
+            f"with one card per opportunity; busiest rep {after[busiest[0]]} instead of {busiest[1]} "
+            f"({len(before)} reps)")
+
+
 def _approvals(container: Container) -> str:
     """How many held messages wait for their owner, and one review link (the Teams cards carry the others)."""
     pending = sorted(container.approval_store.query(ApprovalStatus.PENDING), key=lambda approval: approval.id)
@@ -214,6 +236,7 @@ def _report(container: Container) -> str:
         sample = next(row for row in outbox if row["channel"] == channel)
         subject = sample["subject"][:60]
         lines.append(f"  e.g. {sample['path']}\n       {subject}{' ' * max(0, 2 - display_width(subject))}")
+    lines.append(_cards_per_rep(container, opportunities, outbox))
     lines.append(_approvals(container))
     lines.append(f"  open them: {container.settings.local_dir / 'outbox'}  (crmflow outbox lists them; "
                  "crmflow serve answers the unsubscribe and approval links)")

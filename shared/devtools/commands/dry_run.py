@@ -3,6 +3,8 @@
 Shows whom the rules would hit, which journey transitions a sweep would make (action channel `journey`, `to` = the
 new stage) and what would be sent, with no side effects: nothing is stored, queued or sent.
 --today D: every customer's local date is D. --now T: each customer's local date is T in their own time zone.
+The contact policy (--policy, default CONTACT_POLICY_FILE) caps the firings against an empty contact log kept in
+memory for this run: what the caps do to this input alone (status `capped`, the reason naming the cap).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
+from shared.contact import ContactGuard, ContactLog, PolicyProblems, load_contact_policy
 from shared.customers.reader import RowError, iter_customers
 from shared.devtools.commands._local import offline_settings
 from shared.devtools.commands._time import add_time_options, resolve_time
@@ -30,6 +33,7 @@ from shared.journeys.loader import load_journey
 from shared.journeys.model import Journey
 from shared.rules import Evaluator, Firing, PlannedAction, RuleProblems, load_ruleset
 from shared.rules.evaluator import NO_SIGNING_KEY
+from shared.storage.memory import MemoryStorage
 
 MAX_ERRORS_SHOWN = 50
 
@@ -43,6 +47,8 @@ def register(subparsers) -> None:
     parser.add_argument("--rules", type=Path, help="rules directory (default: RULES_DIR, rules/)")
     parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
     parser.add_argument("--journeys", type=Path, help="journeys directory (default: JOURNEYS_DIR, journeys/)")
+    parser.add_argument("--policy", type=Path,
+                        help="contact policy file (default: CONTACT_POLICY_FILE, contact_policy.yaml)")
     parser.add_argument("--trigger", choices=("sweep", "change"), default="sweep",
                         help="which rules to evaluate (default sweep; change rules see no previous version)")
     add_time_options(parser)
@@ -54,15 +60,22 @@ def run(args: argparse.Namespace) -> int:
     settings = offline_settings()
     try:
         ruleset = load_ruleset(args.rules or settings.rules_dir, args.templates or settings.templates_dir,
-                               default_locale=settings.default_locale)
+                               default_locale=settings.default_locale, segments=settings.segments_file)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
     try:
-        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer, ruleset.segments)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
+    try:
+        policy = load_contact_policy(args.policy or settings.contact_policy_file)
+    except PolicyProblems as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    rules = {rule.id: rule for rule in ruleset.rules}
+    guard = ContactGuard(policy, ContactLog(MemoryStorage(), policy), rules.get)
     evaluator = Evaluator(ruleset, settings)
     engine = JourneyEngine(journey) if journey is not None else None
     now, today = resolve_time(args)
@@ -87,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                     stats["transitions"] += 1
                     stats.update(action.status for action in firing.actions if action.channel != JOURNEY_CHANNEL)
                     yield firing
-            for firing in evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today):
+            fired = evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today)
+            for firing in guard.apply(customer.id, fired) if fired else ():
                 stats["firings"] += 1
                 stats.update(action.status for action in firing.actions)
                 yield firing
@@ -200,7 +214,9 @@ def _summary(stats: Counter, errors: list[RowError], evaluator: Evaluator, *, ha
     print(f"dry-run: {stats['customers']:,} customers, {stats['firings']:,} firings "
           f"({stats['transitions']:,} journey transitions); actions: "
           f"{stats['planned']:,} planned, {stats['needs_approval']:,} need approval, "
-          f"{stats['suppressed']:,} suppressed. Nothing was stored, queued or sent.", file=err)
+          f"{stats['suppressed']:,} suppressed, {stats['capped']:,} capped, {stats['held_out']:,} held out. "
+          "Nothing was stored, queued or sent.",
+          file=err)
     if not has_key:
         print(f"warning: {NO_SIGNING_KEY}", file=err)
     for rule_id, count in sorted(evaluator.errors.items()):

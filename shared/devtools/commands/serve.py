@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             for line in host.routes():
                 print(f"  {line}", file=sys.stderr)
+            if not host.functions_key:
+                print("  FUNCTIONS_KEY is empty: function-level routes need no key here (only loopback Host names "
+                      "are answered)", file=sys.stderr)
             sys.stderr.flush()
             host.serve_forever()
         finally:

@@ -1,5 +1,6 @@
-"""crmflow validate [--rules DIR] [--templates DIR] [--mappings DIR] [--journeys DIR]: check every rule file,
-template, field mapping (CSV import and each CRM's webhook map) and the journey; list rules and transitions."""
+"""crmflow validate [--rules DIR] [--templates DIR] [--mappings DIR] [--journeys DIR] [--segments FILE]: check every
+rule file, template, field mapping (CSV import and each CRM's webhook map), the journey and the RFM segments file;
+list rules and transitions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from shared.contact import PolicyProblems, load_contact_policy
 from shared.devtools.commands._local import offline_settings
 from shared.domain.errors import CrmflowError
 from shared.domain.vocabulary import TemplateKind
@@ -20,6 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--templates", type=Path, help="templates directory (default: TEMPLATES_DIR, templates/)")
     parser.add_argument("--mappings", type=Path, help="mappings directory (default: MAPPINGS_DIR, mappings/)")
     parser.add_argument("--journeys", type=Path, help="journeys directory (default: JOURNEYS_DIR, journeys/)")
+    parser.add_argument("--policy", type=Path,
+                        help="contact policy file (default: CONTACT_POLICY_FILE, contact_policy.yaml)")
+    parser.add_argument("--segments", type=Path, help="RFM segments file (default: SEGMENTS_FILE, segments.yaml)")
     parser.set_defaults(func=run)
 
 
@@ -47,11 +52,17 @@ def run(args: argparse.Namespace) -> int:
     rules_dir = args.rules or settings.rules_dir
     templates_dir = args.templates or settings.templates_dir
     problems = mapping_problems(args.mappings or settings.mappings_dir)
+    try:
+        policy = load_contact_policy(args.policy or settings.contact_policy_file)
+    except PolicyProblems as exc:
+        problems.append(exc.message)
+        policy = None
     for problem in problems:
         print(problem, file=sys.stderr)
     try:
-        ruleset = load_ruleset(rules_dir, templates_dir, default_locale=settings.default_locale)
-        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer)
+        ruleset = load_ruleset(rules_dir, templates_dir, default_locale=settings.default_locale,
+                               segments=args.segments or settings.segments_file)
+        journey = load_journey(args.journeys or settings.journeys_dir, ruleset.renderer, ruleset.segments)
     except RuleProblems as exc:
         print(exc.message, file=sys.stderr)
         return 1
@@ -79,5 +90,7 @@ def run(args: argparse.Namespace) -> int:
     names = ruleset.renderer.names
     print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} files; "
           f"{len(names[TemplateKind.CARD])} card and {len(names[TemplateKind.EMAIL])} email templates in "
-          f"{', '.join(ruleset.renderer.locales)}; CSV and CRM mappings load")
+          f"{', '.join(ruleset.renderer.locales)}; CSV and CRM mappings load; "
+          f"{len(ruleset.segments.labels)} RFM labels ({', '.join(ruleset.segments.labels)}); contact policy: "
+          f"{len(policy.caps) if policy else 0} caps" + (f" ({policy.file})" if policy and policy.file else ""))
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from shared.rules.expressions.helpers import RUNTIME
+from shared.rules.expressions.helpers import MAX_ROUND_DIGITS, RUNTIME
 from shared.rules.expressions.schema import (
     ANY,
     BOOL,
@@ -35,8 +35,10 @@ from shared.rules.expressions.signatures import (
     SPECIAL_CALLS,
     Helper,
 )
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
 
 MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_DEPTH = 40  # nested operators/calls: far beyond any real rule, far below Python's recursion limit
 
 
 class ExpressionError(ValueError):
@@ -75,8 +77,12 @@ class CompiledExpression:
     uses: frozenset[str]  # top-level names read: lets the evaluator skip work (e.g. RFM) nobody needs
 
 
-def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpression:
-    """Parse, check and compile one expression. Raises ExpressionError naming the offending part."""
+def compile_expression(source: str, *, filename: str = "<rule>", segments: Any = None) -> CompiledExpression:
+    """Parse, check and compile one expression. Raises ExpressionError naming the offending part.
+
+    `segments` (a `shared.segments.rfm.Segments`, default the shipped one) gives `rfm.*` its thresholds and the
+    labels `rfm.label` may be compared with.
+    """
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("expression is empty")
     if len(source) > MAX_EXPRESSION_CHARS:
@@ -86,6 +92,12 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", text[max(0, (exc.offset or 1) - 1):][:40]) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep") from None
+    _check_depth(tree.body)  # before any recursive visit
+    if segments is None:
+        segments = DEFAULT_SEGMENTS
+    _check_rfm_labels(tree, text, segments.labels)
     compiler = _Compiler(text)
     typed = compiler.visit(tree.body)
     lam = ast.Lambda(
@@ -94,11 +106,61 @@ def compile_expression(source: str, *, filename: str = "<rule>") -> CompiledExpr
         body=typed.node)
     module = ast.fix_missing_locations(ast.Expression(lam))
     namespace = dict(RUNTIME)
+    namespace["_rfm"] = segments.rfm
     namespace.update(compiler.constants)
     # Evaluating the compiled *checked tree* only defines the lambda; user text never reaches eval.
     fn = eval(compile(module, filename, "eval"), namespace)  # noqa: S307
     return CompiledExpression(source, fn, typed.type, frozenset(compiler.uses))
 
+
+def _literal_number(node: ast.AST) -> float | int | None:
+    """The value of a number literal, signs included (`-15`, `+-3`); None for anything else."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return sign * node.value
+    return None
+
+
+def _check_depth(root: ast.AST) -> None:
+    """ExpressionError when the tree is deeper than MAX_EXPRESSION_DEPTH (checked without recursion)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, ast.expr_context | ast.operator | ast.unaryop | ast.boolop | ast.cmpop))
+
+
+def _is_rfm_label(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "label" and isinstance(node.value, ast.Name) \
+        and node.value.id == "rfm"
+
+
+def _check_rfm_labels(tree: ast.AST, text: str, labels: tuple[str, ...]) -> None:
+    """`rfm.label == 'at_rsk'` would never match: a label named in a comparison must be one segments.yaml gives."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            named: list[ast.AST] = []
+            if _is_rfm_label(left) and isinstance(op, ast.In | ast.NotIn) and \
+                    isinstance(right, ast.List | ast.Tuple | ast.Set):
+                named = list(right.elts)
+            elif _is_rfm_label(left):
+                named = [right]
+            elif _is_rfm_label(right) and not isinstance(op, ast.In | ast.NotIn):
+                named = [left]
+            for item in named:
+                if isinstance(item, ast.Constant) and isinstance(item.value, str) and item.value not in labels:
+                    close = difflib.get_close_matches(item.value, labels, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ExpressionError(f"unknown RFM label {item.value!r} ({hint}known: {', '.join(labels)})",
+                                          ast.get_source_segment(text, node) or text)
 def _name(identifier: str) -> ast.Name:
     return ast.Name(identifier, ast.Load())
 
@@ -431,6 +493,10 @@ class _Compiler:
                 raise self.fail(node, f"{name}() has no parameter {keyword.arg!r} (keywords: {allowed})")
             typed = self.argument(keyword.value, KEYWORD_TYPES[keyword.arg], name)
             keywords.append(ast.keyword(keyword.arg, typed.node))
+        if name == "round" and len(node.args) == 2:
+            digits = _literal_number(node.args[1])
+            if digits is not None and abs(digits) > MAX_ROUND_DIGITS:
+                raise self.fail(node.args[1], f"round() takes at most {MAX_ROUND_DIGITS} digits either way")
         if name in ("days_until", "days_since") and typed_args[0].type == DATE:
             return self.inline_days(name, typed_args[0])
         args = [typed.node for typed in typed_args]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from shared.segments.rfm import rfm
+MAX_ROUND_DIGITS = 15  # round(x, n): Python computes 10**|n| for integers, so a huge n never returns
 
 
 def as_date(value: Any) -> date | None:
@@ -100,7 +100,9 @@ def _abs(value: Any) -> Any:
 
 
 def _round(value: Any, digits: Any = 0) -> Any:
-    return round(value, int(digits)) if _is_number(value) and _is_number(digits) else None
+    if not (_is_number(value) and _is_number(digits)) or abs(digits) > MAX_ROUND_DIGITS:
+        return None  # a field holding an absurd digit count is null, like any other unusable value
+    return round(value, int(digits))
 
 
 def _is_number(value: Any) -> bool:
@@ -201,5 +203,5 @@ RUNTIME: Mapping[str, Any] = {
     "_len": _len, "_lower": _lower, "_upper": _upper, "_min": _min, "_max": _max, "_abs": _abs, "_round": _round,
     "_any_purchase": _any_purchase, "_count_purchases": _count_purchases, "_spend": _spend,
     "_last_purchase": _last_purchase, "_first_purchase": _first_purchase, "_get": _get, "_contains": _contains,
-    "_arith": _arith, "_add_days": _add_days, "_rfm": rfm, "_any": any, "_all": all, "_sum": sum,
+    "_arith": _arith, "_add_days": _add_days, "_any": any, "_all": all, "_sum": sum,
 }

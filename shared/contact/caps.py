@@ -1,0 +1,219 @@
+"""Contact caps that hold across instances: one contact log row per customer (`ContactLog` table), changed only by
+ETag compare-and-swap, as the rate limits are (`shared/delivery/ratelimit.py`).
+
+The row lists the customer's contacts as `action key → [customer-local day, channel, category]` for the longest
+cap window. Planning a contact *reserves* a day in that row: today when every cap on its channel and category has
+room in every rolling window containing today, else (policy `defer`) the first later day with room, else nothing
+(`dropped`). Reservations are keyed by the action's dedupe key, so whoever plans the same action again — a
+redelivered shard, a change event racing the sweep, a replay from the dead-letter queue — reads back the decision
+already made instead of counting a second contact; and two workers planning different contacts for one customer
+cannot both take the last slot, because only one of their replace-if-unchanged writes succeeds and the other
+recomputes against the winner's row.
+
+Competing firings of one planning batch are reserved highest `priority` first (then rule id), so the loser of a
+cap is the lower-priority rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+
+from shared.contact.policy import DROP, Cap, ContactPolicy
+from shared.domain.errors import TransientError
+from shared.domain.names import CONTACT_LOG
+from shared.domain.vocabulary import DEFAULT_CATEGORY, ActionStatus, ContactCategory
+from shared.rules.model import Firing, PlannedAction, Rule
+from shared.storage.backend import Entity, Storage
+from shared.storage.keys import digest, readable_key, spread_partition
+
+_CAPPABLE = (ActionStatus.PLANNED, ActionStatus.NEEDS_APPROVAL)  # what a cap can still stop
+DROPPED_DAY = "-"  # a contact that found no room: remembered (so a replay decides the same) but never counted
+
+
+@dataclass(frozen=True)
+class ContactRequest:
+    key: str  # the action's dedupe key
+    channel: str
+    category: str
+    today: date  # the customer's local date
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a contact went: `day` (today or later), or None when dropped; `cap` names the cap that moved it."""
+
+    key: str
+    day: date | None
+    cap: Cap | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.cap is not None
+
+
+class ContactLog:
+    """Per-customer contact reservations under the policy's caps (one table row per customer)."""
+
+    def __init__(self, storage: Storage, policy: ContactPolicy, max_cas_attempts: int = 30):
+        self.table = storage.table(CONTACT_LOG)
+        self.policy = policy
+        self.max_cas_attempts = max_cas_attempts
+        self.operations = 0  # table round trips (benchmarks report the bookkeeping cost)
+
+    def reserve(self, customer_id: str, requests: Sequence[ContactRequest]) -> list[Decision]:
+        """Reserve a day for each request, in the order given (put the higher priority first)."""
+        if not requests:
+            return []
+        decided: list[Decision] = []
+
+        def take(entity: Entity | None) -> dict[str, Any] | None:
+            self.operations += 1
+            entries: dict[str, list[str]] = json.loads(entity.get("entries", "{}")) if entity else {}
+            oldest = min(r.today for r in requests) - timedelta(days=self.policy.longest_window)
+            entries = {k: v for k, v in entries.items() if v[0] == DROPPED_DAY or date.fromisoformat(v[0]) > oldest}
+            decided.clear()
+            changed = False
+            for request in requests:
+                slot = _entry_key(request.key)
+                if slot in entries:  # decided before (a replay, a racing worker planning the same action)
+                    decided.append(_decision_of(request, entries[slot], self.policy))
+                    continue
+                decision = self._decide(request, entries)
+                entries[slot] = [decision.day.isoformat() if decision.day else DROPPED_DAY, request.channel,
+                                 request.category]
+                decided.append(decision)
+                changed = True
+            return {"entries": json.dumps(entries, separators=(",", ":"))} if changed else None
+
+        try:
+            self.table.compare_and_swap(_partition(customer_id), readable_key(customer_id), take,
+                                        attempts=self.max_cas_attempts)
+        except TransientError as exc:
+            raise TransientError(f"ContactLog row is contended or unavailable; try again ({exc.message})") from None
+        self.operations += 1  # the write
+        return list(decided)
+
+    def _decide(self, request: ContactRequest, entries: Mapping[str, list[str]]) -> Decision:
+        caps = self.policy.caps_for(request.channel, request.category)
+        if not caps:
+            return Decision(request.key, request.today)
+        days = [date.fromisoformat(day) for day, channel, category in entries.values()
+                if day != DROPPED_DAY and channel == request.channel and category == request.category]
+        first_full = _full_cap(caps, days, request.today)
+        if first_full is None:
+            return Decision(request.key, request.today)
+        if self.policy.when_capped != DROP:
+            for ahead in range(1, self.policy.defer_within_days + 1):
+                day = request.today + timedelta(days=ahead)
+                if _full_cap(caps, days, day) is None:
+                    return Decision(request.key, day, first_full)
+        return Decision(request.key, None, first_full)
+
+    def contacts(self, customer_id: str) -> list[tuple[date, str, str]]:
+        """The customer's counted contacts (day, channel, category), oldest first."""
+        entity = self.table.get(_partition(customer_id), readable_key(customer_id))
+        entries = json.loads(entity.get("entries", "{}")) if entity else {}
+        return sorted((date.fromisoformat(day), channel, category) for day, channel, category in entries.values()
+                      if day != DROPPED_DAY)
+
+
+def _full_cap(caps: Iterable[Cap], days: Sequence[date], day: date) -> Cap | None:
+    """The first cap one more contact on `day` would break: some window of `cap.days` days that contains `day`
+    already holds `cap.limit` contacts (later reservations count too: a deferred contact is still a contact)."""
+    for cap in caps:
+        for start_offset in range(cap.days):
+            start = day - timedelta(days=start_offset)
+            end = start + timedelta(days=cap.days - 1)
+            if sum(1 for d in days if start <= d <= end) >= cap.limit:
+                return cap
+    return None
+
+
+def _decision_of(request: ContactRequest, entry: list[str], policy: ContactPolicy) -> Decision:
+    day_text = entry[0]
+    if day_text == DROPPED_DAY:
+        caps = policy.caps_for(request.channel, request.category)
+        return Decision(request.key, None, caps[0] if caps else None)
+    day = date.fromisoformat(day_text)
+    if day <= request.today:
+        return Decision(request.key, day)
+    caps = policy.caps_for(request.channel, request.category)
+    return Decision(request.key, day, caps[0] if caps else None)
+
+
+def _entry_key(action_key: str) -> str:
+    return digest(action_key)[:20]
+
+
+def _partition(customer_id: str) -> str:
+    return spread_partition("c", digest(customer_id))
+
+
+class ContactGuard:
+    """Applies the contact policy to a batch of firings before they are claimed: capped contacts are marked
+    `capped` (naming the cap) and deferred or dropped. Called from one place, the planner."""
+
+    def __init__(self, policy: ContactPolicy, log: ContactLog, rules: Callable[[str], Rule | None]):
+        self.policy = policy
+        self.log = log
+        self.rules = rules
+
+    @property
+    def active(self) -> bool:
+        return bool(self.policy.caps)
+
+    def apply(self, customer_id: str, firings: Sequence[Firing]) -> list[Firing]:
+        """The firings (same order) with every capped contact action rewritten."""
+        if not self.active or not firings:
+            return list(firings)
+        ranked = sorted(range(len(firings)), key=lambda i: (-self._priority(firings[i]), firings[i].rule_id))
+        requests = []
+        for index in ranked:
+            firing = firings[index]
+            category = self._category(firing)
+            for action in firing.actions:
+                if action.status in _CAPPABLE and self.policy.caps_for(action.channel, category):
+                    requests.append(ContactRequest(action.dedupe_key, action.channel, category, firing.local_date))
+        if not requests:
+            return list(firings)
+        decisions = {d.key: d for d in self.log.reserve(customer_id, requests)}
+        return [_with_decisions(firing, decisions) if any(a.dedupe_key in decisions for a in firing.actions)
+                else firing for firing in firings]
+
+    def _rule(self, firing: Firing) -> Rule | None:
+        return self.rules(firing.rule_id)
+
+    def _priority(self, firing: Firing) -> int:
+        rule = self._rule(firing)
+        return rule.priority if rule else 0
+
+    def _category(self, firing: Firing) -> str:
+        rule = self._rule(firing)
+        return rule.category if rule else DEFAULT_CATEGORY.get(firing.kind, ContactCategory.LIFECYCLE)
+
+
+def _with_decisions(firing: Firing, decisions: Mapping[str, Decision]) -> Firing:
+    actions: list[PlannedAction] = []
+    for action in firing.actions:
+        decision = decisions.get(action.dedupe_key)
+        if decision is None or not decision.capped:
+            if decision is not None and decision.day and decision.day > firing.local_date:
+                action = replace(action, deferred_to=decision.day)
+            actions.append(action)
+            continue
+        outcome = f"deferred to {decision.day.isoformat()}" if decision.day else "dropped"
+        note = f"cap {decision.cap.name}: {outcome}"
+        # A contact waiting for an approver stays with the approver; the cap only moves the day it may go.
+        status = ActionStatus.NEEDS_APPROVAL if action.status == ActionStatus.NEEDS_APPROVAL and decision.day \
+            else ActionStatus.CAPPED
+        actions.append(replace(action, status=status, deferred_to=decision.day,
+                               reason=f"{action.reason}; {note}" if action.reason else note))
+    # An action waiting for a dropped one is dropped with it (the FYI of a mail that never goes).
+    dropped = {a.dedupe_key for a in actions if a.status == ActionStatus.CAPPED and a.deferred_to is None}
+    actions = [replace(a, status=ActionStatus.CAPPED, reason="waits for an action a contact cap dropped")
+               if a.after in dropped and a.status != ActionStatus.CAPPED else a for a in actions]
+    return replace(firing, actions=tuple(actions))
