@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from shared.domain.model import Customer
+from shared.domain.model import Customer, Person
 from shared.rules.expressions import ExpressionError, compile_expression
 
 TODAY = date(2026, 1, 1)
@@ -166,3 +166,39 @@ def test_field_schema_follows_the_model_dataclasses():
     assert compile_expression("annual_spend >= 1000000").type == "boolean"
     with pytest.raises(ExpressionError, match="annual_spend"):
         compile_expression("anual_spend > 1")
+
+
+# Dates typed by the schema get inline code (no helper call); the same expression over a custom field, which is
+# untyped, goes through the runtime helpers. Both must agree on every edge: 29 February, year ends, null, future.
+_EDGE_DATES = [None, date(1980, 2, 29), date(1981, 2, 28), date(1981, 3, 1), date(1979, 12, 31), date(1990, 1, 1),
+               date(2024, 2, 29), date(2025, 2, 28), date(2026, 2, 27), date(2027, 6, 15), date(1986, 11, 24)]
+_EDGE_TODAYS = [date(2025, 2, 28), date(2025, 3, 1), date(2024, 2, 28), date(2024, 2, 29), date(2026, 1, 1),
+                date(2026, 12, 31), date(2026, 11, 24), date(2026, 2, 27), date(2027, 2, 28)]
+
+
+@pytest.mark.parametrize("template", [
+    "age({})", "years_since({})", "40 <= age({}) < 50", "is_anniversary({})", "is_anniversary({}, 1)",
+    "is_anniversary({}, years=45)", "days_until({})", "days_since({})", "0 <= days_until({}) <= 90",
+    "-30 < days_since({}) <= 400 and 'A' in products", "days_until({}) + 1 > 5", "10 // days_since({})",
+    "days_since({}) % 7 == 0", "age({0}) == years_since({0})", "age({}) != 45", "days_until({}) == null",
+])
+def test_inline_date_code_agrees_with_the_helpers(template):
+    typed = compile_expression(template.format("birthday"))
+    untyped = compile_expression(template.format("custom.d"))
+    for day in _EDGE_DATES:
+        customer = Customer(id="C", birthday=day, products=("A",), custom={"d": day})
+        for today in _EDGE_TODAYS:
+            assert typed.fn(customer, today, None) == untyped.fn(customer, today, None), (template, day, today)
+
+
+def test_null_guards_of_nested_values_and_chains():
+    nameless = Customer(id="C", owner=Person(name=None), contract_end=date(2026, 3, 1))
+    assert not run("owner.name == 'Rep'", nameless) and not run("owner.name != 'Rep'", nameless)
+    assert not run("owner.name == 'Rep'", EMPTY) and not run("owner.name != 'Rep'", EMPTY)
+    assert run("owner.name == 'Rep' and owner.name != 'Other'")
+    assert run("30 < days_until(contract_end) < 90 > 60", nameless) is True
+    assert run("30 < days_until(contract_end) < 90 > 60", EMPTY) is False
+    assert run("0 <= annual_spend <= 2000000 and annual_spend > 5", CUSTOMER) is True
+    assert run("0 <= annual_spend <= 2000000", EMPTY) is False
+    assert run("days_until(contract_end) + 1", EMPTY) is None and run("days_until(contract_end) + 1") == 46
+    assert run("birthday.month == 2 and birthday.day == 29") and not run("birthday.month == 2", EMPTY)

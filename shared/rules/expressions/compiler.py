@@ -59,12 +59,20 @@ _CONSTANT_NAMES = {"null": None, "None": None, "true": True, "True": True, "fals
 
 @dataclass(frozen=True)
 class Typed:
-    """A compiled sub-expression: Python AST producing the value, its type, and whether it may be null."""
+    """A compiled sub-expression: Python AST producing the value, its type, and whether it may be null.
+
+    A nullable value may also come in guarded form: `inner` is never null when every `guard` holds, and the value is
+    null when one fails. A comparison then tests the guards once instead of rebuilding the value as
+    `... if ... else None` and testing that for null again (`0 <= days_until(d) <= 90` reads like hand-written code).
+    `node` and the guarded form are alternatives: a parent uses one of them, never both.
+    """
 
     node: ast.expr
     type: str
     nullable: bool = True
     item: str | None = None
+    guard: tuple[ast.expr, ...] = ()
+    inner: ast.expr | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ def _and(*nodes: ast.expr) -> ast.expr:
 
 _COMPARE_OPS: Mapping[type, str] = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
                                     ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in"}
+_ORDER_OPS = frozenset({ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE})
 _ARITH_OPS: Mapping[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
                                   ast.Mod: "%"}
 
@@ -216,6 +225,28 @@ class _Compiler:
             return typed.node, typed.node
         name = self.temp()
         return ast.NamedExpr(ast.Name(name, ast.Store()), typed.node), _name(name)
+
+    def split(self, typed: Typed) -> tuple[list[ast.expr], ast.expr]:
+        """(guards, value): `value` is not null whenever every guard holds; a failing guard means null."""
+        if typed.inner is not None:
+            return list(typed.guard), typed.inner
+        if not typed.nullable:
+            return [], typed.node
+        first, later = self.bind(typed)
+        return [_is_not_none(first)], later
+
+    def split_name(self, typed: Typed) -> tuple[list[ast.expr], ast.expr, ast.expr]:
+        """`split`, with the value bound to a temp when it is read more than once: (guards, first read, later)."""
+        guards, value = self.split(typed)
+        first, later = self.bind(Typed(value, typed.type, False))
+        return guards, first, later
+
+    @staticmethod
+    def maybe_null(guards: list[ast.expr], value: ast.expr, result: str, item: str | None = None) -> Typed:
+        """`value if <every guard> else None`, kept in guarded form too (see Typed)."""
+        if not guards:
+            return Typed(value, result, False, item)
+        return Typed(ast.IfExp(_and(*guards), value, _const(None)), result, True, item, tuple(guards), value)
 
     def visit(self, node: ast.AST) -> Typed:
         method = getattr(self, f"visit_{type(node).__name__}", None)
@@ -302,9 +333,14 @@ class _Compiler:
                                   + (f"; did you mean {hint[0]!r}?" if hint else ""))
         if not base.nullable:
             return Typed(ast.Attribute(base.node, key, ast.Load()), spec.type, spec.nullable, spec.item)
-        first, later = self.bind(base)
-        value = ast.IfExp(_is_not_none(first), ast.Attribute(later, key, ast.Load()), _const(None))
-        return Typed(value, spec.type, True, spec.item)
+        guards, later = self.split(base)
+        attribute = ast.Attribute(later, key, ast.Load())
+        if not spec.nullable:
+            return self.maybe_null(guards, attribute, spec.type, spec.item)
+        value = ast.IfExp(_and(*guards), attribute, _const(None))
+        name = self.temp()
+        inner_guard = _is_not_none(ast.NamedExpr(ast.Name(name, ast.Store()), attribute))
+        return Typed(value, spec.type, True, spec.item, (*guards, inner_guard), _name(name))
 
     def visit_Subscript(self, node: ast.Subscript) -> Typed:
         if isinstance(node.slice, ast.Slice):
@@ -325,8 +361,11 @@ class _Compiler:
     def visit_BoolOp(self, node: ast.BoolOp) -> Typed:
         values = [self.visit(value) for value in node.values]
         result = BOOL if all(v.type == BOOL for v in values) else ANY
-        return Typed(ast.BoolOp(node.op, [v.node for v in values]), result,
-                     any(v.nullable for v in values))
+        nodes: list[ast.expr] = []
+        for value in values:  # `a and (b and c)` is `a and b and c`: one flat operation, fewer jumps
+            same = isinstance(value.node, ast.BoolOp) and type(value.node.op) is type(node.op)
+            nodes.extend(value.node.values if same else [value.node])
+        return Typed(ast.BoolOp(node.op, nodes), result, any(v.nullable for v in values))
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Typed:
         operand = self.visit(node.operand)
@@ -368,22 +407,19 @@ class _Compiler:
     def guarded(self, left: Typed, right: Typed, build: Callable[[ast.expr, ast.expr], ast.expr], result: str,
                 *, nonzero: bool = False) -> Typed:
         """`build(a, b) if a is not None and b is not None [and b != 0] else None`, each operand evaluated once."""
-        checks: list[ast.expr] = []
-        a_first, a = self.bind(left) if left.nullable else (left.node, left.node)
-        if left.nullable:
-            checks.append(_is_not_none(a_first))
-        b_first, b = self.bind(right) if (right.nullable or nonzero) else (right.node, right.node)
-        if right.nullable:
-            checks.append(_is_not_none(b_first))
-            b_first = b
+        a_guards, a = self.split(left)
+        b_guards, b = self.split(right)
+        checks = [*a_guards, *b_guards]
         if nonzero:
-            checks.append(ast.Compare(b_first, [ast.NotEq()], [_const(0)]))
-        if not checks:
-            return Typed(build(a, b), result, False)
-        return Typed(ast.IfExp(_and(*checks), build(a, b), _const(None)), result, True)
+            first, b = self.bind(Typed(b, right.type, False))
+            checks.append(ast.Compare(first, [ast.NotEq()], [_const(0)]))
+        return self.maybe_null(checks, build(a, b), result)
 
     def visit_Compare(self, node: ast.Compare) -> Typed:
         operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
+        if len(node.ops) > 1 and all(type(op) in _ORDER_OPS for op in node.ops) and \
+                all(o.type != NULL for o in operands):
+            return self.chain(node, operands)
         parts: list[ast.expr] = []
         # Operands read by two comparisons (a < b < c) are bound to a temp at their first read.
         reads: list[tuple[ast.expr, ast.expr]] = [
@@ -395,6 +431,18 @@ class _Compiler:
             parts.append(self.compare(node, op, Typed(left_node, left.type, left.nullable, left.item),
                                       Typed(right_node, right.type, right.nullable, right.item)))
         return Typed(_and(*parts), BOOL, False)
+
+    def chain(self, node: ast.Compare, operands: list[Typed]) -> Typed:
+        """`a < b <= c` as one Python chain behind the null guards of every operand (each read once)."""
+        guards: list[ast.expr] = []
+        values: list[ast.expr] = []
+        for index, operand in enumerate(operands):
+            if index:
+                self.check_comparable(node, _COMPARE_OPS[type(node.ops[index - 1])], operands[index - 1], operand)
+            operand_guards, value = self.split(operand)
+            guards.extend(operand_guards)
+            values.append(value)
+        return Typed(_and(*guards, ast.Compare(values[0], list(node.ops), values[1:])), BOOL, False)
 
     def compare(self, node: ast.AST, op: ast.cmpop, left: Typed, right: Typed) -> ast.expr:
         symbol = _COMPARE_OPS.get(type(op))
@@ -409,20 +457,18 @@ class _Compiler:
             return ast.Compare(other.node, [ast.Is() if symbol == "==" else ast.IsNot()], [_const(None)])
         self.check_comparable(node, symbol, left, right)
         if symbol == "==" and not (left.nullable and right.nullable):
-            return ast.Compare(left.node, [op], [right.node])  # None == 'x' is already False
+            # None == 'x' is already False: no test for null, only the guards a guarded value comes with.
+            left_guards, left_node = (list(left.guard), left.inner) if left.inner is not None else ([], left.node)
+            right_guards, right_node = (list(right.guard), right.inner) if right.inner is not None \
+                else ([], right.node)
+            return _and(*left_guards, *right_guards, ast.Compare(left_node, [op], [right_node]))
         return self.null_guarded_compare(left, op, right)
 
     def null_guarded_compare(self, left: Typed, op: ast.cmpop, right: Typed) -> ast.expr:
         """`a is not None and b is not None and a OP b` (guards only for what may be null; each side read once)."""
-        checks: list[ast.expr] = []
-        left_node, right_node = left.node, right.node
-        if left.nullable:
-            first, left_node = self.bind(left)
-            checks.append(_is_not_none(first))
-        if right.nullable:
-            first, right_node = self.bind(right)
-            checks.append(_is_not_none(first))
-        return _and(*checks, ast.Compare(left_node, [op], [right_node]))
+        left_guards, left_node = self.split(left)
+        right_guards, right_node = self.split(right)
+        return _and(*left_guards, *right_guards, ast.Compare(left_node, [op], [right_node]))
 
     def check_comparable(self, node: ast.AST, symbol: str, left: Typed, right: Typed) -> None:
         if ANY in (left.type, right.type):
@@ -497,8 +543,13 @@ class _Compiler:
             digits = _literal_number(node.args[1])
             if digits is not None and abs(digits) > MAX_ROUND_DIGITS:
                 raise self.fail(node.args[1], f"round() takes at most {MAX_ROUND_DIGITS} digits either way")
-        if name in ("days_until", "days_since") and typed_args[0].type == DATE:
-            return self.inline_days(name, typed_args[0])
+        if typed_args and typed_args[0].type == DATE:  # the hot cases, without a call or a type test
+            if name in ("days_until", "days_since"):
+                return self.inline_days(name, typed_args[0])
+            if name in ("years_since", "age"):
+                return self.inline_years(typed_args[0])
+            if name == "is_anniversary":
+                return self.inline_anniversary(typed_args[0], [typed.node for typed in typed_args[1:]], keywords)
         args = [typed.node for typed in typed_args]
         if helper.purchases:
             self.uses.update({"purchases", "today"})
@@ -511,15 +562,35 @@ class _Compiler:
     def inline_days(self, name: str, value: Typed) -> Typed:
         """days_until/days_since of a date-typed value: inline date arithmetic, no call (the hot case)."""
         self.uses.add("today")
-        first, later = self.bind(value) if value.nullable else (value.node, value.node)
+        guards, d = self.split(value)
+        diff = ast.BinOp(d, ast.Sub(), _name("t")) if name == "days_until" else ast.BinOp(_name("t"), ast.Sub(), d)
+        return self.maybe_null(guards, ast.Attribute(diff, "days", ast.Load()), NUM)
 
-        def days(d: ast.expr) -> ast.expr:
-            diff = ast.BinOp(d, ast.Sub(), _name("t")) if name == "days_until" else ast.BinOp(_name("t"), ast.Sub(), d)
-            return ast.Attribute(diff, "days", ast.Load())
+    def inline_years(self, value: Typed) -> Typed:
+        """years_since/age of a date-typed value: whole years by calendar, inline (as `_years_since` computes it)."""
+        self.uses.add("today")
+        guards, first, d = self.split_name(value)
 
-        if not value.nullable:
-            return Typed(days(value.node), NUM, False)
-        return Typed(ast.IfExp(_is_not_none(first), days(later), _const(None)), NUM, True)
+        def part(base: ast.expr, attribute: str) -> ast.expr:
+            return ast.Attribute(base, attribute, ast.Load())
+
+        t = _name("t")
+        before_birthday = ast.Compare(ast.Tuple([part(t, "month"), part(t, "day")], ast.Load()), [ast.Lt()],
+                                      [ast.Tuple([part(d, "month"), part(d, "day")], ast.Load())])
+        years = ast.BinOp(ast.BinOp(part(t, "year"), ast.Sub(), part(first, "year")), ast.Sub(), before_birthday)
+        return self.maybe_null(guards, years, NUM)
+
+    def inline_anniversary(self, value: Typed, rest: list[ast.expr], keywords: list[ast.keyword]) -> Typed:
+        """is_anniversary of a date-typed value: the helper runs only when the day of month can match (the same
+        day, or 29 February, whose anniversary in a common year is the 28th)."""
+        self.uses.add("today")
+        guards, first, d = self.split_name(value)
+        day = ast.Attribute(d, "day", ast.Load())
+        same_day = ast.Compare(ast.Attribute(first, "day", ast.Load()), [ast.Eq()],
+                               [ast.Attribute(_name("t"), "day", ast.Load())])
+        may_match = ast.BoolOp(ast.Or(), [same_day, ast.Compare(day, [ast.Eq()], [_const(29)])])
+        call = ast.Call(_name("_is_anniversary"), [d, _name("t"), *rest], keywords)
+        return Typed(_and(*guards, may_match, call), BOOL, False)
 
     def argument(self, arg: ast.expr, expected: str, name: str) -> Typed:
         typed = self.visit(arg)
