@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -165,7 +166,12 @@ def load_product_names(path: Path, locales: tuple[str, ...]) -> tuple[dict[str, 
     return names, problems
 
 
-_SAFE_ATTRIBUTES: dict[type, set[str]] = {}  # per type, the attributes the sandbox found safe
+# Per type, the attributes the sandbox found safe: those that held data, and those that held a bound method.
+_SAFE_ATTRIBUTES: dict[type, set[str]] = {}
+_SAFE_METHODS: dict[type, set[str]] = {}
+_BOUND_METHODS = frozenset({types.MethodType, types.BuiltinMethodType})  # final types: `in` is exact
+_FORMAT_METHODS = frozenset({"format", "format_map"})
+_NOTHING: frozenset[str] = frozenset()
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -173,11 +179,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     Jinja's check (`is_safe_attribute`: underscore names, function/method/frame/code internals, mutating methods of
     known mutable types) depends only on the object's type and the attribute's name, yet it ran on every attribute
-    access of every render and was most of the sandbox's cost. Only safe verdicts are remembered; `format` and
-    `format_map` always take the full path, since the sandbox wraps those per value (str.format could otherwise
-    reach attributes through its format fields)."""
+    access of every render and was most of the sandbox's cost. Only safe verdicts are remembered. A bound
+    `format`/`format_map` method always takes the full path whatever name it was reached by, since the sandbox
+    wraps those per value (str.format could otherwise reach attributes through its format fields)."""
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
+    def getattr(self, obj: Any, attribute: str, _safe: Mapping[type, set[str]] = _SAFE_ATTRIBUTES,
+                _methods: frozenset[type] = _BOUND_METHODS, _type: type = type) -> Any:
+        # Runs for every attribute of every render: names bound as defaults are local reads, `type(x)` is a
+        # specialised call, a dict subscript needs no call (a type seen for the first time raises KeyError once).
         try:
             value = getattr(obj, attribute)
         except AttributeError:
@@ -185,15 +194,32 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 return obj[attribute]
             except (TypeError, LookupError):
                 return self.undefined(obj=obj, name=attribute)
-        known = _SAFE_ATTRIBUTES.get(type(obj))
-        if known is not None and attribute in known:
-            return value
-        if attribute in ("format", "format_map"):
-            return super().getattr(obj, attribute)
+        try:
+            if attribute in _safe[_type(obj)] and _type(value) not in _methods:
+                return value  # a remembered safe (type, name) holding data, not a method: nothing to wrap
+        except KeyError:
+            pass
+        return self._checked_getattr(obj, attribute, value)
+
+    def _checked_getattr(self, obj: Any, attribute: str, value: Any) -> Any:
+        if type(value) in _BOUND_METHODS:
+            if value.__name__ in _FORMAT_METHODS:  # str.format / format_map, by whatever name: Jinja wraps it
+                return super().getattr(obj, attribute)
+            if attribute in _SAFE_METHODS.get(type(obj), _NOTHING):
+                return value
         if not self.is_safe_attribute(obj, attribute, value):
             return self.unsafe_undefined(obj, attribute)
-        _SAFE_ATTRIBUTES.setdefault(type(obj), set()).add(attribute)
+        data, methods = _SAFE_ATTRIBUTES.setdefault(type(obj), set()), _SAFE_METHODS.setdefault(type(obj), set())
+        (methods if type(value) in _BOUND_METHODS else data).add(attribute)  # both keyed: no KeyError again
         return value
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # A builtin method (`params.get`) carries no attributes, so Jinja's `unsafe_callable`/`alters_data` test
+        # is always false for it: call it straight away. Whether it may be reached at all was decided by getattr
+        # (mutating methods such as `dict.update` never get here).
+        if type(__obj) is types.BuiltinMethodType:
+            return __context.call(__obj, *args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 def _environment(loader: jinja2.BaseLoader | None, locale: str, *, autoescape: bool,
