@@ -63,7 +63,7 @@ class Evaluator:
     def local_date(self, timezone: str | None, now: datetime) -> date:
         """`now` as a calendar date in the customer's time zone (cached per zone for one instant)."""
         cached_now, dates = self._dates
-        if cached_now != now:
+        if cached_now is not now and cached_now != now:
             dates = {}
             self._dates = (now, dates)
         day = dates.get(timezone)
@@ -84,7 +84,13 @@ class Evaluator:
             raise InvalidInput(f"trigger must be one of {', '.join(Trigger)}, not {trigger!r}")
         if now.tzinfo is None:
             raise InvalidInput("now must be an aware instant (with a UTC offset)")
-        local = today or self.local_date(customer.timezone, now)
+        local = today
+        if local is None:
+            # The sweep passes one instant for all its customers: the cached date of the zone, without a call.
+            cached_now, dates = self._dates
+            local = dates.get(customer.timezone) if cached_now is now else None
+            if local is None:
+                local = self.local_date(customer.timezone, now)
         firings: list[Firing] = []
         for rule, when in rules:
             try:
