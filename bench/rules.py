@@ -8,7 +8,7 @@ and the lambdas: --runs passes over chunks of 10,000 records in alternating pair
 median; the others once; rule-engine, ~25 µs per call, on a sample) and ratios. Each engine gets its natural input:
 crmflow and the lambdas the canonical `Customer`, zen-engine JSON-like dicts with ISO dates, rule-engine dicts with
 datetimes. Targets: ≥ 1,000,000 evaluations/s on one core; ≥ 3× zen-engine; within 1.25× of hand-written Python
-(measured 0.96–1.03× on 2026-12-02, machine shared, load ~15; 1.51× before date helpers were inlined).
+(measured 0.99× on 2026-12-02, machine shared, load ~15; 1.51× before date helpers were inlined).
 
 Part 2 runs `crmflow dry-run --format json` end to end (a fresh process: load rules and templates, read and parse
 the JSON file, evaluate, plan, render, print) over 100,000 customers × the default catalog, and compares it with
@@ -16,7 +16,7 @@ zen-engine merely loading the same file and evaluating equivalent sweep conditio
 
 Part 3 (also alone with --rendering-only) renders a card, an e-mail and a task subject per customer through
 crmflow's immutable sandbox and through plain Jinja environments with the same options, in CPU time over
-alternating pairs of 250 customers. Target: sandboxed ≥ 0.9× plain (measured 0.94–0.96×).
+alternating pairs of 250 customers. Target: sandboxed ≥ 0.9× plain (measured 0.93–0.94×).
 """
 
 from __future__ import annotations
