@@ -161,7 +161,12 @@ def _general_array(data: bytes, location: Location) -> Iterator[tuple[int, Custo
 
 
 def _mixed_array(data: bytes, location: Location) -> Iterator[tuple[int, Customer | InvalidInput]]:
-    for number, raw in enumerate(_RAW_ARRAY.decode(data), start=1):
+    try:
+        raws = _RAW_ARRAY.decode(data)
+    except msgspec.ValidationError:  # not an array at all
+        yield from _general_array(data, location)
+        return
+    for number, raw in enumerate(raws, start=1):
         try:
             item: Customer | InvalidInput = _to_customer(_ONE.decode(raw), location)
         except (msgspec.ValidationError, _NotCanonical):

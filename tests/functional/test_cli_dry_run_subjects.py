@@ -115,3 +115,24 @@ def test_what_a_summary_reads_is_found():
 
 def test_full_is_in_the_readme():
     assert "--full" in (APP_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_json_output_is_what_json_dumps_writes():
+    import io
+    from datetime import date
+
+    from shared.devtools.commands.dry_run import write_json
+    from shared.domain.vocabulary import ActionStatus
+    from shared.rules.model import Firing, PlannedAction
+
+    texts = ["a\u2028b", "\x00\x01\x1f\x7f", 'q"uo\\te', "😀 日本", "\t\n\r\b\f", "</script>", "\u0085", "\ufeff"]
+    firings = [Firing(rule_id=f"r{i}", kind="alert", customer_id=text, owner_email=None, dedupe_key=f"k{i}",
+                      recommendation=None, local_date=date(2026, 11, 24),
+                      actions=(PlannedAction(dedupe_key="a", channel="teams", to=text, status=ActionStatus.PLANNED,
+                                             reason=None, subject=text),))
+               for i, text in enumerate(texts)]
+    out = io.StringIO()
+    write_json(iter(firings), out)
+    expected = "[\n" + ",\n".join(json.dumps(f.to_dry_run_dict(), ensure_ascii=False, separators=(",", ":"))
+                                  for f in firings) + "\n]\n"
+    assert out.getvalue() == expected
