@@ -52,14 +52,8 @@ def test_the_catalog_prints_the_same_with_and_without_full(monkeypatch, capsys, 
         assert all(a["subject"] for f in firings for a in f["actions"] if a["status"] == "planned")
 
 
-def test_journey_transitions_print_the_same(capsys, tmp_path):
-    customers = tmp_path / "customers.json"
-    customers.write_text(json.dumps([
-        {"id": "J-1", "name": "J*1", "owner": {"name": "Rep", "email": "rep@contoso.com"}, "stage": "onboarding",
-         "deals": [{"id": "D-1", "type": "subscription_new", "stage": "delivered", "onboarding_due": "2026-11-20"}]},
-        {"id": "J-2", "name": "K", "owner": {"name": "Rep", "email": "rep@contoso.com"},
-         "deals": [{"id": "D-2", "type": "subscription_new", "stage": "open"}]},
-    ]), encoding="utf-8")
+def test_journey_transitions_print_the_same(capsys):
+    customers = SUBJECTS / "journey_customers.json"
     args = ["--input", str(customers), "--today", "2026-11-24", "--format", "json"]
     shown, full = dry_run(capsys, *args), dry_run(capsys, *args, "--full")
     assert shown == full and "(2 journey transitions)" in shown[1]
