@@ -16,7 +16,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, TransactionOperation, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.domain.errors import CrmflowError, InvalidInput, NotFound, PayloadTooLarge, TransientError
 from shared.domain.names import TABLES
@@ -26,12 +26,12 @@ from shared.storage.backend import (
     BatchFailed,
     EntityNotFound,
     ETagMismatch,
-    Op,
     Operation,
     Storage,
     Table,
     check_transaction,
 )
+from shared.storage.wire import PartFailed, TableWire
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -89,40 +89,33 @@ def reason(exc: AzureError) -> str:
 
 def translate(exc: AzureError, table: str) -> CrmflowError:
     """An Azure SDK exception as the project's error."""
-    where = f"{table} table"
     code = str(getattr(exc, "error_code", None) or "")
-    if isinstance(exc, ResourceExistsError) or code == "EntityAlreadyExists":
-        return AlreadyExists(f"{where}: the entity exists")
+    if isinstance(exc, ResourceExistsError):
+        code = code or "EntityAlreadyExists"
     status = getattr(exc, "status_code", None) or 0
-    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "UpdateConditionNotSatisfied":
+    if isinstance(exc, ResourceModifiedError):
+        status = 412
+    elif isinstance(exc, ResourceNotFoundError):
+        status = 404
+    elif not isinstance(exc, HttpResponseError):
+        status = 0  # no answer from the service (connection, timeout)
+    return classify(status, code, reason(exc), table)
+
+
+def classify(status: int, code: str, why: str, table: str) -> CrmflowError:
+    """The project's error for a service answer (`status` 0: none came)."""
+    where = f"{table} table"
+    if code == "EntityAlreadyExists":
+        return AlreadyExists(f"{where}: the entity exists")
+    if status == 412 or code == "UpdateConditionNotSatisfied":
         return ETagMismatch(f"{where}: the entity changed since it was read")
-    if isinstance(exc, ResourceNotFoundError) or status == 404 or code == "ResourceNotFound":
+    if status == 404 or code == "ResourceNotFound":
         return EntityNotFound(f"{where}: not found")
-    if not isinstance(exc, HttpResponseError) or status == 0 or status >= 500 or status in (408, 429):
-        return TransientError(f"{where}: {reason(exc)}")
+    if status == 0 or status >= 500 or status in (408, 429):
+        return TransientError(f"{where}: {why}")
     if status == 413 or code in _TOO_LARGE_CODES:
-        return PayloadTooLarge(f"{where}: {reason(exc)}")
-    return InvalidInput(f"{where} rejected the request: {reason(exc)}")
-
-
-_MODES = {Op.UPSERT: UpdateMode.REPLACE, Op.UPSERT_MERGE: UpdateMode.MERGE, Op.REPLACE: UpdateMode.REPLACE,
-          Op.MERGE: UpdateMode.MERGE}
-
-
-def _transaction_operation(operation: Operation) -> tuple:
-    op = operation.op
-    if op is Op.INSERT:
-        return TransactionOperation.CREATE, operation.entity, {}
-    if op is Op.DELETE:
-        options = ({"etag": operation.etag, "match_condition": MatchConditions.IfNotModified}
-                   if operation.etag else {})
-        return TransactionOperation.DELETE, operation.entity, options
-    if op in (Op.UPSERT, Op.UPSERT_MERGE):
-        return TransactionOperation.UPSERT, operation.entity, {"mode": _MODES[op]}
-    options = {"mode": _MODES[op]}
-    if operation.etag:
-        options.update(etag=operation.etag, match_condition=MatchConditions.IfNotModified)
-    return TransactionOperation.UPDATE, operation.entity, options
+        return PayloadTooLarge(f"{where}: {why}")
+    return InvalidInput(f"{where} rejected the request: {why}")
 
 
 class AzureTable(Table):
@@ -131,6 +124,7 @@ class AzureTable(Table):
     def __init__(self, access: TableAccess, name: str):
         self.access = access
         self.name = name
+        self._wire: TableWire | None = None
 
     @property
     def client(self) -> TableClient:
@@ -184,24 +178,27 @@ class AzureTable(Table):
         except AzureError as exc:
             self._fail(exc)
 
+    @property
+    def wire(self) -> TableWire:
+        wire = self._wire
+        if wire is None or wire.client is not self.client:
+            wire = self._wire = TableWire(self.client)
+        return wire
+
     def query(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
               select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
         try:
-            if filter:
-                pages = self.client.query_entities(filter, parameters=dict(parameters or {}), select=select,
-                                                   results_per_page=page_size)
-            else:
-                pages = self.client.list_entities(select=select, results_per_page=page_size)
-            yield from pages
+            yield from self.wire.query(filter, parameters, select, page_size)
         except AzureError as exc:
             self._fail(exc)
 
     def submit(self, operations: Sequence[Operation]) -> None:
         check_transaction(operations)
         try:
-            self.client.submit_transaction([_transaction_operation(op) for op in operations])
-        except TableTransactionError as exc:
-            raise BatchFailed(translate(exc, self.name), getattr(exc, "index", 0) or 0) from None
+            self.wire.submit(operations)
+        except PartFailed as failed:
+            raise BatchFailed(classify(failed.status, failed.code, f"{failed.code}: {failed.message[:200]}",
+                                       self.name), failed.index) from None
         except AzureError as exc:
             raise BatchFailed(translate(exc, self.name)) from None
 
