@@ -1,9 +1,10 @@
 """Firings → ledger claims → broker messages, each firing published exactly once.
 
 Order of work for a batch of firings (what makes it crash-safe):
-  1. claim each firing in the ledger (atomic insert; the claim stores the rendered messages, `published=False`);
+  1. claim each firing in the ledger (atomic insert, ≤ 100 per transaction; the same transaction stores the rendered
+     messages in an outbox row of the partition);
   2. publish the claimed firings' messages to their queues (message_id = action dedupe key);
-  3. mark the claims published.
+  3. mark the claims published (delete the outbox row: one small request per transaction).
 Held messages (actions waiting for approval) are handed to the approval flow between 1 and 2: one approval each,
 inserted atomically, and the claim also carries the Teams card asking the owner (`shared/approvals/flow.py`).
 A crash after 1 leaves unpublished claims that the next evaluation of the shard publishes (step 0: recover); a
@@ -29,7 +30,7 @@ from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.schedule import next_business_slot
 from shared.domain.vocabulary import ActionStatus, Channel, OpportunityStatus
-from shared.opportunities.ledger import FiringClaim, OpportunityLedger
+from shared.opportunities.ledger import FiringClaim, KnownKeys, OpportunityLedger
 from shared.rules.model import Firing
 from shared.settings import Settings
 
@@ -176,10 +177,10 @@ class Planner:
         if claims:
             self.ledger.mark_published(claims, now)
 
-    def recover(self, partition: str, now: datetime) -> PlanReport:
-        """Publish claims a crash left unpublished in this partition."""
+    def recover(self, partition: str, now: datetime, known: KnownKeys | None = None) -> PlanReport:
+        """Publish claims a crash left unpublished in this partition (`known`: its `known_keys`, if read)."""
         report = PlanReport()
-        claims = self.ledger.unpublished(partition)
+        claims = self.ledger.unpublished(partition, known)
         if claims:
             log.warning("re-publishing %d unpublished claims of %s", len(claims), partition)
             self.publish(claims, now, report)

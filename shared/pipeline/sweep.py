@@ -68,8 +68,8 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
     no sweep ran still counts), and the rules see the customer as it is after them.
     """
     partition = partition_key(task.shard)
-    report = planner.recover(partition, task.now)
-    known = planner.ledger.known_keys(partition)
+    known = planner.ledger.known_keys(partition)  # one read: the firings planned before, and any outbox left over
+    report = planner.recover(partition, task.now, known)
 
     def planned_before(key: str) -> bool:  # checked before rendering: re-matches cost no template work
         if row_key(key) in known:
