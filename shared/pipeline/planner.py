@@ -201,14 +201,16 @@ def loggable(exc: PermanentError) -> str:
 
 def apply_contact_caps(contact: ContactGuard, pairs: Sequence[tuple[Customer, Firing]],
                        ) -> list[tuple[Customer, Firing]]:
-    """The pairs with each customer's competing firings ranked against the contact caps (order kept)."""
+    """The pairs with each customer's competing firings ranked against the contact caps (order kept; one batched
+    reservation for the whole batch)."""
     by_customer: dict[str, list[int]] = defaultdict(list)
     for index, (customer, _) in enumerate(pairs):
         by_customer[customer.id].append(index)
+    capped = contact.apply_many({customer_id: [pairs[i][1] for i in indexes]
+                                 for customer_id, indexes in by_customer.items()})
     result = list(pairs)
     for customer_id, indexes in by_customer.items():
-        capped = contact.apply(customer_id, [pairs[i][1] for i in indexes])
-        for index, firing in zip(indexes, capped, strict=True):
+        for index, firing in zip(indexes, capped[customer_id], strict=True):
             result[index] = (pairs[index][0], firing)
     return result
 
