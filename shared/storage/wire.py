@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core.rest import HttpRequest
-from azure.data.tables import TableClient
-from azure.data.tables._deserialize import _convert_to_entity
+from azure.data.tables import EntityProperty, TableClient, TableEntity
+from azure.data.tables._deserialize import _ENTITY_TO_PYTHON_CONVERSIONS
 from azure.data.tables._error import _decode_error
 from azure.data.tables._serialize import _add_entity_properties, _parameter_filter_substitution
 
@@ -142,13 +142,45 @@ class TableWire:
             if response.status_code != 200:
                 raise _decode_error(response)
             for row in json.loads(response.content)["value"]:
-                yield _convert_to_entity(row)
+                yield to_entity(row)
             next_partition = response.headers.get("x-ms-continuation-NextPartitionKey")
             next_row = response.headers.get("x-ms-continuation-NextRowKey")
             if not (next_partition or next_row):
                 return
             continuation = "".join(f"&{name}={quote(value, safe='')}" for name, value in
                                    (("NextPartitionKey", next_partition), ("NextRowKey", next_row)) if value)
+
+
+_AS_SENT = ("Edm.String", "Edm.Int32")
+
+
+def to_entity(row: Mapping[str, Any]) -> TableEntity:
+    """A returned entity as the SDK's `_convert_to_entity` makes it (typed properties converted, ETag in
+    `metadata`), in one pass: property names are identifiers, so only annotations and `odata.` fields hold a dot.
+    The metadata's `timestamp` stays the service's text (nothing here reads it)."""
+    entity = TableEntity()
+    metadata: dict[str, Any] = {}
+    types: list[tuple[str, str]] = []
+    for name, value in row.items():
+        if "." not in name:
+            entity[name] = value
+        elif name.startswith("odata."):
+            metadata[name[6:]] = value
+        elif name.endswith("@odata.type"):
+            types.append((name[:-11], value))
+    for name, edm in types:
+        if edm in _AS_SENT or name not in entity:
+            continue
+        convert = _ENTITY_TO_PYTHON_CONVERSIONS.get(edm)
+        entity[name] = convert(entity[name]) if convert else EntityProperty(entity[name], edm)
+    timestamp = entity.pop("Timestamp", None)
+    metadata.pop("metadata", None)
+    if timestamp and not metadata.get("etag"):
+        metadata["etag"] = "W/\"datetime'" + quote(timestamp) + "'\""
+    metadata.setdefault("etag", None)
+    metadata["timestamp"] = timestamp
+    entity._metadata = metadata
+    return entity
 
 
 def _part_failure(status: int, rest: bytes) -> PartFailed:
