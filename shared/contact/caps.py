@@ -237,6 +237,7 @@ class ContactGuard:
         self.policy = policy
         self.log = log
         self.rules = rules
+        self._rules_capped: dict[str, bool] = {}  # rule id → whether any cap applies to one of its channels
 
     @property
     def active(self) -> bool:
@@ -262,6 +263,8 @@ class ContactGuard:
 
     def _requests(self, firings: Sequence[Firing]) -> list[ContactRequest]:
         """The cappable contacts of one customer's firings, higher priority first."""
+        if not firings or not any(self._may_be_capped(firing) for firing in firings):
+            return []
         ranked = sorted(range(len(firings)), key=lambda i: (-self._priority(firings[i]), firings[i].rule_id))
         requests = []
         for index in ranked:
@@ -271,6 +274,18 @@ class ContactGuard:
                 if action.status in _CAPPABLE and self.policy.caps_for(action.channel, category):
                     requests.append(ContactRequest(action.dedupe_key, action.channel, category, firing.local_date))
         return requests
+
+    def _may_be_capped(self, firing: Firing) -> bool:
+        """False when no cap covers any channel of the firing's rule (known per rule, asked once)."""
+        known = self._rules_capped.get(firing.rule_id)
+        if known is None:
+            rule = self._rule(firing)
+            if rule is None:  # a journey transition's entry actions: decided action by action
+                return True
+            category = self._category(firing)
+            known = self._rules_capped[firing.rule_id] = any(
+                self.policy.caps_for(spec.channel, category) for spec in rule.actions)
+        return known
 
     def _rule(self, firing: Firing) -> Rule | None:
         return self.rules(firing.rule_id)
