@@ -9,7 +9,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -17,7 +16,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient
 
 from shared.domain.errors import CrmflowError, InvalidInput, NotFound, PayloadTooLarge, TransientError
 from shared.domain.names import TABLES
@@ -27,6 +26,7 @@ from shared.storage.backend import (
     BatchFailed,
     EntityNotFound,
     ETagMismatch,
+    Op,
     Operation,
     Storage,
     Table,
@@ -100,13 +100,15 @@ def _transport_options() -> dict:
 def reason(exc: AzureError) -> str:
     """`<error code>: <first line of the message>` (no entity content)."""
     code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+    code = getattr(code, "value", code)
     message = str(getattr(exc, "message", None) or exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return f"{code}: {message}" if code else message
 
 
 def translate(exc: AzureError, table: str) -> CrmflowError:
     """An Azure SDK exception as the project's error."""
-    code = str(getattr(exc, "error_code", None) or "")
+    code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(code, "value", code))  # the SDK's error decoder may leave a TableErrorCode member
     if isinstance(exc, ResourceExistsError):
         code = code or "EntityAlreadyExists"
     status = getattr(exc, "status_code", None) or 0
@@ -152,8 +154,7 @@ class AzureTable(Table):
 
     def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Mapping[str, Any] | None:
         try:
-            return self.client.get_entity(partition, row, select=select) if select else \
-                self.client.get_entity(partition, row)
+            return self.wire.get(partition, row, select)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -161,37 +162,30 @@ class AzureTable(Table):
 
     def insert(self, entity: Mapping[str, Any]) -> str:
         try:
-            return self.client.create_entity(entity)["etag"]
+            return self.wire.insert(entity)
         except AzureError as exc:
             self._fail(exc)
 
-    def _update(self, entity: Mapping[str, Any], mode: UpdateMode, etag: str | None) -> str:
+    def _write(self, op: Op, entity: Mapping[str, Any], etag: str | None = None) -> str:
         try:
-            if etag is None:
-                return self.client.update_entity(entity, mode=mode)["etag"]
-            return self.client.update_entity(entity, mode=mode, etag=etag,
-                                             match_condition=MatchConditions.IfNotModified)["etag"]
+            return self.wire.write(op, entity, etag)
         except AzureError as exc:
             self._fail(exc)
 
     def replace(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
-        return self._update(entity, UpdateMode.REPLACE, etag)
+        return self._write(Op.REPLACE, entity, etag)
 
     def merge(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
-        return self._update(entity, UpdateMode.MERGE, etag)
+        return self._write(Op.MERGE, entity, etag)
 
     def upsert(self, entity: Mapping[str, Any], *, merge: bool = False) -> str:
-        try:
-            return self.client.upsert_entity(entity, mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE)["etag"]
-        except AzureError as exc:
-            self._fail(exc)
+        return self._write(Op.UPSERT_MERGE if merge else Op.UPSERT, entity)
 
     def delete(self, partition: str, row: str, etag: str | None = None) -> None:
         try:
-            if etag is None:
-                self.client.delete_entity(partition, row)
-            else:
-                self.client.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+            self.wire.delete(partition, row, etag)
+        except ResourceNotFoundError:
+            pass  # gone already (as the SDK's delete_entity: a missing entity is not an error)
         except AzureError as exc:
             self._fail(exc)
 

@@ -55,14 +55,13 @@ def entity_json(entity: Mapping[str, Any]) -> str:
             other[name] = value
     if other:
         plain.update(_add_entity_properties(other))
-    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+    # ASCII escapes as the SDK writes them: Azurite measures a string property by its UTF-8 bytes as sent (the
+    # service by its UTF-16 length), so unescaped Japanese text would be refused below the documented 32K chars.
+    return json.dumps(plain, separators=(",", ":"))
 
 
 def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: the escaped form is plain ASCII
-        return json.dumps(json.loads(text), separators=(",", ":")).encode("ascii")
+    return text.encode("ascii")  # entity_json escapes everything else
 
 
 def _key_path(entity: Mapping[str, Any]) -> str:
@@ -121,6 +120,45 @@ class TableWire:
         content = _utf8(entity_json(entity))
         headers += ["Content-Type: application/json", f"Content-Length: {len(content)}", "", ""]
         return "\r\n".join(headers).encode() + content + b"\r\n"
+
+    # --- single entities -----------------------------------------------------------------------------------
+    def _send(self, method: str, url: str, *, content: bytes | None = None, if_match: str | None = None,
+              prefer: bool = False):
+        headers = {"x-ms-version": self.version, "DataServiceVersion": "3.0",
+                   "Accept": "application/json;odata=minimalmetadata"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if if_match:
+            headers["If-Match"] = if_match
+        if prefer:
+            headers["Prefer"] = "return-no-content"
+        response = self.pipeline.send_request(HttpRequest(method, url, headers=headers, content=content),
+                                              stream=True)
+        response.read()
+        if not 200 <= response.status_code < 300:
+            raise _decode_error(response)
+        return response
+
+    def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> TableEntity:
+        """The entity (the SDK's ResourceNotFoundError when there is none)."""
+        url = f"{self.table_url}{_key_path({'PartitionKey': partition, 'RowKey': row})}"
+        if select:
+            url += f"?$select={quote(','.join(select), safe='')}"
+        return to_entity(json.loads(self._send("GET", url).content))
+
+    def insert(self, entity: Mapping[str, Any]) -> str:
+        """Insert-if-absent; returns the new ETag."""
+        return self._send("POST", self.table_url, content=_utf8(entity_json(entity)), prefer=True).headers["ETag"]
+
+    def write(self, op: Op, entity: Mapping[str, Any], etag: str | None = None) -> str:
+        """Replace, merge (existing entity; `etag`: only if unchanged) or upsert; returns the new ETag."""
+        if_match = None if op in (Op.UPSERT, Op.UPSERT_MERGE) else (etag or "*")
+        return self._send(_UPDATE_METHODS[op], f"{self.table_url}{_key_path(entity)}",
+                          content=_utf8(entity_json(entity)), if_match=if_match).headers["ETag"]
+
+    def delete(self, partition: str, row: str, etag: str | None = None) -> None:
+        self._send("DELETE", f"{self.table_url}{_key_path({'PartitionKey': partition, 'RowKey': row})}",
+                   if_match=etag or "*")
 
     # --- queries -------------------------------------------------------------------------------------------
     def query(self, filter: str | None, parameters: Mapping[str, Any] | None, select: Sequence[str] | None,
