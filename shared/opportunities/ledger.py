@@ -354,11 +354,16 @@ class OpportunityLedger:
 
     def iter_all(self) -> Iterator[Opportunity]:
         for row in self.table.query():
-            yield self._opportunity(row)
+            if not row["RowKey"].startswith(OUTBOX_PREFIX):
+                yield self._opportunity(row)
 
     def scan(self, columns: Sequence[str]) -> Iterator[Entity]:
-        """Every ledger row, only `columns` of it (the dashboard's aggregation)."""
-        return self.table.query(select=list(columns))
+        """Every opportunity row, only `columns` of it (and RowKey) (the dashboard's aggregation)."""
+        return _opportunity_rows(self.table.query(select=list(dict.fromkeys([*columns, "RowKey"]))))
+
+    def rows_of(self, partition: str, columns: Sequence[str]) -> Iterator[Entity]:
+        """The opportunity rows of one partition, only `columns` of them (and RowKey)."""
+        return _opportunity_rows(self.table.partition(partition, select=list(dict.fromkeys([*columns, "RowKey"]))))
 
     def query(self, *, status: str | None = None, owner_email: str | None = None, rule: str | None = None,
               kind: str | None = None, month: str | None = None, customer_id: str | None = None,
@@ -372,7 +377,7 @@ class OpportunityLedger:
         if month is not None and not re.fullmatch(r"\d{4}-\d{2}", month):
             raise InvalidInput("month must look like 2026-11", Location(field="month"))
         expression = " and ".join(f"{name} eq @{name}" for name in filters) or None
-        rows = self.table.query(expression, filters, page_size=min(limit, 1000))
+        rows = _opportunity_rows(self.table.query(expression, filters, page_size=min(limit, 1000)))
         found = []
         for row in rows:
             found.append(self._opportunity(row))
@@ -551,6 +556,11 @@ class OpportunityLedger:
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
             decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
+
+
+def _opportunity_rows(rows: Iterable[Entity]) -> Iterator[Entity]:
+    """The rows that are opportunities (outbox rows are not)."""
+    return (row for row in rows if not row["RowKey"].startswith(OUTBOX_PREFIX))
 
 
 def _pack(claims: Iterable[FiringClaim], result: ClaimResult) -> Iterator[list[tuple[FiringClaim, str]]]:

@@ -125,3 +125,14 @@ def test_unknown_opportunity_is_not_found(ledger):
         ledger.get("s0000~nope")
     with pytest.raises(NotFound):
         ledger.get("garbage")
+
+
+def test_outbox_rows_are_never_read_as_opportunities(ledger):
+    claims = ledger.claim([claim(i) for i in range(3)], NOW).to_publish  # not marked: the outbox rows remain
+    assert ledger.known_keys(ledger.partition_of("C-0000")).outboxes
+    keys = {c.key for c in claims}
+    assert {o.key for o in ledger.iter_all()} == keys
+    assert {o.key for o in ledger.query(limit=10)} == keys
+    assert len(list(ledger.scan(["status"]))) == 3
+    assert all(row["status"] == OpportunityStatus.QUEUED for row in ledger.rows_of(
+        ledger.partition_of("C-0000"), ["status"]))
