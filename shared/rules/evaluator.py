@@ -226,11 +226,7 @@ class Evaluator:
             return summary, {"card": card, "summary": summary,
                              "aad_object_id": person.aad_object_id if person else None}, None
         if spec.channel == _EMAIL_CHANNEL:
-            warning = None
-            if self.settings.unsubscribe_signing_key:
-                context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
-            else:
-                warning = NO_SIGNING_KEY
+            warning = self._add_unsubscribe_url(context, customer, now)
             mail = self.renderer.email(spec.template, locale, context)
             return mail.subject, {"html": mail.html, "text": mail.text, "locale": locale,
                                   "unsubscribe_url": context["unsubscribe_url"]}, warning
@@ -245,6 +241,13 @@ class Evaluator:
                          "regarding_email": customer.email if valid_address(customer.email) else None,
                          "owner_email": customer.owner.email if customer.owner else None}, None
 
+    def _add_unsubscribe_url(self, context: dict, customer: Customer, now: datetime) -> str | None:
+        """A mail's signed unsubscribe link into `context`; the warning when no signing key is set."""
+        if not self.settings.unsubscribe_signing_key:
+            return NO_SIGNING_KEY
+        context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
+        return None
+
     def _render_subject(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                         now: datetime) -> tuple[str | None, dict, str | None]:
         """(subject, {}, warning): the subject exactly as `_render` makes it, and nothing else rendered."""
@@ -252,11 +255,7 @@ class Evaluator:
         if spec.channel == _TEAMS_CHANNEL:
             return one_line(subjects.card_summary(spec.template, locale, context) or rule.id), {}, None
         if spec.channel == _EMAIL_CHANNEL:
-            warning = None
-            if self.settings.unsubscribe_signing_key:
-                context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
-            else:
-                warning = NO_SIGNING_KEY
+            warning = self._add_unsubscribe_url(context, customer, now)
             return subjects.email_subject(spec.template, locale, context), {}, warning
         return (spec.subject(locale, context) if spec.subject else one_line(f"{rule.id}: {customer.name or ''}"),
                 {}, None)

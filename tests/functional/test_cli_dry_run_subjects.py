@@ -52,14 +52,8 @@ def test_the_catalog_prints_the_same_with_and_without_full(monkeypatch, capsys, 
         assert all(a["subject"] for f in firings for a in f["actions"] if a["status"] == "planned")
 
 
-def test_journey_transitions_print_the_same(capsys, tmp_path):
-    customers = tmp_path / "customers.json"
-    customers.write_text(json.dumps([
-        {"id": "J-1", "name": "J*1", "owner": {"name": "Rep", "email": "rep@contoso.com"}, "stage": "onboarding",
-         "deals": [{"id": "D-1", "type": "subscription_new", "stage": "delivered", "onboarding_due": "2026-11-20"}]},
-        {"id": "J-2", "name": "K", "owner": {"name": "Rep", "email": "rep@contoso.com"},
-         "deals": [{"id": "D-2", "type": "subscription_new", "stage": "open"}]},
-    ]), encoding="utf-8")
+def test_journey_transitions_print_the_same(capsys):
+    customers = SUBJECTS / "journey_customers.json"
     args = ["--input", str(customers), "--today", "2026-11-24", "--format", "json"]
     shown, full = dry_run(capsys, *args), dry_run(capsys, *args, "--full")
     assert shown == full and "(2 journey transitions)" in shown[1]
@@ -115,3 +109,24 @@ def test_what_a_summary_reads_is_found():
 
 def test_full_is_in_the_readme():
     assert "--full" in (APP_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_json_output_is_what_json_dumps_writes():
+    import io
+    from datetime import date
+
+    from shared.devtools.commands.dry_run import write_json
+    from shared.domain.vocabulary import ActionStatus
+    from shared.rules.model import Firing, PlannedAction
+
+    texts = ["a\u2028b", "\x00\x01\x1f\x7f", 'q"uo\\te', "😀 日本", "\t\n\r\b\f", "</script>", "\u0085", "\ufeff"]
+    firings = [Firing(rule_id=f"r{i}", kind="alert", customer_id=text, owner_email=None, dedupe_key=f"k{i}",
+                      recommendation=None, local_date=date(2026, 11, 24),
+                      actions=(PlannedAction(dedupe_key="a", channel="teams", to=text, status=ActionStatus.PLANNED,
+                                             reason=None, subject=text),))
+               for i, text in enumerate(texts)]
+    out = io.StringIO()
+    write_json(iter(firings), out)
+    expected = "[\n" + ",\n".join(json.dumps(f.to_dry_run_dict(), ensure_ascii=False, separators=(",", ":"))
+                                  for f in firings) + "\n]\n"
+    assert out.getvalue() == expected

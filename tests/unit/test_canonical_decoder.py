@@ -90,6 +90,8 @@ def test_what_msgspec_cannot_read_goes_to_the_standard_decoder():
     with pytest.raises(InvalidInput, match="not valid JSON") as raised:
         list(decode_customer_array(b'[{"id": "a"},\n {"id": ', WHERE))
     assert raised.value.location.line == 2
+    with pytest.raises(InvalidInput, match="expected a JSON array"):
+        list(decode_customer_array(b'{"id": "a"}', WHERE))
     with pytest.raises(InvalidInput, match="finite"):
         customer_from_mapping({"id": "x", "purchases": [{"product": "A", "amount": float("inf")}]})
 
