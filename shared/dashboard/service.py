@@ -16,8 +16,9 @@ from shared.dashboard.report import _delivery
 from shared.dashboard.snapshot import RefreshReport, SnapshotStore, refresh
 from shared.dashboard.worklist import WorkList, due_date, owner_key
 from shared.domain.errors import InvalidInput, Location
-from shared.opportunities.ledger import Opportunity, OpportunityLedger
-from shared.opportunities.queries import change_status
+from shared.opportunities import outcomes
+from shared.opportunities.ledger import IN_PROGRESS, LOST, NEEDS_APPROVAL, WON, Opportunity, OpportunityLedger
+from shared.opportunities.queries import parse_status_change
 from shared.rules.evaluator import DEFAULT_DUE_DAYS
 from shared.settings import APP_ROOT, Settings
 from shared.storage.backend import Storage
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 PARAMS = ("days", "format", "lang", "owner", "kind", "status", "cursor", "size", "code")
 _OWNER = re.compile(r"^(o[0-9a-f]{16}|unassigned|all|me)$")
 _KIND = re.compile(r"^[a-z_]{1,40}$")
+# The page's buttons send the status they show; the rep's outcome path records the decision it stands for.
+PAGE_DECISIONS = {IN_PROGRESS: outcomes.IN_PROGRESS, WON: outcomes.WON, LOST: outcomes.NOT_NOW}
 # Teams shows tabs in frames of these hosts (web, desktop and the Microsoft 365 apps that run Teams apps).
 FRAME_ANCESTORS = ("'self' https://teams.microsoft.com https://*.teams.microsoft.com https://*.teams.microsoft.us "
                    "https://*.cloud.microsoft https://*.office.com https://*.microsoft365.com https://*.skype.com")
@@ -147,6 +150,8 @@ class DashboardService:
                                    cursor=query.cursor)
         tokens = {}
         for item in work.items:
+            if item.status == NEEDS_APPROVAL:
+                continue  # never offered yet: nothing a rep could answer (an approver decides it)
             token = action_token(self.settings, viewer, item.opportunity_id, now)
             if token:
                 tokens[item.opportunity_id] = token
@@ -197,11 +202,16 @@ class DashboardService:
                 return path.read_bytes()
         return None
 
-    def record_outcome(self, opportunity_id: str, body: bytes, viewer: Viewer) -> Opportunity:
-        """PATCH /api/opportunities/{id} semantics (status in_progress / won / lost, amount); the row shows it.
-
-        `viewer` is who clicked (the signed-in rep with App Service Authentication), for an outcome audit."""
-        updated = change_status(self.ledger, opportunity_id, body)
+    def record_outcome(self, opportunity_id: str, body: bytes, viewer: Viewer, now: datetime) -> Opportunity:
+        """An outcome button: `{"status": "in_progress" | "won" | "lost", "amount"?}` recorded through the rep's
+        outcome path (`shared/opportunities/outcomes.py`: idempotent, CRM outcomes win), audited with the viewer as
+        who decided (the signed-in user, or the key mode's holder), when, and `via` dashboard; the row shows it."""
+        change = parse_status_change(body)
+        decision = PAGE_DECISIONS.get(change.status)
+        if decision is None:
+            raise InvalidInput(f"status must be one of {', '.join(PAGE_DECISIONS)}", Location(field="status"))
+        choice = outcomes.parse_decision(decision, change.amount)
+        updated = outcomes.record(self.ledger, opportunity_id, choice, now, viewer.decider, via=outcomes.DASHBOARD)
         self.work_list.apply(updated, self._due_of(updated))
         return updated
 
