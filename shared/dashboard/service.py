@@ -132,18 +132,29 @@ class DashboardService:
 
     def snapshot(self, now: datetime) -> dict[str, Any]:
         """The stored snapshot (one point read); the first view after a deployment computes it."""
-        return self.snapshots.read() or self._refresh(now)[0]
+        return self._snapshot(now)[1]
+
+    def _snapshot(self, now: datetime) -> tuple[str | None, dict[str, Any]]:
+        version, data = self.snapshots.read_versioned()
+        if data is None:
+            data = self._refresh(now)[0]
+            version = None
+        return version, data
 
     def data(self, query: DashboardQuery, now: datetime) -> dict[str, Any]:
-        data = self.snapshot(now)
+        return self._data(query, now)[1]
+
+    def _data(self, query: DashboardQuery, now: datetime) -> tuple[str | None, dict[str, Any]]:
+        version, data = self._snapshot(now)
         if query.days is not None and query.days != (data.get("delivery") or {}).get("days"):
             # Another delivery window than the snapshot's: only that part is read live (a few day partitions).
             data = {**data, "delivery": _delivery(self.storage, self.approvals, self.broker, now, query.days)}
-        return data
+            version = None  # live numbers: not drawn from the snapshot alone
+        return version, data
 
     def page(self, query: DashboardQuery, viewer: Viewer, accept_language: str | None,
              now: datetime) -> tuple[str, str]:
-        data = self.data(query, now)
+        version, data = self._data(query, now)
         lang = dashboard_page.pick_language(query.lang, accept_language, self.settings.default_locale)
         choice, owner = self._owner(query.owner, viewer, data)
         work = self.work_list.page(owner=owner, kind=query.kind, status=query.status, size=query.size,
@@ -160,7 +171,7 @@ class DashboardService:
         today = now.astimezone(ZoneInfo(self.settings.default_timezone)).date()
         return dashboard_page.render(dashboard_page.PageContext(data=data, work=work, filters=filters,
                                                                 tokens=tokens, principal=viewer.principal,
-                                                                today=today))
+                                                                today=today, version=version))
 
     @staticmethod
     def _owner(requested: str | None, viewer: Viewer, data: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -69,25 +69,34 @@ class SnapshotStore:
 
     def read(self) -> dict[str, Any] | None:
         """The current snapshot: from memory when the stored version is the one held, else read (and held)."""
+        return self.read_versioned()[1]
+
+    def read_versioned(self) -> tuple[str | None, dict[str, Any] | None]:
+        """(version, snapshot); the version is None for a snapshot stored without one."""
         marker = self.table.get(SNAPSHOT_PARTITION, VERSION_ROW, select=["version"])
         version = (marker or {}).get("version")
         cached = self._cached
         if version and cached is not None and cached[0] == version:
-            return cached[1]
+            return cached
         row = self.table.get(SNAPSHOT_PARTITION, SNAPSHOT_ROW)
         if row is None:
-            return None
+            return None, None
         parts, index = [], 0
         while (part := row.get("data" if index == 0 else f"data_{index}")):
             parts.append(part)
             index += 1
         if not parts:
-            return None
+            return None, None
         data = json.loads("".join(parts))
         if row.get("version"):
             with self._lock:
                 self._cached = (row["version"], data)
-        return data
+        return row.get("version") or None, data
+
+    def forget(self) -> None:
+        """Drop the in-memory copy (the next view reads the snapshot, as a new instance's first view does)."""
+        with self._lock:
+            self._cached = None
 
     def write(self, data: Mapping[str, Any]) -> str:
         """Store a new snapshot and its new version in one transaction; returns the version."""
