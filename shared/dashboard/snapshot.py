@@ -5,8 +5,8 @@ walks the ledger once more shard by shard — joined with the same shard's custo
 count the KPI cards and rewrite the work list (only rows that changed; batched per owner) and its heads, and stores
 the result in the `Dashboard` table as one row (the JSON split over string columns) next to a small `version` row,
 both in one transaction. A page view then costs two point reads whatever the ledger's size: the version row (the
-snapshot itself comes from memory while the version is the one this process last read) and the head of the work
-list it shows (`worklist.py`).
+snapshot itself comes from memory while the version is the one this process last read; a process holding none reads
+the snapshot row, which carries its version, instead) and the head of the work list it shows (`worklist.py`).
 
 The in-process copy is keyed on the version, a new random value per refresh, and the version row is read on every
 view, so a refresh shows on the very next view in every instance; outcomes change the heads, which are never cached.
@@ -73,11 +73,11 @@ class SnapshotStore:
 
     def read_versioned(self) -> tuple[str | None, dict[str, Any] | None]:
         """(version, snapshot); the version is None for a snapshot stored without one."""
-        marker = self.table.get(SNAPSHOT_PARTITION, VERSION_ROW, select=["version"])
-        version = (marker or {}).get("version")
         cached = self._cached
-        if version and cached is not None and cached[0] == version:
-            return cached
+        if cached is not None:  # nothing held: the snapshot row carries its version too
+            marker = self.table.get(SNAPSHOT_PARTITION, VERSION_ROW, select=["version"])
+            if (marker or {}).get("version") == cached[0]:
+                return cached
         row = self.table.get(SNAPSHOT_PARTITION, SNAPSHOT_ROW)
         if row is None:
             return None, None
