@@ -38,11 +38,13 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="dashboard/opportunities/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @handle_errors
 def dashboard_outcome(req: func.HttpRequest) -> func.HttpResponse:
-    """The work list's outcome buttons: the body and transitions of PATCH /api/opportunities/{id}."""
+    """The work list's outcome buttons: the body of PATCH /api/opportunities/{id}, recorded as the rep's outcome
+    (the same path as the card's link), with the signed-in user as who decided."""
     c = get_container()
     opportunity_id = req.route_params["id"]
-    viewer = check_action(c.settings, req.headers, opportunity_id, datetime.now(UTC))
-    updated = c.dashboard.record_outcome(opportunity_id, req.get_body(), viewer)
+    now = datetime.now(UTC)
+    viewer = check_action(c.settings, req.headers, opportunity_id, now)
+    updated = c.dashboard.record_outcome(opportunity_id, req.get_body(), viewer, now)
     return json_response(updated.to_dict(), headers={"Cache-Control": "no-store"})
 
 

@@ -16,8 +16,9 @@ from shared.dashboard.report import _delivery
 from shared.dashboard.snapshot import RefreshReport, SnapshotStore, refresh
 from shared.dashboard.worklist import WorkList, due_date, owner_key
 from shared.domain.errors import InvalidInput, Location
-from shared.opportunities.ledger import Opportunity, OpportunityLedger
-from shared.opportunities.queries import change_status
+from shared.opportunities import outcomes
+from shared.opportunities.ledger import IN_PROGRESS, LOST, NEEDS_APPROVAL, WON, Opportunity, OpportunityLedger
+from shared.opportunities.queries import parse_status_change
 from shared.rules.evaluator import DEFAULT_DUE_DAYS
 from shared.settings import APP_ROOT, Settings
 from shared.storage.backend import Storage
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 PARAMS = ("days", "format", "lang", "owner", "kind", "status", "cursor", "size", "code")
 _OWNER = re.compile(r"^(o[0-9a-f]{16}|unassigned|all|me)$")
 _KIND = re.compile(r"^[a-z_]{1,40}$")
+# The page's buttons send the status they show; the rep's outcome path records the decision it stands for.
+PAGE_DECISIONS = {IN_PROGRESS: outcomes.IN_PROGRESS, WON: outcomes.WON, LOST: outcomes.NOT_NOW}
 # Teams shows tabs in frames of these hosts (web, desktop and the Microsoft 365 apps that run Teams apps).
 FRAME_ANCESTORS = ("'self' https://teams.microsoft.com https://*.teams.microsoft.com https://*.teams.microsoft.us "
                    "https://*.cloud.microsoft https://*.office.com https://*.microsoft365.com https://*.skype.com")
@@ -129,24 +132,37 @@ class DashboardService:
 
     def snapshot(self, now: datetime) -> dict[str, Any]:
         """The stored snapshot (one point read); the first view after a deployment computes it."""
-        return self.snapshots.read() or self._refresh(now)[0]
+        return self._snapshot(now)[1]
+
+    def _snapshot(self, now: datetime) -> tuple[str | None, dict[str, Any]]:
+        version, data = self.snapshots.read_versioned()
+        if data is None:
+            data = self._refresh(now)[0]
+            version = None
+        return version, data
 
     def data(self, query: DashboardQuery, now: datetime) -> dict[str, Any]:
-        data = self.snapshot(now)
+        return self._data(query, now)[1]
+
+    def _data(self, query: DashboardQuery, now: datetime) -> tuple[str | None, dict[str, Any]]:
+        version, data = self._snapshot(now)
         if query.days is not None and query.days != (data.get("delivery") or {}).get("days"):
             # Another delivery window than the snapshot's: only that part is read live (a few day partitions).
             data = {**data, "delivery": _delivery(self.storage, self.approvals, self.broker, now, query.days)}
-        return data
+            version = None  # live numbers: not drawn from the snapshot alone
+        return version, data
 
     def page(self, query: DashboardQuery, viewer: Viewer, accept_language: str | None,
              now: datetime) -> tuple[str, str]:
-        data = self.data(query, now)
+        version, data = self._data(query, now)
         lang = dashboard_page.pick_language(query.lang, accept_language, self.settings.default_locale)
         choice, owner = self._owner(query.owner, viewer, data)
         work = self.work_list.page(owner=owner, kind=query.kind, status=query.status, size=query.size,
                                    cursor=query.cursor)
         tokens = {}
         for item in work.items:
+            if item.status == NEEDS_APPROVAL:
+                continue  # never offered yet: nothing a rep could answer (an approver decides it)
             token = action_token(self.settings, viewer, item.opportunity_id, now)
             if token:
                 tokens[item.opportunity_id] = token
@@ -155,7 +171,7 @@ class DashboardService:
         today = now.astimezone(ZoneInfo(self.settings.default_timezone)).date()
         return dashboard_page.render(dashboard_page.PageContext(data=data, work=work, filters=filters,
                                                                 tokens=tokens, principal=viewer.principal,
-                                                                today=today))
+                                                                today=today, version=version))
 
     @staticmethod
     def _owner(requested: str | None, viewer: Viewer, data: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -197,11 +213,16 @@ class DashboardService:
                 return path.read_bytes()
         return None
 
-    def record_outcome(self, opportunity_id: str, body: bytes, viewer: Viewer) -> Opportunity:
-        """PATCH /api/opportunities/{id} semantics (status in_progress / won / lost, amount); the row shows it.
-
-        `viewer` is who clicked (the signed-in rep with App Service Authentication), for an outcome audit."""
-        updated = change_status(self.ledger, opportunity_id, body)
+    def record_outcome(self, opportunity_id: str, body: bytes, viewer: Viewer, now: datetime) -> Opportunity:
+        """An outcome button: `{"status": "in_progress" | "won" | "lost", "amount"?}` recorded through the rep's
+        outcome path (`shared/opportunities/outcomes.py`: idempotent, CRM outcomes win), audited with the viewer as
+        who decided (the signed-in user, or the key mode's holder), when, and `via` dashboard; the row shows it."""
+        change = parse_status_change(body)
+        decision = PAGE_DECISIONS.get(change.status)
+        if decision is None:
+            raise InvalidInput(f"status must be one of {', '.join(PAGE_DECISIONS)}", Location(field="status"))
+        choice = outcomes.parse_decision(decision, change.amount)
+        updated = outcomes.record(self.ledger, opportunity_id, choice, now, viewer.decider, via=outcomes.DASHBOARD)
         self.work_list.apply(updated, self._due_of(updated))
         return updated
 

@@ -2,15 +2,22 @@
 
 `refresh` (after a sweep, and by the `dashboard_refresh` timer) runs the report of `shared/dashboard/report.py`,
 walks the ledger once more shard by shard — joined with the same shard's customers for names and CRM links — to
-count the KPI cards and rewrite the work list (only rows that changed; batched per owner), and stores the result in
-the `Dashboard` table as one row (the JSON split over string columns). A page view then costs one point read for
-the snapshot plus one query for the work-list page, whatever the ledger's size.
+count the KPI cards and rewrite the work list (only rows that changed; batched per owner) and its heads, and stores
+the result in the `Dashboard` table as one row (the JSON split over string columns) next to a small `version` row,
+both in one transaction. A page view then costs two point reads whatever the ledger's size: the version row (the
+snapshot itself comes from memory while the version is the one this process last read; a process holding none reads
+the snapshot row, which carries its version, instead) and the head of the work list it shows (`worklist.py`).
+
+The in-process copy is keyed on the version, a new random value per refresh, and the version row is read on every
+view, so a refresh shows on the very next view in every instance; outcomes change the heads, which are never cached.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,15 +29,15 @@ from shared.approvals.flow import ApprovalStore
 from shared.broker import Broker
 from shared.customers.store import partition_key
 from shared.dashboard.report import build_dashboard
-from shared.dashboard.worklist import OPEN_STATUSES, WorkItem, WorkList, due_date, owner_key
+from shared.dashboard.worklist import OPEN_STATUSES, HeadBuilder, WorkItem, WorkList, due_date, owner_key
 from shared.domain.names import CUSTOMERS, DASHBOARD
 from shared.journeys.model import Journey
 from shared.opportunities.ledger import LOST, WON, OpportunityLedger
 from shared.rules.model import RuleSet
-from shared.storage.backend import Storage, Table
+from shared.storage.backend import Op, Operation, Storage, Table
 from shared.storage.codec import BATCH_LIMIT, MAX_STRING_CHARS
 
-SNAPSHOT_PARTITION, SNAPSHOT_ROW = "snapshot", "current"
+SNAPSHOT_PARTITION, SNAPSHOT_ROW, VERSION_ROW = "snapshot", "current", "version"
 _LEDGER_COLUMNS = ["RowKey", "rule", "kind", "customer_id", "owner_name", "owner_email", "status", "recommendation",
                    "local_date", "detected_at", "amount"]
 
@@ -44,35 +51,69 @@ class RefreshReport:
     deleted: int
     transactions: int
     seconds: float
+    heads_written: int = 0
 
 
 class SnapshotStore:
-    """One row: the snapshot's JSON in `data`, `data_1`, ... (string columns hold 32 K characters each)."""
+    """The snapshot's JSON in `data`, `data_1`, ... of one row (string columns hold 32 K characters each), and its
+    version in a small row of its own, so a view learns whether its in-memory copy is current from one small read."""
 
     def __init__(self, storage: Storage):
         self.storage = storage
+        self._lock = threading.Lock()
+        self._cached: tuple[str, dict[str, Any]] | None = None
 
     @property
     def table(self) -> Table:
         return self.storage.table(DASHBOARD)
 
     def read(self) -> dict[str, Any] | None:
+        """The current snapshot: from memory when the stored version is the one held, else read (and held)."""
+        return self.read_versioned()[1]
+
+    def read_versioned(self) -> tuple[str | None, dict[str, Any] | None]:
+        """(version, snapshot); the version is None for a snapshot stored without one."""
+        cached = self._cached
+        if cached is not None:  # nothing held: the snapshot row carries its version too
+            marker = self.table.get(SNAPSHOT_PARTITION, VERSION_ROW, select=["version"])
+            if (marker or {}).get("version") == cached[0]:
+                return cached
         row = self.table.get(SNAPSHOT_PARTITION, SNAPSHOT_ROW)
         if row is None:
-            return None
+            return None, None
         parts, index = [], 0
         while (part := row.get("data" if index == 0 else f"data_{index}")):
             parts.append(part)
             index += 1
-        return json.loads("".join(parts)) if parts else None
+        if not parts:
+            return None, None
+        data = json.loads("".join(parts))
+        if row.get("version"):
+            with self._lock:
+                self._cached = (row["version"], data)
+        return row.get("version") or None, data
 
-    def write(self, data: Mapping[str, Any]) -> None:
+    def forget(self) -> None:
+        """Drop the in-memory copy (the next view reads the snapshot, as a new instance's first view does)."""
+        with self._lock:
+            self._cached = None
+
+    def write(self, data: Mapping[str, Any]) -> str:
+        """Store a new snapshot and its new version in one transaction; returns the version."""
+        version = uuid.uuid4().hex
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-        entity: dict[str, Any] = {"PartitionKey": SNAPSHOT_PARTITION, "RowKey": SNAPSHOT_ROW,
+        entity: dict[str, Any] = {"PartitionKey": SNAPSHOT_PARTITION, "RowKey": SNAPSHOT_ROW, "version": version,
                                   "generated_at": str(data.get("generated_at", ""))}
         for index, start in enumerate(range(0, len(text), MAX_STRING_CHARS)):
             entity["data" if index == 0 else f"data_{index}"] = text[start:start + MAX_STRING_CHARS]
-        self.table.upsert(entity)  # insert or replace: no stale data_N columns remain
+        marker = {"PartitionKey": SNAPSHOT_PARTITION, "RowKey": VERSION_ROW, "version": version,
+                  "generated_at": entity["generated_at"]}
+        # Insert or replace: no stale data_N columns remain; one transaction: a reader never sees one without the
+        # other.
+        self.table.submit([Operation(Op.UPSERT, entity), Operation(Op.UPSERT, marker)])
+        with self._lock:
+            self._cached = (version, json.loads(text))  # as a reader would parse it
+        return version
 
 
 def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStore, broker: Broker, *,
@@ -95,6 +136,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
     owners: dict[str, dict[str, Any]] = {}
     by_rule: dict[str, Counter] = {}
     changed: dict[str, list[WorkItem]] = {}  # per owner: written as full transactions of 100
+    heads = HeadBuilder()
     rows = customers_seen = open_items = transactions = written = 0
     for shard in range(shards):
         partition = partition_key(shard)
@@ -128,6 +170,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
                             recommendation=row.get("recommendation"), detected=row.get("local_date"),
                             due=due_date(row.get("local_date"), due_days(row.get("rule") or "")),
                             amount=row.get("amount"))
+            heads.add(item)
             if existing.pop((item.owner, item.row), None) != item.signature():
                 pending = changed.setdefault(item.owner, [])
                 pending.append(item)
@@ -139,6 +182,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
         transactions += work_list.upsert(pending)
         written += len(pending)
     transactions += work_list.delete(existing)  # rows whose opportunity closed or is gone
+    heads_written = work_list.write_heads(heads.heads())  # after the rows: a head never lists a row not yet written
 
     closed = counts[WON] + counts[LOST]
     data["kpi"] = {
@@ -152,7 +196,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
     data["owners"] = sorted(owners.values(), key=lambda o: (-o["open"], o["name"]))
     report = RefreshReport(ledger_rows=rows, customers=customers_seen, open_items=open_items, written=written,
                            deleted=len(existing), transactions=transactions,
-                           seconds=round(time.perf_counter() - started, 3))
+                           seconds=round(time.perf_counter() - started, 3), heads_written=heads_written)
     data["snapshot"] = {"refreshed_at": now.isoformat(), "seconds": report.seconds, "ledger_rows": rows}
     store.write(data)
     return data, report

@@ -173,6 +173,7 @@ class Opportunity:
     decision: str | None = None  # what the rep chose (in_progress | won | not_now) or the CRM deal stage
     decided_by: str | None = None
     decided_at: datetime | None = None
+    decided_via: str | None = None  # where: link (the card's signed link) | dashboard | api | crm
     etag: str | None = field(default=None, compare=False)  # for compare-and-swap (`OpportunityLedger.update_if`)
     arm: str | None = None  # treatment | control for rules with a holdout (the status moves on, the arm stays)
 
@@ -401,20 +402,22 @@ class OpportunityLedger:
             if manual:
                 _refuse_rep_change_of_crm_outcome(current)
                 if status in (IN_PROGRESS, WON, LOST):
-                    changes.update(outcome_source=REP, decision=status, decided_at=now, decided_by=by or "")
+                    changes.update(outcome_source=REP, decision=status, decided_at=now, decided_by=by or "",
+                                   decided_via="api")
             return changes
 
         return self._change(opportunity_id, decide)
 
     def record_outcome(self, opportunity_id: str, status: str, *, source: str, now: datetime,
                        amount: float | None = None, deal_id: str | None = None, by: str | None = None,
-                       decision: str | None = None) -> Opportunity:
+                       decision: str | None = None, via: str | None = None) -> Opportunity:
         """Record what became of an opportunity: `in_progress`, `won` (with the amount) or `lost`.
 
         Idempotent: the same outcome again changes nothing. `source` is `rep` (a card action) or `crm` (a deal
         attributed to it). The CRM is the record of truth for closed deals: its outcome replaces a rep's, and a
         rep's click on an opportunity the CRM closed is a Conflict. One opportunity counts one deal: a second deal
-        for it is a Conflict. Unknown → NotFound; never offered or withdrawn (suppressed, rejected, waiting for
+        for it is a Conflict. `by` (who) and `via` (where: link, dashboard; default the source) are kept with the
+        time as the outcome's audit. Unknown → NotFound; never offered or withdrawn (suppressed, rejected, waiting for
         approval) → Conflict.
         """
         if status not in (IN_PROGRESS, WON, LOST):
@@ -437,7 +440,7 @@ class OpportunityLedger:
             if same:
                 return None  # a double click, a redelivered deal event: nothing new
             changes = {**_status_change(status, now, amount), "outcome_source": source, "decision": decision,
-                       "decided_at": now, "decided_by": by or ""}
+                       "decided_at": now, "decided_by": by or "", "decided_via": via or source}
             if deal_id is not None:
                 changes["deal_id"] = deal_id
             return changes
@@ -555,7 +558,8 @@ class OpportunityLedger:
             published=row.get("published") is not False, actions=tuple(json.loads(row.get("actions_json") or "[]")),
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
-            decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
+            decided_at=row.get("decided_at"), decided_via=row.get("decided_via") or None, etag=etag_of(row),
+            arm=row.get("arm"))
 
 
 def _opportunity_rows(rows: Iterable[Entity]) -> Iterator[Entity]:

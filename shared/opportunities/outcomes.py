@@ -2,10 +2,11 @@
 
 `GET|POST /api/opportunities/{id}/outcome?token=…` (anonymous at the Functions level: the signed token, purpose
 `outcome`, bound to this opportunity id, is the credential). The GET shows a small page; only the POST records
-the decision (a chat client prefetching the link changes nothing). Recording is idempotent (the same decision
-again writes nothing), audited on the ledger row (`decided_by`, `decided_at`, `outcome_source: rep`) and an ETag
-compare-and-swap (`OpportunityLedger.record_outcome`), so it never overwrites a delivery's or the CRM's concurrent
-update — and the CRM's outcome, when its deal arrives, replaces the rep's (see `attribution.py`).
+the decision (a chat client prefetching the link changes nothing). The dashboard's outcome buttons record through
+the same `record` (`via` dashboard). Recording is idempotent (the same decision again writes nothing), audited on
+the ledger row (`decided_by`, `decided_at`, `decided_via`, `outcome_source: rep`) and an ETag compare-and-swap
+(`OpportunityLedger.record_outcome`), so it never overwrites a delivery's or the CRM's concurrent update — and the
+CRM's outcome, when its deal arrives, replaces the rep's (see `attribution.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shared.settings import Settings
 NOT_NOW = "not_now"
 DECISIONS = {IN_PROGRESS: IN_PROGRESS, WON: WON, NOT_NOW: LOST}  # what the rep clicks → the status it records
 MAX_BY = 200
+LINK, DASHBOARD = "link", "dashboard"  # where a rep's decision was made (`decided_via`)
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,13 @@ def parse_decision(decision: str | None, amount: object = None) -> RepDecision:
 
 
 def record(ledger: OpportunityLedger, opportunity_id: str, choice: RepDecision, now: datetime,
-           by: str | None) -> Opportunity:
-    """Record the rep's decision (idempotent); Conflict when the opportunity is closed by the CRM or never offered."""
+           by: str | None, via: str = LINK) -> Opportunity:
+    """Record the rep's decision (idempotent); Conflict when the opportunity is closed by the CRM or never offered.
+
+    The row keeps who decided (`by`), when, and where (`via`: the card's `link` or the `dashboard` page)."""
     return ledger.record_outcome(opportunity_id, DECISIONS[choice.decision], source=REP, now=now,
-                                 amount=choice.amount, by=(by or "")[:MAX_BY] or None, decision=choice.decision)
+                                 amount=choice.amount, by=(by or "")[:MAX_BY] or None, decision=choice.decision,
+                                 via=via)
 
 
 def _amount(raw: object) -> float | None:

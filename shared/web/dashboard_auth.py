@@ -34,15 +34,28 @@ ACTION_HEADER = "x-crmflow-action"
 PRINCIPAL_HEADER = "x-ms-client-principal-name"
 
 
+KEY_HOLDER, LOCAL_USER = "function-key", "local"  # who decided, in the modes that name nobody
+
+
 @dataclass(frozen=True)
 class Viewer:
-    """The caller of a dashboard route: `principal` is the signed-in user (App Service Authentication only)."""
+    """The caller of a dashboard route: `principal` is the signed-in user (App Service Authentication only);
+    `mode` is the `DASHBOARD_AUTH` mode that let them in."""
 
     principal: str | None = None
+    mode: str = "open"
 
     @property
     def id(self) -> str:
         return (self.principal or "key").lower()
+
+    @property
+    def decider(self) -> str:
+        """Who an outcome recorded from the page names: the signed-in user, else the key mode's holder (or the
+        local user of the open mode)."""
+        if self.principal:
+            return self.principal
+        return KEY_HOLDER if self.mode == "key" else LOCAL_USER
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -59,7 +72,7 @@ def authenticate(settings: Settings, headers: Mapping[str, str], params: Mapping
         principal = (_header(headers, PRINCIPAL_HEADER) or "").strip()
         if not principal:
             raise Unauthorized("sign in first: App Service Authentication did not identify the caller")
-        return Viewer(principal)
+        return Viewer(principal, mode)
     if mode == "key":
         if not settings.functions_key:
             raise Unauthorized("the dashboard is closed: set FUNCTIONS_KEY, or DASHBOARD_AUTH=app_service behind "
@@ -67,7 +80,7 @@ def authenticate(settings: Settings, headers: Mapping[str, str], params: Mapping
         presented = params.get("code") or _header(headers, "x-functions-key") or ""
         if not hmac.compare_digest(presented.encode("utf-8"), settings.functions_key.encode("utf-8")):
             raise Unauthorized("a valid function key is required (?code= or x-functions-key)")
-    return Viewer()
+    return Viewer(mode=mode)
 
 
 def action_token(settings: Settings, viewer: Viewer, opportunity_id: str, now: datetime) -> str | None:
@@ -96,5 +109,5 @@ def check_action(settings: Settings, headers: Mapping[str, str], opportunity_id:
         principal = (_header(headers, PRINCIPAL_HEADER) or "").strip().lower()
         if not principal or principal != viewer_id:
             raise Unauthorized("the action token was issued to another user")
-        return Viewer(principal)
-    return Viewer()
+        return Viewer(principal, "app_service")
+    return Viewer(mode=settings.dashboard_auth)

@@ -177,6 +177,11 @@ def test_an_outcome_action_updates_the_row_and_the_ledger(served, page):
     stored = requests.get(f"{served}/opportunities", params={"status": "won", "limit": 1000}, timeout=30).json()
     [won] = [o for o in stored["items"] if o["id"] == opportunity]
     assert won["amount"] == 480000
+    # Recorded as the rep's outcome, audited like the card's link: who (the local stack's open mode names its
+    # user "local"; behind App Service Authentication it is the signed-in user), when, and from the dashboard.
+    assert (won["outcome_source"], won["decision"], won["decided_via"], won["decided_by"]) == (
+        "rep", "won", "dashboard", "local")
+    assert won["decided_at"] and won["decided_at"] >= won["detected_at"]
     # Reloaded, the open list no longer shows it.
     page.goto(f"{served}/dashboard?owner=all&size=100")
     assert page.locator(f"tr[data-opportunity='{opportunity}']").count() == 0

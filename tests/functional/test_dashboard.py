@@ -119,3 +119,35 @@ def test_an_approval_counts_as_pending_until_it_expires(swept):
     [first, *_] = swept.approval_store.query("pending")
     assert swept.approval_store.count_pending(first.expires_at - timedelta(seconds=1)) == 18
     assert swept.approval_store.count_pending(first.expires_at + timedelta(days=1)) == 0
+
+
+def test_an_outcome_button_is_audited_with_the_signed_in_user(swept, monkeypatch):
+    """In App Service Authentication mode the page's outcome is the rep's decision, recorded as theirs."""
+    import dataclasses
+
+    from functions.dashboard import dashboard_outcome
+
+    signed_in = dataclasses.replace(swept.settings, dashboard_auth="app_service")
+    monkeypatch.setattr(swept, "settings", signed_in)
+    monkeypatch.setattr(swept.dashboard, "settings", signed_in)
+    rep = {"x-ms-client-principal-name": "Hanako.Sato@contoso.com"}
+    html = get(code=None, headers=rep, html=True, owner="all", size="100").get_body().decode()
+    row = next(part for part in html.split("<tr data-opportunity=")[1:] if 'data-status="notified"' in part
+               and "data-token=" in part)
+    opportunity, token = row.split('"')[1], row.split('data-token="', 1)[1].split('"', 1)[0]
+
+    def click(body: dict, who: dict) -> func.HttpResponse:
+        return dashboard_outcome(func.HttpRequest(
+            "PATCH", f"/api/dashboard/opportunities/{opportunity}", route_params={"id": opportunity},
+            headers={**who, "content-type": "application/json", "x-crmflow-action": token},
+            body=json.dumps(body).encode()))
+
+    assert click({"status": "won"}, {"x-ms-client-principal-name": "someone.else@contoso.com"}).status_code == 401
+    assert swept.ledger.get(opportunity).status == "notified"  # refused before anything was recorded
+    answered = click({"status": "won", "amount": 250000}, rep)
+    assert answered.status_code == 200
+    stored = swept.ledger.get(opportunity)
+    assert (stored.status, stored.amount, stored.outcome_source, stored.decision) == ("won", 250000, "rep", "won")
+    assert (stored.decided_by, stored.decided_via) == ("hanako.sato@contoso.com", "dashboard")
+    assert stored.decided_at is not None and abs(stored.decided_at - datetime.now(UTC)) < timedelta(minutes=5)
+    assert json.loads(answered.get_body())["decided_by"] == "hanako.sato@contoso.com"

@@ -68,15 +68,24 @@ def test_refresh_lists_open_opportunities_by_owner_and_rewrites_only_what_change
     assert [o["open"] for o in data["owners"]] == [3, 1, 1] and data["owners"][0]["key"] == owner_key(SATO)
 
 
-def test_a_page_is_one_point_read_and_one_query_and_the_filters_narrow_it(stack):
+def test_a_page_is_two_point_reads_and_the_filters_narrow_it(stack, settings):
     container, requests = stack
     service = container.dashboard
     service.refresh(NOW)
     requests.clear()
     html, _ = service.page(DashboardQuery(owner="all"), Viewer(), "ja", NOW)
+    # The snapshot's version (the snapshot itself is the one this process wrote) and the team view's head.
     assert sum(requests.values()) == 2 and html.count("data-opportunity=") == 6
     requests.clear()
     assert service.snapshot(NOW)["kpi"]["open"] == 6 and sum(requests.values()) == 1
+    other = Container(settings)  # another instance: reads the snapshot row once, then only its version
+    other.tables = TableAccess(settings, raw_response_hook=lambda r: requests.update([r.http_request.method]))
+    requests.clear()
+    assert other.dashboard.page(DashboardQuery(owner="all"), Viewer(), "ja", NOW)[0].count("data-opportunity=") == 6
+    assert sum(requests.values()) == 2
+    requests.clear()
+    other.dashboard.page(DashboardQuery(owner=owner_key(SATO)), Viewer(), "ja", NOW)
+    assert sum(requests.values()) == 2
     mine = service.page(DashboardQuery(), Viewer(SATO), "ja", NOW)[0]  # a signed-in rep starts on their own list
     assert mine.count("data-opportunity=") == 4 and f'value="{owner_key(SATO)}"' in mine
     assert service.page(DashboardQuery(owner="all"), Viewer(SATO), "ja", NOW)[0].count("data-opportunity=") == 6
@@ -106,11 +115,26 @@ def test_an_outcome_from_the_page_updates_the_ledger_and_the_row_at_once(stack):
     service = container.dashboard
     service.refresh(NOW)
     opportunity = container.ledger.query(customer_id="C-2")[0]
-    service.record_outcome(opportunity.id, b'{"status": "in_progress"}', Viewer())
+    service.record_outcome(opportunity.id, b'{"status": "in_progress"}', Viewer(), NOW)
     [row] = [i for i in service.work_list.iter_all() if i.customer_id == "C-2"]
     assert row.status == "in_progress"
-    updated = service.record_outcome(opportunity.id, b'{"status": "won", "amount": 480000}', Viewer())
+    updated = service.record_outcome(opportunity.id, b'{"status": "won", "amount": 480000}', Viewer(), NOW)
     assert (updated.status, updated.amount) == ("won", 480000)
     assert not [i for i in service.work_list.iter_all() if i.customer_id == "C-2"]
-    with pytest.raises(InvalidInput):  # the opportunities API's rules: no way back to notified from won
-        service.record_outcome(opportunity.id, b'{"status": "notified"}', Viewer())
+    with pytest.raises(InvalidInput):  # the page records outcomes only: in progress, won, lost
+        service.record_outcome(opportunity.id, b'{"status": "notified"}', Viewer(), NOW)
+
+
+def test_an_outcome_from_the_page_is_audited_with_the_signed_in_user(stack):
+    container, _ = stack
+    service = container.dashboard
+    service.refresh(NOW)
+    opportunity = container.ledger.query(customer_id="C-1")[0]
+    service.record_outcome(opportunity.id, b'{"status": "lost"}', Viewer(SATO, "app_service"), NOW)
+    stored = container.ledger.get(opportunity.id)
+    assert (stored.status, stored.decision, stored.outcome_source) == ("lost", "not_now", "rep")
+    assert (stored.decided_by, stored.decided_via, stored.decided_at) == (SATO, "dashboard", NOW)
+    # The rep's own link later says the same: nothing new is written, the first decider stays.
+    from shared.opportunities import outcomes
+    outcomes.record(container.ledger, opportunity.id, outcomes.RepDecision("not_now"), NOW, "someone-else")
+    assert container.ledger.get(opportunity.id).decided_by == SATO

@@ -96,13 +96,15 @@ def test_everything_from_the_data_is_escaped():
 
 def test_the_key_mode_needs_the_configured_key_and_nobody_gets_in_without_one():
     keyed = settings(FUNCTIONS_KEY="s3cret")
-    assert authenticate(keyed, {}, {"code": "s3cret"}) == Viewer()
-    assert authenticate(keyed, {"x-functions-key": "s3cret"}, {}) == Viewer()
+    assert authenticate(keyed, {}, {"code": "s3cret"}) == Viewer(mode="key")
+    assert authenticate(keyed, {"x-functions-key": "s3cret"}, {}) == Viewer(mode="key")
     with pytest.raises(Unauthorized):
         authenticate(keyed, {}, {"code": "wrong"})
     with pytest.raises(Unauthorized):
         authenticate(settings(), {}, {})  # DASHBOARD_AUTH=key without FUNCTIONS_KEY: closed
-    assert authenticate(settings(DASHBOARD_AUTH="open"), {}, {}) == Viewer()
+    assert authenticate(settings(DASHBOARD_AUTH="open"), {}, {}) == Viewer(mode="open")
+    # Who an outcome from the page names: nobody signed in, so the mode's holder.
+    assert (Viewer(mode="key").decider, Viewer(mode="open").decider) == ("function-key", "local")
 
 
 def test_the_signed_in_user_is_trusted_only_behind_app_service_authentication():
@@ -119,7 +121,7 @@ def test_an_action_token_is_for_one_opportunity_one_user_and_twelve_hours():
     signed_in = settings(DASHBOARD_AUTH="app_service")
     me = {**JSON, "x-ms-client-principal-name": "sato@contoso.com"}
     token = action_token(signed_in, Viewer("Sato@contoso.com"), "s0001~a", NOW)
-    assert check_action(signed_in, {**me, "x-crmflow-action": token}, "s0001~a", NOW).principal == \
+    assert check_action(signed_in, {**me, "x-crmflow-action": token}, "s0001~a", NOW).decider == \
         "sato@contoso.com"
     refusals = [
         ({**me, "x-crmflow-action": token}, "s0001~b", NOW),  # another row
