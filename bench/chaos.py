@@ -60,7 +60,7 @@ from shared.delivery.transports import DEDUPE_PROPERTY  # noqa: E402
 from shared.devtools.localstack import Azurite  # noqa: E402
 from shared.domain.messages import ActionMessage  # noqa: E402
 from shared.domain.model import Customer  # noqa: E402
-from shared.domain.names import CRM_TASKS, EMAIL, OPPORTUNITIES, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
+from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
 from shared.pipeline.planner import plan_sweep  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.standins import BotStandIn, Fault, GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls  # noqa: E402
@@ -231,14 +231,16 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
-def _write_rules(directory: Path) -> tuple[Path, Path]:
-    rules, templates = directory / "rules", directory / "templates" / "en-US"
-    rules.mkdir(parents=True)
-    templates.mkdir(parents=True)
+def _write_rules(directory: Path) -> tuple[Path, Path, Path]:
+    """The run's own catalog: the chaos rule, its templates, and an empty journeys directory (the shipped journey
+    names templates this catalog does not have, and would fail every shard at load)."""
+    rules, templates, journeys = directory / "rules", directory / "templates" / "en-US", directory / "journeys"
+    for path in (rules, templates, journeys):
+        path.mkdir(parents=True)
     (rules / "chaos.yaml").write_text(RULES, encoding="utf-8")
     for name, text in TEMPLATES.items():
         (templates / name).write_text(text, encoding="utf-8")
-    return rules, templates.parent
+    return rules, templates.parent, journeys
 
 
 def chaos_customers(count: int) -> list[Customer]:
@@ -259,7 +261,7 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     result.log_dir = str(logs)
-    rules_dir, templates_dir = _write_rules(work / "catalog")
+    rules_dir, templates_dir, journeys_dir = _write_rules(work / "catalog")
     issuer = TokenIssuer()
     tls, ca = self_signed_tls(work / "tls")
     azurite = Azurite(in_memory=False, location=work / "azurite").start()
@@ -280,6 +282,7 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
                 "GRAPH_CLIENT_ID": "graph-app", "GRAPH_CLIENT_SECRET": "graph-secret", "BOT_APP_ID": "bot-app",
                 "BOT_APP_SECRET": "bot-secret", "BOT_TENANT_ID": "tenant-1", "MAIL_SENDER": MAILBOX,
                 "UNSUBSCRIBE_SIGNING_KEY": "chaos-signing-key-not-a-secret", "RULES_DIR": str(rules_dir),
+                "JOURNEYS_DIR": str(journeys_dir),
                 "TEMPLATES_DIR": str(templates_dir), "DEFAULT_LOCALE": "en-US", "CUSTOMER_SHARDS": "16",
                 "BUSINESS_HOURS": "00:00-23:59", "BUSINESS_DAYS": "mon-sun", "MAIL_MESSAGES_PER_MINUTE": "10000",
                 "MAIL_RECIPIENTS_PER_DAY": "1000000", "MAIL_CONCURRENT_REQUESTS": "64",
@@ -289,7 +292,9 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
             }
             settings = Settings.from_env(env)
             setup = Container(settings)
-            setup.tables.ensure_tables()
+            # The workers load the same catalog: a rule, template or journey problem fails here, not in every shard.
+            setup.ruleset, setup.journey  # noqa: B018
+            setup.storage.ensure_tables()
             customers = chaos_customers(config.customers)
             setup.customers.upsert_many(customers)
             broker = LocalBroker(settings.local_dir / "broker.sqlite3")
@@ -373,12 +378,12 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
                bot: BotStandIn) -> None:
     planned: dict[str, tuple[str, str]] = {}  # action key -> (channel, customer id)
     teams_key_of: dict[str, str] = {}  # customer id -> its teams action key
-    for row in container.tables.table(OPPORTUNITIES).list_entities():
-        for action in json.loads(row.get("actions_json") or "[]"):
+    for opportunity in container.ledger.iter_all():
+        for action in opportunity.actions:
             if action.get("status") == "planned":
-                planned[action["key"]] = (action["channel"], row["customer_id"])
+                planned[action["key"]] = (action["channel"], opportunity.customer_id)
                 if action["channel"] == "teams":
-                    teams_key_of[row["customer_id"]] = action["key"]
+                    teams_key_of[opportunity.customer_id] = action["key"]
     result.planned = len(planned)
     copies: Counter = Counter()
     for mail in graph.transmitted():
@@ -386,7 +391,7 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
     for _, activity in bot.activities:
         found = MARKER.search(json.dumps(activity))
         copies[teams_key_of.get(found[1], f"?card of {found[1]}") if found else "?card without marker"] += 1
-    for row in container.tables.table(TASKS).list_entities():
+    for row in container.storage.table(TASKS).query(select=["dedupe_key"]):
         copies[row["dedupe_key"]] += 1
     queued: set[str] = set()
     for queue in ACTION_QUEUES:
@@ -397,7 +402,12 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
         for message in broker.peek_dead_letters(queue, max_messages=100000):
             key = ActionMessage.from_json(message.body).dedupe_key
             reasons[key] = f"{message.dead_letter_reason or 'dead-lettered'}: {message.dead_letter_description or ''}"
-    dedupe = TableDedupeStore(container.storage)
+    for queue in set(QUEUES) - set(ACTION_QUEUES):  # a sweep shard that failed for good plans nothing: say why
+        for message in broker.peek_dead_letters(queue, max_messages=100000):
+            why = f"{message.dead_letter_reason or 'dead-lettered'}: {message.dead_letter_description or ''}"
+            reason = f"{queue}: {why}"[:120]
+            result.dead_letter_reasons[reason] = result.dead_letter_reasons.get(reason, 0) + 1
+    dedupe = container.dedupe
     for key in planned:
         if copies[key] == 0 and key not in reasons:
             record = dedupe.get(key)
