@@ -33,6 +33,7 @@ timed out or whose worker died was shown): a card repeated after such an uncerta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -71,6 +72,7 @@ MAILBOX = "crm-notify@contoso.example"
 RULE_ID = "chaos-cross-sell"
 MARKER = re.compile(r"chaos-card (CH\d+)")
 KILL_POINTS = ("claim", "publish", "send", "complete")
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
 RULES = f"""\
 - id: {RULE_ID}
@@ -172,8 +174,7 @@ class RandomFaults:
 # --- worker processes -------------------------------------------------------------------------------------------
 def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_path: str) -> None:
     """One Function App instance: the registered queue functions, fed by the local broker, with kill points."""
-    logging.basicConfig(filename=log_path, level=config.log_level, force=True,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(filename=log_path, level=config.log_level, force=True, format=LOG_FORMAT)
     if config.log_level != "DEBUG":  # the Azure SDK logs every request at INFO: most of the file, and slow
         logging.getLogger("azure").setLevel(logging.WARNING)
     import function_app
@@ -253,13 +254,39 @@ def chaos_customers(count: int) -> list[Customer]:
         for i in range(count)]
 
 
+@contextlib.contextmanager
+def _parent_log(path: Path, level: str):
+    """The run's own process logs to `parent.log` beside the workers' (seeding, sweep, reconciliation): the log scan
+    reads every line the run wrote."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root, azure = logging.getLogger(), logging.getLogger("azure")
+    saved = root.level, azure.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    if level != "DEBUG":
+        azure.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(saved[0])
+        azure.setLevel(saved[1])
+
+
 def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
-    started = time.monotonic()
-    result = ChaosResult(expected=3 * config.customers)
     work = Path(config.directory or tempfile.mkdtemp(prefix="crmflow-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
+    with _parent_log(logs / "parent.log", config.log_level):
+        return _run(config, work, logs, progress)
+
+
+def _run(config: ChaosConfig, work: Path, logs: Path, progress) -> ChaosResult:
+    started = time.monotonic()
+    result = ChaosResult(expected=3 * config.customers)
     result.log_dir = str(logs)
     rules_dir, templates_dir, journeys_dir = _write_rules(work / "catalog")
     issuer = TokenIssuer()
