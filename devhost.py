@@ -39,7 +39,7 @@ from shared.devtools.ncrontab import Schedule
 from shared.domain.errors import ConfigError, CrmflowError
 from shared.settings import APP_ROOT, Settings
 
-log = logging.getLogger("crmflow.localhost")
+log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
 # Host header values the local host answers (any port). Anything else is refused with 421, so a page on another
@@ -365,16 +365,13 @@ class LocalHost:
     def _spawn_renewer(self, message: ReceivedMessage, done: threading.Event) -> None:
         """Keep the message locked while its function runs, like the Functions host (up to host.json's limit)."""
         broker = self.container.broker
-        renew = getattr(broker, "renew_lock", None)  # an adapter extra, not part of the port
-        if renew is None:
-            return
-        interval = float(getattr(broker, "lock_duration", 20.0)) / 2
+        interval = broker.lock_duration / 2
         deadline = time.monotonic() + self._max_renewal.total_seconds()
 
         def keep_locked() -> None:
             while not done.wait(interval) and time.monotonic() < deadline:
                 try:
-                    renew(message)
+                    broker.renew_lock(message)
                 except CrmflowError as exc:
                     log.warning("could not renew the lock of message %s: %s", message.message_id, exc.message)
                     return

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
-from shared.approvals.flow import APPROVE
 from shared.container import Container
 from shared.devtools.localstack import Azurite
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.model import Customer
 from shared.domain.names import APPROVALS
+from shared.domain.vocabulary import Decision
 from shared.settings import Settings
 from shared.storage.tables import TableAccess
 from tests.approval_support import CUSTOMER
@@ -100,7 +100,7 @@ def main() -> None:
             client.get_entity(approval_id, "approval")
             reads.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
-            flow.decide(approval_id, tokens[approval_id], APPROVE, DEMO_NOW)
+            flow.decide(approval_id, tokens[approval_id], Decision.APPROVE, DEMO_NOW)
             decides.append((time.perf_counter() - started) * 1000)
         read, decide = statistics.median(reads), statistics.median(decides)
         print(f"deciding {len(ids)} approvals: approve {decide:.2f} ms median vs one table read {read:.2f} ms; "

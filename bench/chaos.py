@@ -62,7 +62,7 @@ from shared.devtools.localstack import Azurite  # noqa: E402
 from shared.domain.messages import ActionMessage  # noqa: E402
 from shared.domain.model import Customer  # noqa: E402
 from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
-from shared.pipeline.planner import plan_sweep  # noqa: E402
+from shared.pipeline.sweep import plan_sweep  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.standins import BotStandIn, Fault, GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls  # noqa: E402
 

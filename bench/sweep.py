@@ -136,7 +136,7 @@ def journey_cost(settings: Settings, runs: int, events: int) -> None:
     """Part 4: journey on vs off, same data, same process, alternated runs."""
     from shared.devtools.commands.sweep import run_sweep
     from shared.domain.events import CrmEvent
-    from shared.pipeline.planner import handle_crm_event
+    from shared.pipeline.changes import handle_crm_event
 
     def container(with_journey: bool) -> Container:
         built = Container(settings)

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from functions.http import form_fields, handle_errors, html_response, json_response, status_for, wants_json
-from shared.approvals.flow import PENDING, AlreadyDecided, Approval
+from shared.approvals.flow import AlreadyDecided, Approval
 from shared.container import get_container
 from shared.domain.errors import CrmflowError
-from shared.web import approval_pages as pages
+from shared.web import approvals as approval_pages
+from shared.web.pages import language
 
-log = logging.getLogger("crmflow.functions.approvals")
+log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
@@ -27,20 +28,12 @@ def _form(req: func.HttpRequest) -> dict[str, str]:
     return {k: v for k, v in form_fields(req).items() if isinstance(v, str)}
 
 
-def _html(page: pages.Page) -> func.HttpResponse:
-    return html_response(page.html, page.status, pages.HEADERS)
-
-
 def _lang(container, approval: Approval | None, req: func.HttpRequest) -> str:
     """The customer's language (the mail's locale, else the customer record), else the browser's."""
     if approval is not None:
-        locale = approval.message.content.get("locale")
-        if not locale:
-            customer = container.approvals.customer_of(approval)
-            locale = customer.locale if customer else None
-        return pages.language(locale or container.settings.default_locale)
+        return language(container.approvals.locale_of(approval) or container.settings.default_locale)
     accept = req.headers.get("Accept-Language") or container.settings.default_locale
-    return pages.language(accept.split(",")[0])
+    return language(accept.split(",")[0])
 
 
 @bp.function_name("approvals")
@@ -56,13 +49,10 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
     try:
         if req.method == "GET":
             token = req.params.get("token") or ""
-            approval = flow.authorize(approval_id, token, now)
-            status = approval.effective_status(now)
-            if status != PENDING:
-                raise AlreadyDecided(status)
+            approval = flow.review(approval_id, token, now)
             if as_json:
-                return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
-            return _html(pages.review_page(approval, token, _lang(container, approval, req)))
+                return json_response(approval.to_dict(), headers=dict(approval_pages.HEADERS))
+            return html_response(approval_pages.review_page(approval, token, _lang(container, approval, req)))
         fields = _form(req)
         # App Service authentication names the signed-in rep (and strips the header from callers); without it on,
         # anybody can send the header, so it is ignored. Kept on the record as who decided (never logged).
@@ -71,8 +61,8 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
         approval = flow.decide(approval_id, fields.get("token"), (fields.get("decision") or "").lower(), now,
                                decided_by)
         if as_json:
-            return json_response(approval.to_dict(), headers=dict(pages.HEADERS))
-        return _html(pages.decided_page(approval, _lang(container, approval, req)))
+            return json_response(approval.to_dict(), headers=dict(approval_pages.HEADERS))
+        return html_response(approval_pages.decided_page(approval, _lang(container, approval, req)))
     except CrmflowError as exc:
         if as_json:
             raise  # handle_errors answers JSON with the mapped status
@@ -83,8 +73,8 @@ def approvals(req: func.HttpRequest) -> func.HttpResponse:
                 approval = None
         lang = _lang(container, approval, req)
         if isinstance(exc, AlreadyDecided):
-            return _html(pages.already_page(exc.status, lang))
-        return _html(pages.error_page(status_for(exc), lang))
+            return html_response(approval_pages.already_page(exc.status, lang))
+        return html_response(approval_pages.error_page(status_for(exc), lang))
 
 
 @bp.function_name("approvals_housekeeping")

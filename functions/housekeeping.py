@@ -8,7 +8,7 @@ import azure.functions as func
 from shared.container import get_container
 from shared.ops.cleanup import purge_deliveries
 
-log = logging.getLogger("crmflow.functions.housekeeping")
+log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 

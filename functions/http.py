@@ -12,8 +12,9 @@ from urllib.parse import parse_qs
 import azure.functions as func
 
 from shared.domain import errors
+from shared.web.pages import Page
 
-log = logging.getLogger("crmflow.http")
+log = logging.getLogger(__name__)
 
 _STATUS: tuple[tuple[type[errors.CrmflowError], int], ...] = (
     (errors.PayloadTooLarge, 413),
@@ -39,6 +40,12 @@ def status_for(error: errors.CrmflowError) -> int:
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, ensure_ascii=False, default=str), status_code=status,
                              mimetype="application/json", charset="utf-8", headers=headers)
+
+
+def html_response(page: Page) -> func.HttpResponse:
+    """A rendered page (`shared/web`) with its status and headers."""
+    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
+                             headers=dict(page.headers))
 
 
 def error_response(error: errors.CrmflowError) -> func.HttpResponse:
@@ -91,7 +98,3 @@ def form_fields(req: func.HttpRequest) -> dict:
             fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
     fields.setdefault("token", req.params.get("token") or "")
     return fields
-
-
-def html_response(html: str, status: int, headers: dict[str, str]) -> func.HttpResponse:
-    return func.HttpResponse(html, status_code=status, mimetype="text/html", charset="utf-8", headers=dict(headers))

@@ -21,7 +21,7 @@ bp = func.Blueprint()
 
 
 def _html(page: pages.Page) -> func.HttpResponse:
-    return html_response(page.html, page.status, pages.HEADERS)
+    return html_response(page)
 
 
 @bp.function_name("opportunity_outcome")

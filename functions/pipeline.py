@@ -8,9 +8,10 @@ import azure.functions as func
 from shared.container import get_container
 from shared.domain.events import CrmEvent
 from shared.domain.names import CRM_EVENTS, SWEEP_SHARDS
-from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
+from shared.pipeline.changes import handle_crm_event
+from shared.pipeline.sweep import ShardTask, evaluate_shard, plan_sweep
 
-log = logging.getLogger("crmflow.functions.pipeline")
+log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
@@ -42,8 +43,7 @@ def crm_event(msg: func.ServiceBusMessage) -> None:
     """Merge one CRM change into the customer store and plan the `on: change` rules it triggers."""
     container = get_container()
     event = CrmEvent.from_json(msg.get_body())
-    fetch = container.dataverse.fetch_event_record if container.dataverse and event.source == "dataverse" else None
     outcome = handle_crm_event(container.customers, container.evaluator, container.planner, event,
-                               datetime.now(UTC), fetch_record=fetch, journeys=container.journeys)
+                               datetime.now(UTC), container.record_fetchers, journeys=container.journeys)
     log.info("crm event %s/%s from %s: changed=%s deleted=%s planned=%d", event.entity, event.operation,
              event.source, outcome.changed, outcome.deleted, outcome.report.planned)

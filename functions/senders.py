@@ -16,7 +16,7 @@ from shared.domain.errors import InvalidInput, Location
 from shared.domain.messages import ActionMessage
 from shared.domain.names import EMAIL, TEAMS
 
-log = logging.getLogger("crmflow.senders")
+log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 

@@ -6,17 +6,14 @@ from urllib.parse import parse_qs
 
 import azure.functions as func
 
-from functions.http import handle_errors, status_for
+from functions.http import handle_errors, html_response, status_for
 from shared.container import get_container
 from shared.delivery import unsubscribe as domain
 from shared.domain.errors import CrmflowError, InvalidInput, Unauthorized
+from shared.web import pages
+from shared.web import unsubscribe as unsubscribe_pages
 
 bp = func.Blueprint()
-
-
-def _html(page: domain.Page) -> func.HttpResponse:
-    return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html", charset="utf-8",
-                             headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
 
 def _token(req: func.HttpRequest) -> str:
@@ -43,14 +40,17 @@ def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
             locale, address = stored.customer.locale, stored.customer.email
     except CrmflowError:
         pass  # a bad token is reported below, in the visitor's language
-    lang = domain.language(locale or None, req.headers.get("Accept-Language") or settings.default_locale)
+    accept = req.headers.get("Accept-Language") or settings.default_locale
+    lang = pages.language(locale, *accept.split(","))
     try:
         if req.method == "POST":
             one_click = "List-Unsubscribe=One-Click" in req.get_body().decode("utf-8", "replace")
-            page = domain.unsubscribe(settings, container.suppressions, token, lang,
-                                      "one-click" if one_click else "link", lambda customer_id: address)
+            domain.unsubscribe(settings, container.suppressions, token, "one-click" if one_click else "link",
+                               lambda customer_id: address)
+            page = unsubscribe_pages.done_page(lang)
         else:
-            page = domain.confirmation_page(settings, token, lang)
+            domain.customer_id_of(settings, token)  # a bad or expired link fails here, before any button is shown
+            page = unsubscribe_pages.confirmation_page(token, lang)
     except (InvalidInput, Unauthorized) as exc:
-        page = domain.invalid_link_page(status_for(exc), lang)
-    return _html(page)
+        page = unsubscribe_pages.invalid_link_page(status_for(exc), lang)
+    return html_response(page)

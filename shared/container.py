@@ -38,6 +38,7 @@ from shared.delivery.transports import DirectoryCache, GraphMailTransport, Outbo
 from shared.domain.errors import ConfigError
 from shared.domain.messages import ActionMessage
 from shared.domain.names import DELIVERIES
+from shared.domain.vocabulary import Channel, DeliveryStatus
 from shared.journeys.history import JourneyHistory
 from shared.journeys.loader import load_journey
 from shared.journeys.model import Journey
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # CRM modules load only where they are used
     from shared.crm.ingest import WebhookIntake
     from shared.crm.tasks import TaskWriter
     from shared.dashboard.service import DashboardService
+    from shared.pipeline.changes import RecordFetcher
 
 
 class Container:
@@ -78,7 +80,7 @@ class Container:
     def customers(self) -> CustomerStore:
         return CustomerStore(self.storage, self.settings.customer_shards)
 
-    # --- rules (issue 3) -----------------------------------------------------------------------------------
+    # --- rules ---------------------------------------------------------------------------------------------
     @cached_property
     def ruleset(self) -> RuleSet:
         """Rules and templates, checked and compiled once per process (InvalidInput lists every problem)."""
@@ -107,7 +109,7 @@ class Container:
         return JourneyRunner(self.journey, self.evaluator, self.planner, self.customers, self.journey_history,
                              self.broker, self.settings)
 
-    # --- pipeline: broker, ledger (issue 4) ----------------------------------------------------------------
+    # --- pipeline: broker, ledger --------------------------------------------------------------------------
     @cached_property
     def broker(self) -> Broker:
         """Service Bus in Azure; the durable SQLite broker under LOCAL_DIR on a workstation."""
@@ -159,7 +161,7 @@ class Container:
             return render_digest(message, self.digests, self.settings, self.contact_policy.reps.digest_size)
         return message
 
-    # --- approvals (issue: approval flow) ------------------------------------------------------------------
+    # --- approvals -----------------------------------------------------------------------------------------
     @cached_property
     def approval_store(self) -> ApprovalStore:
         return ApprovalStore(self.storage)
@@ -170,7 +172,7 @@ class Container:
         return ApprovalFlow(self.settings, self.approval_store, self.ledger, self.broker, self.customers,
                             renderer=lambda: self.ruleset.renderer)
 
-    # --- dashboard ---------------------------------------------------------------------------------------
+    # --- dashboard -------------------------------------------------------------------------------------------
     @cached_property
     def dashboard(self) -> DashboardService:
         """Snapshot, work list and page of GET /api/dashboard."""
@@ -179,7 +181,7 @@ class Container:
         return DashboardService(self.settings, self.storage, self.ledger, self.approval_store, self.broker,
                                 ruleset=lambda: self.ruleset, journey=lambda: self.journey)
 
-    # --- delivery: token providers, senders, rate limits (issue 5) -----------------------------------------
+    # --- delivery: token providers, senders, rate limits ---------------------------------------------------
     @cached_property
     def clock(self) -> Callable[[], float]:
         """Epoch seconds for rate limits, leases and schedules (tests install a controllable one)."""
@@ -223,16 +225,16 @@ class Container:
         s = self.settings
         if s.delivery_transport == "outbox":
             outbox = OutboxTransport(s.local_dir / "outbox", s.mail_sender)
-            return {"email": outbox, "teams": outbox}
+            return {Channel.EMAIL: outbox, Channel.TEAMS: outbox}
         session, timeout = self.http_session, self.http_timeout
         graph = ApiClient("graph", self.graph_tokens, session, timeout)
         teams = TeamsTransport(
             bot=ApiClient("bot", _Lazy(lambda: self.bot_tokens), session, timeout), graph=graph,
             webhook=ApiClient("webhook", None, session, timeout),
             directory=DirectoryCache(self.storage.table(DELIVERIES)), settings=s)
-        return {"email": GraphMailTransport(graph, graph_base_url=s.graph_base_url, mailbox=s.mail_sender or "",
+        return {Channel.EMAIL: GraphMailTransport(graph, graph_base_url=s.graph_base_url, mailbox=s.mail_sender or "",
                                             settings=s),
-                "teams": teams}
+                Channel.TEAMS: teams}
 
     @cached_property
     def dedupe(self) -> DedupeStore:
@@ -249,7 +251,7 @@ class Container:
     def on_delivered(self, message: ActionMessage, outcome: Outcome) -> None:
         """A message reached its recipient: the opportunity it belongs to becomes `notified` (never backwards)."""
         firing_key = message.properties.get("firing_key")
-        if outcome.status == "sent" and firing_key:
+        if outcome.status == DeliveryStatus.SENT and firing_key:
             self.ledger.mark_notified(message.customer_id, firing_key, datetime.fromtimestamp(self.clock(), UTC))
 
     @cached_property
@@ -266,7 +268,7 @@ class Container:
         return bool(stored and stored.customer.email_opt_out)
 
 
-    # --- CRM webhooks and write-back (issue 6) -------------------------------------------------------------
+    # --- CRM webhooks and write-back -----------------------------------------------------------------------
     @cached_property
     def crm_intake(self) -> WebhookIntake:
         """Verifies CRM webhooks and publishes their events to crm-events."""
@@ -286,6 +288,11 @@ class Container:
         token = msal_token_provider(s.graph_tenant_id or "", s.graph_client_id or "", s.graph_client_secret,
                                     s.authority_host, s.graph_use_managed_identity)
         return DataverseClient(s.dataverse_url, token, load_mapping(s.mappings_dir, "dataverse"))
+
+    @property
+    def record_fetchers(self) -> dict[str, RecordFetcher]:
+        """The CRMs whose stripped change events can be re-read here (`shared.pipeline.changes.refetched_record`)."""
+        return {"dataverse": self.dataverse.fetch_event_record} if self.dataverse is not None else {}
 
     @cached_property
     def task_writer(self) -> TaskWriter:

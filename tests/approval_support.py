@@ -11,7 +11,8 @@ from shared.container import Container
 from shared.customers.store import shard_of
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.model import Customer
-from shared.pipeline.planner import PlanReport, ShardTask, evaluate_shard
+from shared.pipeline.planner import PlanReport
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 from shared.storage.backend import Storage
 from tests.conftest import make_settings
 

@@ -30,16 +30,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.broker import Broker, OutgoingMessage
+from shared.broker import Broker
+from shared.broker.outbound import QueuedMessage, publish_by_queue, queued
 from shared.customers.store import CustomerStore
 from shared.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
 from shared.domain.model import Customer
-from shared.domain.names import APPROVALS, TEAMS
+from shared.domain.names import APPROVALS
 from shared.domain.schedule import next_business_slot
 from shared.domain.signing import APPROVAL, sign, verify
-from shared.opportunities import ledger as opportunity
-from shared.opportunities.ledger import Claim, OpportunityLedger, QueuedMessage
+from shared.domain.vocabulary import ApprovalStatus, Channel, Decision, OpportunityStatus
+from shared.opportunities.ledger import FiringClaim, OpportunityLedger
 from shared.rendering.engine import one_line, template_context
 from shared.settings import Settings
 from shared.storage.backend import AlreadyExists, Entity, Storage, Table, etag_of
@@ -50,11 +51,8 @@ if TYPE_CHECKING:
     from shared.rendering.engine import Renderer
     from shared.rules.model import Firing
 
-log = logging.getLogger("crmflow.approvals")
+log = logging.getLogger(__name__)
 
-PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
-APPROVAL_STATUSES = (PENDING, APPROVED, REJECTED, EXPIRED)
-APPROVE, REJECT = "approve", "reject"
 REQUEST_TEMPLATE = "approval_request"
 ROW = "approval"  # one row per partition: the partition key is the approval id
 PREVIEW_CHARS = 280
@@ -137,10 +135,11 @@ class Approval:
         return ActionMessage.from_json(self.held.message.body)
 
     def expired(self, now: datetime) -> bool:
-        return self.status == EXPIRED or (self.status == PENDING and now >= self.expires_at)
+        return self.status == ApprovalStatus.EXPIRED or (
+            self.status == ApprovalStatus.PENDING and now >= self.expires_at)
 
     def effective_status(self, now: datetime) -> str:
-        return EXPIRED if self.expired(now) else self.status
+        return ApprovalStatus.EXPIRED if self.expired(now) else self.status
 
     def to_dict(self) -> dict:
         """A summary without message content (for JSON answers)."""
@@ -200,7 +199,7 @@ class ApprovalStore:
     def count_pending(self, now: datetime) -> int:
         """Approvals still waiting for a decision: pending and not yet expired (housekeeping marks those later)."""
         rows = self.table.query("RowKey eq @row and status eq @status and expires_at gt @now",
-                                {"row": ROW, "status": PENDING, "now": now}, select=["PartitionKey"])
+                                {"row": ROW, "status": ApprovalStatus.PENDING, "now": now}, select=["PartitionKey"])
         return sum(1 for _ in rows)
 
     def count(self, status: str) -> int:
@@ -211,7 +210,8 @@ class ApprovalStore:
     def decided_before(self, cutoff: datetime) -> Iterator[tuple[str, str]]:
         """Keys of approvals decided (or expired) before `cutoff`: what retention lets go."""
         rows = self.table.query("status ne @pending and decided_at lt @cutoff",
-                                {"pending": PENDING, "cutoff": cutoff}, select=["PartitionKey", "RowKey"])
+                                {"pending": ApprovalStatus.PENDING, "cutoff": cutoff},
+                                select=["PartitionKey", "RowKey"])
         return ((row["PartitionKey"], row["RowKey"]) for row in rows)
 
     def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
@@ -272,23 +272,22 @@ class ApprovalFlow:
         properties = {"rule": firing.rule_id, "kind": firing.kind, "customer_id": customer.id,
                       "approval_id": ident, "template": REQUEST_TEMPLATE}
         request = ActionMessage(
-            dedupe_key=request_key(message.dedupe_key), channel="teams", rule=firing.rule_id, kind=firing.kind,
+            dedupe_key=request_key(message.dedupe_key), channel=Channel.TEAMS, rule=firing.rule_id, kind=firing.kind,
             customer_id=customer.id, to=owner.email, subject=summary,
             content={"card": card, "summary": summary, "aad_object_id": owner.aad_object_id}, planned_at=now,
             importance="high", properties=properties)
-        return QueuedMessage(TEAMS, OutgoingMessage(body=request.to_json(), message_id=request.dedupe_key,
-                                                    subject="teams", properties=properties))
+        return queued(request, properties=properties)
 
-    def open(self, claims: Iterable[Claim], now: datetime) -> int:
+    def open(self, claims: Iterable[FiringClaim], now: datetime) -> int:
         """One pending approval per held message of the claims (existing ones kept); returns how many are new."""
         created = 0
         for claim in claims:
             for held in claim.held:
                 key = held.message.message_id
                 created += self.store.create(Approval(
-                    id=approval_id(key), status=PENDING, action_key=key, firing_key=claim.key, rule=claim.rule,
-                    kind=claim.kind, customer_id=claim.customer_id, held=held, approver=claim.owner_email,
-                    deputy=claim.manager_email, created_at=now, expires_at=now + self.ttl))
+                    id=approval_id(key), status=ApprovalStatus.PENDING, action_key=key, firing_key=claim.key,
+                    rule=claim.rule, kind=claim.kind, customer_id=claim.customer_id, held=held,
+                    approver=claim.owner_email, deputy=claim.manager_email, created_at=now, expires_at=now + self.ttl))
         return created
 
     # --- the link ------------------------------------------------------------------------------------------
@@ -312,8 +311,8 @@ class ApprovalFlow:
         required, with APP_SERVICE_AUTH_ENABLED (else anybody could send the header), and must be the approval's
         approver or deputy (Forbidden otherwise). Without sign-in, the signed link sent to the owner is the credential.
         """
-        if decision not in (APPROVE, REJECT):
-            raise InvalidInput(f"decision must be {APPROVE!r} or {REJECT!r}")
+        if decision not in (Decision.APPROVE, Decision.REJECT):
+            raise InvalidInput(f"decision must be '{Decision.APPROVE}' or '{Decision.REJECT}'")
         approval = self.authorize(approval_id_, token, now)
         if not self.settings.app_service_auth_enabled:
             decided_by = None
@@ -321,24 +320,40 @@ class ApprovalFlow:
             raise Unauthorized("sign in to decide approvals")
         elif not approval.may_decide(decided_by):
             raise Forbidden("only the customer's owner or manager may decide this approval")
-        if approval.status == APPROVED and not approval.published and decision == APPROVE \
+        if approval.status == ApprovalStatus.APPROVED and not approval.published and decision == Decision.APPROVE \
                 and approval.decided_at is not None and now - approval.decided_at >= STUCK_AFTER:
             return self._release(approval, now)  # an earlier approval stopped before publishing: finish it
         if approval.expired(now):
             self._expire(approval, now)
-            raise AlreadyDecided(EXPIRED)
-        if approval.status != PENDING:
+            raise AlreadyDecided(ApprovalStatus.EXPIRED)
+        if approval.status != ApprovalStatus.PENDING:
             raise AlreadyDecided(approval.status)
-        status = APPROVED if decision == APPROVE else REJECTED
+        status = ApprovalStatus.APPROVED if decision == Decision.APPROVE else ApprovalStatus.REJECTED
         try:
             decided = self.store.update(approval, status=status, decided_at=now, decided_by=decided_by)
         except Conflict:  # another click or approver won the race
             raise AlreadyDecided(self.store.get(approval_id_).status) from None
         log.info("approval %s %s (rule %s)", decided.id, status, decided.rule)
-        if status == APPROVED:
+        if status == ApprovalStatus.APPROVED:
             return self._release(decided, now)
-        self.ledger.mark_decided(decided.customer_id, decided.firing_key, opportunity.REJECTED, now)
+        self.ledger.mark_decided(decided.customer_id, decided.firing_key, OpportunityStatus.REJECTED, now)
         return decided
+
+    def review(self, approval_id_: str, token: str | None, now: datetime) -> Approval:
+        """The approval a valid link points to, while it still waits for a decision; AlreadyDecided otherwise."""
+        approval = self.authorize(approval_id_, token, now)
+        status = approval.effective_status(now)
+        if status != ApprovalStatus.PENDING:
+            raise AlreadyDecided(status)
+        return approval
+
+    def locale_of(self, approval: Approval) -> str | None:
+        """The customer's language for pages about this approval: the held message's locale, else the customer's."""
+        locale = approval.message.content.get("locale")
+        if not locale:
+            customer = self.customer_of(approval)
+            locale = customer.locale if customer else None
+        return locale
 
     def customer_of(self, approval: Approval) -> Customer | None:
         stored = self.customers.get(approval.customer_id)
@@ -347,9 +362,9 @@ class ApprovalFlow:
     # --- housekeeping --------------------------------------------------------------------------------------
     def housekeeping(self, now: datetime) -> dict[str, int]:
         """Expire overdue approvals and finish approved ones a crash left unpublished (daily timer)."""
-        expired = sum(self._expire(a, now) for a in self.store.query(PENDING, before=now))
+        expired = sum(self._expire(a, now) for a in self.store.query(ApprovalStatus.PENDING, before=now))
         finished = 0
-        for approval in self.store.query(APPROVED, before=now - STUCK_AFTER, field="decided_at"):
+        for approval in self.store.query(ApprovalStatus.APPROVED, before=now - STUCK_AFTER, field="decided_at"):
             if not approval.published:
                 self._release(approval, now)
                 finished += 1
@@ -360,28 +375,27 @@ class ApprovalFlow:
         held = approval.held.message
         message = approval.message
         slot = None
-        if message.channel == "email":
+        if message.channel == Channel.EMAIL:
             customer = self.customer_of(approval)
             timezone = (customer.timezone if customer else None) or self.settings.default_timezone
             slot = next_business_slot(now, timezone, self.settings.business_hours, self.settings.business_days)
-        self.broker.publish(approval.held.queue, [OutgoingMessage(
-            body=replace(message, not_before=slot).to_json(), message_id=held.message_id, scheduled_at=slot,
-            subject=held.subject, properties=held.properties)])
+        publish_by_queue(self.broker, [queued(replace(message, not_before=slot), message_id=held.message_id,
+                                              properties=held.properties)])
         try:
             approval = self.store.update(approval, published=True)
         except Conflict:
             approval = self.store.get(approval.id)  # a concurrent finisher marked it: the broker dropped our copy
-        self.ledger.mark_decided(approval.customer_id, approval.firing_key, opportunity.QUEUED, now)
+        self.ledger.mark_decided(approval.customer_id, approval.firing_key, OpportunityStatus.QUEUED, now)
         return approval
 
     def _expire(self, approval: Approval, now: datetime) -> bool:
-        if approval.status != PENDING:
+        if approval.status != ApprovalStatus.PENDING:
             return False
         try:
-            self.store.update(approval, status=EXPIRED, decided_at=now)
+            self.store.update(approval, status=ApprovalStatus.EXPIRED, decided_at=now)
         except Conflict:
             return False
-        self.ledger.mark_decided(approval.customer_id, approval.firing_key, opportunity.SUPPRESSED, now)
+        self.ledger.mark_decided(approval.customer_id, approval.firing_key, OpportunityStatus.SUPPRESSED, now)
         return True
 
 

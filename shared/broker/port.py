@@ -8,7 +8,8 @@ Semantics every adapter honours (the contract tests in tests/integration/test_br
 - `scheduled_at` (aware datetime) delays visibility until then.
 - `receive` takes peek-locks; a locked message is invisible to others until completed, abandoned, dead-lettered or
   its lock expires. Each receive increments `delivery_count`; past `max_delivery_count` the message goes to the
-  dead-letter queue with reason `MaxDeliveryCountExceeded`.
+  dead-letter queue with reason `MaxDeliveryCountExceeded`. `renew_lock` extends a held lock (a long-running
+  handler keeps its message); renewing a lock that was lost or settled raises Conflict.
 In Azure the Functions Service Bus trigger does receive/complete/abandon itself; the app only publishes.
 """
 
@@ -48,6 +49,9 @@ class ReceivedMessage:
 class Broker(ABC):
     """Publish always; receive/settle for the local host, the DLQ tools and the contract tests."""
 
+    # Seconds a receive's lock lasts; adapters that know their queue's value say so. The local host renews at half.
+    lock_duration: float = 20.0
+
     @abstractmethod
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """Send messages (batched). Raises TransientError when the service is unavailable."""
@@ -62,6 +66,10 @@ class Broker(ABC):
     @abstractmethod
     def abandon(self, message: ReceivedMessage) -> None:
         """Release the lock now so the message is redelivered (its delivery count stays incremented)."""
+
+    @abstractmethod
+    def renew_lock(self, message: ReceivedMessage) -> None:
+        """Extend the message's lock by another lock duration; Conflict when this receiver no longer holds it."""
 
     @abstractmethod
     def dead_letter(self, message: ReceivedMessage, reason: str, description: str = "") -> None: ...

@@ -25,19 +25,12 @@ from typing import Any
 from shared.contact.policy import DROP, Cap, ContactPolicy
 from shared.domain.errors import TransientError
 from shared.domain.names import CONTACT_LOG
-from shared.rules.model import (
-    CAPPED,
-    DEFAULT_CATEGORY,
-    LIFECYCLE,
-    NEEDS_APPROVAL,
-    PLANNED,
-    Firing,
-    PlannedAction,
-    Rule,
-)
+from shared.domain.vocabulary import DEFAULT_CATEGORY, ActionStatus, ContactCategory
+from shared.rules.model import Firing, PlannedAction, Rule
 from shared.storage.backend import Entity, Storage
 from shared.storage.keys import digest, readable_key, spread_partition
 
+_CAPPABLE = (ActionStatus.PLANNED, ActionStatus.NEEDS_APPROVAL)  # what a cap can still stop
 DROPPED_DAY = "-"  # a contact that found no room: remembered (so a replay decides the same) but never counted
 
 
@@ -183,7 +176,7 @@ class ContactGuard:
             firing = firings[index]
             category = self._category(firing)
             for action in firing.actions:
-                if action.status in (PLANNED, NEEDS_APPROVAL) and self.policy.caps_for(action.channel, category):
+                if action.status in _CAPPABLE and self.policy.caps_for(action.channel, category):
                     requests.append(ContactRequest(action.dedupe_key, action.channel, category, firing.local_date))
         if not requests:
             return list(firings)
@@ -200,7 +193,7 @@ class ContactGuard:
 
     def _category(self, firing: Firing) -> str:
         rule = self._rule(firing)
-        return rule.category if rule else DEFAULT_CATEGORY.get(firing.kind, LIFECYCLE)
+        return rule.category if rule else DEFAULT_CATEGORY.get(firing.kind, ContactCategory.LIFECYCLE)
 
 
 def _with_decisions(firing: Firing, decisions: Mapping[str, Decision]) -> Firing:
@@ -215,11 +208,12 @@ def _with_decisions(firing: Firing, decisions: Mapping[str, Decision]) -> Firing
         outcome = f"deferred to {decision.day.isoformat()}" if decision.day else "dropped"
         note = f"cap {decision.cap.name}: {outcome}"
         # A contact waiting for an approver stays with the approver; the cap only moves the day it may go.
-        status = NEEDS_APPROVAL if action.status == NEEDS_APPROVAL and decision.day else CAPPED
+        status = ActionStatus.NEEDS_APPROVAL if action.status == ActionStatus.NEEDS_APPROVAL and decision.day \
+            else ActionStatus.CAPPED
         actions.append(replace(action, status=status, deferred_to=decision.day,
                                reason=f"{action.reason}; {note}" if action.reason else note))
     # An action waiting for a dropped one is dropped with it (the FYI of a mail that never goes).
-    dropped = {a.dedupe_key for a in actions if a.status == CAPPED and a.deferred_to is None}
-    actions = [replace(a, status=CAPPED, reason="waits for an action a contact cap dropped")
-               if a.after in dropped and a.status != CAPPED else a for a in actions]
+    dropped = {a.dedupe_key for a in actions if a.status == ActionStatus.CAPPED and a.deferred_to is None}
+    actions = [replace(a, status=ActionStatus.CAPPED, reason="waits for an action a contact cap dropped")
+               if a.after in dropped and a.status != ActionStatus.CAPPED else a for a in actions]
     return replace(firing, actions=tuple(actions))

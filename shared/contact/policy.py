@@ -32,8 +32,8 @@ from typing import Any
 import yaml
 
 from shared.domain.errors import InvalidInput, Location
+from shared.domain.vocabulary import Channel, ContactCategory
 from shared.rules.loader import read_yaml
-from shared.rules.model import CATEGORIES, CHANNELS, TRANSACTIONAL
 
 POLICY_KEYS = ("caps", "when_capped", "defer_within_days", "reps")
 CAP_KEYS = ("channel", "category", "limit", "days")
@@ -97,7 +97,7 @@ class ContactPolicy:
     file: str | None = None
 
     def caps_for(self, channel: str, category: str) -> tuple[Cap, ...]:
-        if category == TRANSACTIONAL:
+        if category == ContactCategory.TRANSACTIONAL:
             return ()
         return tuple(cap for cap in self.caps if cap.channel == channel and cap.category == category)
 
@@ -156,13 +156,13 @@ def load_contact_policy(path: Path) -> ContactPolicy:
         channel, category = item.get("channel"), item.get("category")
         limit, days = item.get("limit"), item.get("days")
         ok = True
-        if channel not in CHANNELS:
-            fail(item, "channel", f"channel must be one of {', '.join(CHANNELS)}")
+        if channel not in tuple(Channel):
+            fail(item, "channel", f"channel must be one of {', '.join(Channel)}")
             ok = False
-        if category not in CATEGORIES:
-            fail(item, "category", f"category must be one of {', '.join(CATEGORIES)}")
+        if category not in tuple(ContactCategory):
+            fail(item, "category", f"category must be one of {', '.join(ContactCategory)}")
             ok = False
-        elif category == TRANSACTIONAL:
+        elif category == ContactCategory.TRANSACTIONAL:
             fail(item, "category", "transactional contacts are never capped")
             ok = False
         if not _whole(limit, 1, 1000):

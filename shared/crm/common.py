@@ -21,7 +21,7 @@ from shared.domain.errors import InvalidInput, Location, PayloadTooLarge, Unauth
 from shared.domain.events import CrmEvent
 from shared.domain.messages import MAX_MESSAGE_ID
 
-MAX_BODY_BYTES = 1024 * 1024  # the limit; Dataverse itself strips images above 256 KB
+MAX_BODY_BYTES = 1024 * 1024  # far above any CRM's change notification; Dataverse itself strips images above 256 KB
 SIGNATURE_WINDOW_SECONDS = 300  # HubSpot v3 and the generic endpoint: 5 minutes
 
 

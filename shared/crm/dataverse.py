@@ -45,7 +45,7 @@ from shared.domain.errors import (
 )
 from shared.domain.events import CrmEvent
 
-log = logging.getLogger("crmflow.crm.dataverse")
+log = logging.getLogger(__name__)
 
 SOURCE = "dataverse"
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"

@@ -28,7 +28,7 @@ from shared.domain.model import MAX_TEXT_CHARS
 from shared.domain.names import CRM_EVENTS
 from shared.settings import Settings
 
-log = logging.getLogger("crmflow.crm.ingest")
+log = logging.getLogger(__name__)
 
 # How far ahead of the receive time a CRM's clock may be. A later event time (a forged or broken
 # LastModifiedDate, say) is replaced by the receive time: the change still applies, but it cannot claim to be newer

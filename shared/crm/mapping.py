@@ -49,6 +49,8 @@ import yaml
 
 from shared.domain.errors import ConfigError, InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Purchase
+from shared.domain.numbers import parse_number
+from shared.domain.vocabulary import RecordKind
 
 KINDS = ("customer", "deal")
 WON, LOST = "won", "lost"
@@ -291,21 +293,8 @@ def _number(raw: Any, rule: FieldRule, vendor: VendorMapping) -> float | int | N
     raw = _unwrap(raw)
     if _blank(raw):
         return None
-    if isinstance(raw, bool):
-        raise ValueError("got a boolean")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float):
-        if raw != raw or raw in (float("inf"), float("-inf")):
-            raise ValueError("not a finite number")
-        return int(raw) if raw.is_integer() else raw
-    if isinstance(raw, str):
-        text = raw.replace(",", "").strip()
-        number = float(text)  # ValueError names the text
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError("not a finite number")
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    raise ValueError(f"got {type(raw).__name__}")
+    number = parse_number(raw)  # ValueError says what was wrong
+    return int(number) if isinstance(number, float) and number.is_integer() and abs(number) < 2**53 else number
 
 
 def _instant(raw: Any) -> datetime:
@@ -483,8 +472,8 @@ def parse_mapping(data: Any, vendor: str, source: str = "<mapping>",
             raise fail("must be an object with kind and fields", where)
         unknown(spec, ENTITY_KEYS, where)
         kind = spec.get("kind", "customer")
-        if kind not in KINDS:
-            raise fail(f"kind must be one of {', '.join(KINDS)}", f"{where}.kind")
+        if kind not in tuple(RecordKind):
+            raise fail(f"kind must be one of {', '.join(RecordKind)}", f"{where}.kind")
         fields_raw = spec.get("fields")
         if not isinstance(fields_raw, Mapping) or not fields_raw:
             raise fail("must map at least one column", f"{where}.fields")

@@ -24,10 +24,11 @@ from shared.crm.dataverse import TASK_STAMP_PREFIX, DataverseClient
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.messages import ActionMessage
 from shared.domain.names import TASKS
+from shared.domain.vocabulary import Channel
 from shared.storage.backend import AlreadyExists, Storage
 from shared.storage.keys import readable_key
 
-log = logging.getLogger("crmflow.crm.tasks")
+log = logging.getLogger(__name__)
 
 STAGE_SYNC = "crm_stage"  # channel of a journey's stage write-back (shared.journeys.service publishes it)
 
@@ -51,7 +52,7 @@ class CrmTask:
 
     @classmethod
     def from_message(cls, message: ActionMessage) -> CrmTask:
-        if message.channel != "crm_task":
+        if message.channel != Channel.CRM_TASK:
             raise InvalidInput(f"channel {message.channel!r} is not crm_task", Location(field="channel"))
         content = message.content if isinstance(message.content, Mapping) else {}
         due_text = content.get("due")

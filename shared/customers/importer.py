@@ -8,14 +8,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 from shared.customers.reader import RowError, iter_customers
 from shared.customers.store import BATCH_LIMIT, CustomerStore
-from shared.devtools.progress import Progress
 from shared.domain.model import Customer
 
 # Enough rows to fill most partitions' 100-entity transactions before flushing.
 FLUSH_ROWS = 6400
+
+
+class Progress(Protocol):
+    """What the import reports progress to (the CLI passes `shared.devtools.progress.Progress`)."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> float: ...
 
 
 @dataclass

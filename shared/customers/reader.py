@@ -28,6 +28,7 @@ from shared.crm.mapping import WON, StageTable, parse_stage_table, yaml_key_line
 from shared.domain.addresses import address_problem
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Customer
+from shared.domain.numbers import parse_number
 from shared.settings import APP_ROOT
 
 # The csv module refuses a cell over 128 KiB with an error that ends the whole file. Read longer cells, so the one
@@ -240,14 +241,10 @@ class _Values:
         raise _CellError(column, f"not a date: {text!r} (accepted: {self.mapping.accepted_dates})")
 
     def number(self, text: str, column: str) -> float | int | None:
-        cleaned = unicodedata.normalize("NFKC", text).replace(",", "").replace("¥", "").replace("円", "").strip()
-        if not cleaned:
-            return None
         try:
-            value = float(cleaned)
-        except ValueError:
-            raise _CellError(column, f"not a number: {text!r}") from None
-        return int(value) if value.is_integer() else value
+            return parse_number(text)
+        except ValueError as exc:
+            raise _CellError(column, str(exc)) from None
 
     def items(self, text: str) -> list[str]:
         parts = [text]
@@ -359,11 +356,11 @@ class CustomerRowParser:
 
 
 def _maybe_number(text: str) -> Any:
+    """A number where the text is one (usage counts), else the text itself."""
     try:
-        value = float(text.replace(",", ""))
+        return parse_number(text)
     except ValueError:
         return text
-    return int(value) if value.is_integer() else value
 
 
 def _rows(handle: io.TextIOBase, file: str) -> Iterator[tuple[int, list[str]]]:

@@ -31,7 +31,7 @@ from shared.domain.errors import (
     Unauthorized,
 )
 
-log = logging.getLogger("crmflow.delivery.http")
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 DEFAULT_RETRY_AFTER = 30.0  # when a 429 carries no Retry-After

@@ -22,15 +22,12 @@ from typing import Any
 
 from shared.domain.errors import Conflict, NotFound, TransientError
 from shared.domain.names import DELIVERIES
+from shared.domain.vocabulary import DeliveryRecordStatus, DeliveryStage
 from shared.storage.backend import Entity, Storage, Table, etag_of
 from shared.storage.keys import digest, spread_partition, spread_partitions
 
-IN_PROGRESS = "in_progress"
-COMPLETED = "completed"
-FAILED = "failed"
-
-CLAIMED = "claimed"  # stage: held, nothing sent yet
-SENDING = "sending"  # stage: the external send was started; its outcome is unknown until completed
+IN_PROGRESS, COMPLETED, FAILED = DeliveryRecordStatus
+CLAIMED, SENDING = DeliveryStage
 
 DEFAULT_LEASE = timedelta(minutes=5)  # longer than one send, shorter than a Service Bus lock renewal window
 DEFAULT_RETENTION = timedelta(days=30)  # completed records are kept this long (a cleanup timer deletes them)
@@ -58,7 +55,7 @@ class DedupeRecord:
 
 
 @dataclass(frozen=True)
-class Claim:
+class DeliveryClaim:
     """What `claim` found: `claimed` (this worker holds the record now), `completed`, `failed` or `in_progress`
     (another worker holds a live lease until `record.lease_until`)."""
 
@@ -98,38 +95,38 @@ class DedupeStore:
         entity = self.table.get(*record_keys(key))
         return None if entity is None else _from_entity(entity)
 
-    def claim(self, key: str) -> Claim:
-        """Take the record of `key` for this worker, or report why not (see `Claim`)."""
-        found: list[Claim] = []
+    def claim(self, key: str) -> DeliveryClaim:
+        """Take the record of `key` for this worker, or report why not (see `DeliveryClaim`)."""
+        found: list[DeliveryClaim] = []
         now = self.clock()
         new = DedupeRecord(key, IN_PROGRESS, lease_until=now + self.lease)
 
         def decide(entity: Entity | None) -> dict | None:
             if entity is None:  # deleted since: claim it afresh
-                found[:] = [Claim(CLAIMED, new)]
+                found[:] = [DeliveryClaim(CLAIMED, new)]
                 return _to_entity(new)
             existing = _from_entity(entity)
             if existing.status in (COMPLETED, FAILED):
-                found[:] = [Claim(existing.status, existing)]
+                found[:] = [DeliveryClaim(existing.status, existing)]
                 return None
             if existing.lease_until and existing.lease_until > self.clock():
-                found[:] = [Claim(IN_PROGRESS, existing)]
+                found[:] = [DeliveryClaim(IN_PROGRESS, existing)]
                 return None
             takeover = replace(existing, stage=CLAIMED, attempts=existing.attempts + 1,
                                lease_until=self.clock() + self.lease,
                                uncertain=existing.uncertain or existing.stage == SENDING)
-            found[:] = [Claim(CLAIMED, takeover)]
+            found[:] = [DeliveryClaim(CLAIMED, takeover)]
             return _to_entity(takeover)
 
         pk, rk = record_keys(key)
         # Most keys are new: try the insert first (one round trip), read only when it exists.
-        found[:] = [Claim(CLAIMED, new)]
+        found[:] = [DeliveryClaim(CLAIMED, new)]
         try:
             etag = self.table.compare_and_swap(pk, rk, decide, attempts=5, insert_first=_to_entity(new), pause=0)
         except TransientError:
             raise TransientError(f"idempotency record {key!r} is contended; try again") from None
         claim = found[0]
-        return Claim(claim.outcome, replace(claim.record, etag=etag)) if etag else claim
+        return DeliveryClaim(claim.outcome, replace(claim.record, etag=etag)) if etag else claim
 
     def _replace(self, record: DedupeRecord) -> DedupeRecord:
         """Replace if `record.etag` still matches; Conflict otherwise. Returns the record with its new etag."""

@@ -25,14 +25,13 @@ from typing import Any
 
 from shared.domain.errors import PayloadTooLarge, TransientError
 from shared.domain.names import RATE_LIMITS
+from shared.domain.vocabulary import BudgetKind
 from shared.storage.backend import Entity, Storage
 from shared.storage.keys import digest
 
 HEADROOM = 0.97
 WINDOW_BUCKETS = 24
-RATE = "rate"
-WINDOW = "window"
-CONCURRENCY = "concurrency"
+RATE, WINDOW, CONCURRENCY = BudgetKind
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ import hashlib
 import logging
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from shared.broker.outbound import QueuedMessage, publish_by_queue, queued
 from shared.broker.port import Broker, OutgoingMessage
-from shared.delivery.idempotency import COMPLETED, FAILED, IN_PROGRESS, BaseDedupeStore, DedupeRecord
-from shared.delivery.ratelimit import CONCURRENCY, HEADROOM, RATE, WINDOW, Budget, Lease, RateLimiter
+from shared.delivery.idempotency import BaseDedupeStore, DedupeRecord
+from shared.delivery.ratelimit import HEADROOM, Budget, Lease, RateLimiter
 from shared.delivery.suppressions import SuppressionStore, email_digest
 from shared.delivery.transports import SendResult, Transport
 from shared.domain.errors import (
@@ -42,13 +42,12 @@ from shared.domain.errors import (
     Unauthorized,
 )
 from shared.domain.messages import MAX_MESSAGE_ID, ActionMessage
-from shared.domain.names import CHANNEL_QUEUES
+from shared.domain.vocabulary import BudgetKind, Channel, DeliveryRecordStatus, DeliveryStatus
 from shared.storage.backend import Table
 from shared.storage.keys import digest
 
-log = logging.getLogger("crmflow.delivery")
+log = logging.getLogger(__name__)
 
-SENT, DUPLICATE, SUPPRESSED, RESCHEDULED = "sent", "duplicate", "suppressed", "rescheduled"
 SLOT_PROPERTY = "rl_slot"  # epoch seconds of the rate-limit slot reserved for this message
 RESCHEDULES_PROPERTY = "reschedules"
 EARLY_TOLERANCE = 0.05  # a scheduled message may surface this much before its slot and still use it
@@ -60,7 +59,7 @@ NO_UNSUBSCRIBE_LINK = ("refused: the mail has no unsubscribe link (UNSUBSCRIBE_S
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: DeliveryStatus
     dedupe_key: str
     transport: str | None = None
     reference: str | None = None
@@ -123,23 +122,23 @@ class DeliveryService:
                                     reason="rate limit", release=False)
         claim = self.dedupe.claim(message.dedupe_key)
         record = claim.record
-        if claim.outcome == COMPLETED:
-            outcome = Outcome(DUPLICATE, message.dedupe_key, record.result.get("transport"),
+        if claim.outcome == DeliveryRecordStatus.COMPLETED:
+            outcome = Outcome(DeliveryStatus.DUPLICATE, message.dedupe_key, record.result.get("transport"),
                               record.result.get("reference"), attempts=record.attempts)
-            if record.result.get("status", SENT) == SENT:
+            if record.result.get("status", DeliveryStatus.SENT) == DeliveryStatus.SENT:
                 self._publish_followups(message)
             self.on_delivered(message, outcome)
             return outcome
-        if claim.outcome == FAILED:
-            return Outcome(FAILED, message.dedupe_key, reason=record.reason, attempts=record.attempts)
-        if claim.outcome == IN_PROGRESS:
+        if claim.outcome == DeliveryRecordStatus.FAILED:
+            return Outcome(DeliveryStatus.FAILED, message.dedupe_key, reason=record.reason, attempts=record.attempts)
+        if claim.outcome == DeliveryRecordStatus.IN_PROGRESS:
             # Another worker holds it; come back when its lease ends (then this copy is a duplicate or takes over).
             at = (record.lease_until or datetime.now(UTC)).timestamp() + random.uniform(0.1, 1.0)
             return self._reschedule(message, at, record, reason="in progress elsewhere", release=False)
 
-        if message.channel == "email" and self._opted_out(message):
-            record = self.dedupe.complete(record, {"status": SUPPRESSED})
-            outcome = Outcome(SUPPRESSED, message.dedupe_key, attempts=record.attempts)
+        if message.channel == Channel.EMAIL and self._opted_out(message):
+            record = self.dedupe.complete(record, {"status": DeliveryStatus.OPTED_OUT})
+            outcome = Outcome(DeliveryStatus.OPTED_OUT, message.dedupe_key, attempts=record.attempts)
             self._audit(message, outcome)
             self.on_delivered(message, outcome)
             return outcome
@@ -159,7 +158,7 @@ class DeliveryService:
         except Throttled as exc:
             until = self.clock() + exc.retry_after_seconds
             for budget in budgets:
-                if budget.kind == RATE:
+                if budget.kind == BudgetKind.RATE:
                     self.limiter.block_until(budget, until)
             # A throttled request was not carried out, but the Graph draft may exist: look before the next send.
             return self._reschedule(_without_slot(message), until + random.uniform(0, 0.05), record,
@@ -192,7 +191,7 @@ class DeliveryService:
 
     def _pace(self, message: ActionMessage, budgets: list[Budget]) -> float | None:
         """None when the message may go now on every rate budget; else the slot reserved for it (epoch)."""
-        rates = [b for b in budgets if b.kind == RATE]
+        rates = [b for b in budgets if b.kind == BudgetKind.RATE]
         if not rates:
             return None
         now = self.clock()
@@ -215,13 +214,13 @@ class DeliveryService:
         """Window and concurrency budgets: a lease (or None) when the message may go now, else when to retry."""
         now = self.clock()
         for budget in budgets:
-            if budget.kind == WINDOW:
+            if budget.kind == BudgetKind.WINDOW:
                 wait = self.limiter.take_window(budget)
                 if wait > 0:
                     return now + wait
         lease: Lease | None = None
         for budget in budgets:
-            if budget.kind == CONCURRENCY:
+            if budget.kind == BudgetKind.CONCURRENCY:
                 got = self.limiter.acquire(budget)
                 if not isinstance(got, Lease):
                     return now + min(got, 1.0) + random.uniform(0, 0.05)
@@ -235,10 +234,11 @@ class DeliveryService:
             log.warning("could not release a concurrency lease; it expires on its own")
 
     def _succeed(self, message: ActionMessage, record: DedupeRecord, result: SendResult) -> Outcome:
-        record = self.dedupe.complete(record, {"status": SENT, "transport": result.transport,
+        record = self.dedupe.complete(record, {"status": DeliveryStatus.SENT, "transport": result.transport,
                                                "reference": result.reference,
                                                "found_existing": result.found_existing})
-        outcome = Outcome(SENT, message.dedupe_key, result.transport, result.reference, attempts=record.attempts)
+        outcome = Outcome(DeliveryStatus.SENT, message.dedupe_key, result.transport, result.reference,
+                          attempts=record.attempts)
         self._publish_followups(message)
         self._audit(message, outcome)
         self.on_delivered(message, outcome)
@@ -248,7 +248,7 @@ class DeliveryService:
 
     def _fail(self, message: ActionMessage, record: DedupeRecord, reason: str) -> Outcome:
         record = self.dedupe.fail(record, reason)
-        outcome = Outcome(FAILED, message.dedupe_key, reason=reason, attempts=record.attempts)
+        outcome = Outcome(DeliveryStatus.FAILED, message.dedupe_key, reason=reason, attempts=record.attempts)
         log.warning("delivery %s failed permanently: %s", message.dedupe_key, reason)
         self._audit(message, outcome)
         self.on_delivered(message, outcome)
@@ -260,26 +260,24 @@ class DeliveryService:
         copy = _with_property(message, RESCHEDULES_PROPERTY, str(n))
         when = datetime.fromtimestamp(at, UTC)
         # Publish first: if publishing fails the original is abandoned and redelivered, nothing is lost.
-        self.broker.publish(CHANNEL_QUEUES[message.channel], [OutgoingMessage(
-            body=copy.to_json(), message_id=reschedule_id(message.dedupe_key, n), scheduled_at=when,
-            subject=message.channel)])
+        publish_by_queue(self.broker, [queued(copy, message_id=reschedule_id(message.dedupe_key, n),
+                                              scheduled_at=when)])
         if release and record is not None:
             self.dedupe.release(record, uncertain=uncertain, failed=failed)
         log.info("rescheduled %s to %s: %s", message.dedupe_key, when.isoformat(), reason)
-        return Outcome(RESCHEDULED, message.dedupe_key, retry_at=when, reason=reason,
+        return Outcome(DeliveryStatus.RESCHEDULED, message.dedupe_key, retry_at=when, reason=reason,
                        attempts=record.attempts if record else 0)
 
     def _publish_followups(self, message: ActionMessage) -> None:
-        by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
-        for body in message.followups:
-            followup = ActionMessage.from_json(body)
-            outgoing = OutgoingMessage(body=body, message_id=followup.dedupe_key, scheduled_at=followup.not_before,
-                                       subject=followup.channel)
-            if self.route_followup is not None:
-                outgoing = self.route_followup(followup, outgoing)
-            by_queue[CHANNEL_QUEUES[followup.channel]].append(outgoing)
-        for queue, messages in by_queue.items():
-            self.broker.publish(queue, messages)
+        publish_by_queue(self.broker, (self._followup(body) for body in message.followups))
+
+    def _followup(self, body: str) -> QueuedMessage:
+        """A released follow-up on its queue, routed (digest, working hours) when the service was given a route."""
+        message = ActionMessage.from_json(body)
+        followup = queued(message, body=body)
+        if self.route_followup is None:
+            return followup
+        return replace(followup, message=self.route_followup(message, followup.message))
 
     def _audit(self, message: ActionMessage, outcome: Outcome) -> None:
         """One row per terminal outcome, without personal data in clear (the recipient as a digest)."""

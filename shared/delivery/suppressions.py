@@ -8,7 +8,6 @@ idempotent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared.domain.names import SUPPRESSIONS
@@ -19,13 +18,6 @@ __all__ = ["BY_CUSTOMER", "BY_EMAIL", "SuppressionStore", "email_digest"]
 
 BY_CUSTOMER = "customer"
 BY_EMAIL = "email"
-
-
-@dataclass(frozen=True)
-class Suppression:
-    kind: str
-    created_at: datetime
-    source: str
 
 
 class SuppressionStore:

@@ -106,13 +106,3 @@ class ManagedIdentityTokens(TokenProvider):
             except msal.ManagedIdentityError as exc:
                 raise ConfigError(f"managed identity is not available here: {exc}") from None
         return _result_token(result, "managed identity")
-
-
-class StaticTokens(TokenProvider):
-    """A fixed token (the outbox transport and tests of code that only needs *a* token)."""
-
-    def __init__(self, value: str = "local"):
-        self.value = value
-
-    def token(self, *, force_refresh: bool = False) -> str:
-        return self.value

@@ -22,14 +22,15 @@ from urllib.parse import quote
 
 from shared.delivery.content import build_mime, teams_activity, webhook_payload
 from shared.delivery.http import ApiClient
-from shared.delivery.ratelimit import CONCURRENCY, RATE, WINDOW, Budget
+from shared.delivery.ratelimit import Budget
 from shared.domain.errors import ConfigError, InvalidInput, Location, NotFound
 from shared.domain.messages import ActionMessage
+from shared.domain.vocabulary import BudgetKind, Channel
 from shared.settings import Settings
 from shared.storage.backend import Table
 from shared.storage.keys import digest, email_digest
 
-log = logging.getLogger("crmflow.delivery")
+log = logging.getLogger(__name__)
 
 # Single-value extended property stamped on every mail (a named string property in our own GUID namespace).
 DEDUPE_PROPERTY = "String {6c1d2a59-8f0e-4b7e-9a3c-2f4b5d8e7a10} Name CrmflowDedupeKey"
@@ -78,10 +79,10 @@ class GraphMailTransport(Transport):
     def budgets(self, message: ActionMessage) -> list[Budget]:
         s = self.settings
         return [
-            Budget(WINDOW, f"mailbox-recipients:{self.mailbox}", s.mail_recipients_per_day, 86400.0,
+            Budget(BudgetKind.WINDOW, f"mailbox-recipients:{self.mailbox}", s.mail_recipients_per_day, 86400.0,
                    cost=len(_recipients(message.to))),
-            Budget(RATE, f"mailbox:{self.mailbox}", s.mail_messages_per_minute, 60.0),
-            Budget(CONCURRENCY, f"mailbox-requests:{self.mailbox}", s.mail_concurrent_requests, 60.0),
+            Budget(BudgetKind.RATE, f"mailbox:{self.mailbox}", s.mail_messages_per_minute, 60.0),
+            Budget(BudgetKind.CONCURRENCY, f"mailbox-requests:{self.mailbox}", s.mail_concurrent_requests, 60.0),
         ]
 
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
@@ -154,10 +155,10 @@ class TeamsTransport(Transport):
     def budgets(self, message: ActionMessage) -> list[Budget]:
         s = self.settings
         if message.to.startswith(CHANNEL_PREFIX):
-            return [Budget(RATE, f"webhook:{message.to}", s.webhook_posts_per_second, 1.0)]
+            return [Budget(BudgetKind.RATE, f"webhook:{message.to}", s.webhook_posts_per_second, 1.0)]
         # Per conversation = per rep (one 1:1 conversation each); keyed by the address digest.
-        return [Budget(RATE, f"bot-tenant:{s.bot_tenant_id}", s.bot_requests_per_second, 1.0),
-                Budget(RATE, f"bot-conversation:{email_digest(message.to)}",
+        return [Budget(BudgetKind.RATE, f"bot-tenant:{s.bot_tenant_id}", s.bot_requests_per_second, 1.0),
+                Budget(BudgetKind.RATE, f"bot-conversation:{email_digest(message.to)}",
                        s.bot_sends_per_second_per_conversation, 1.0)]
 
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
@@ -232,10 +233,10 @@ class OutboxTransport(Transport):
     def send(self, message: ActionMessage, *, uncertain: bool = False) -> SendResult:
         stamp = message.planned_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
         stem = f"{stamp}-{digest(message.dedupe_key)[:16]}"
-        if message.channel == "email":
+        if message.channel == Channel.EMAIL:
             path = self.directory / "email" / f"{stem}.eml"
             data = build_mime(message, self.sender).as_bytes()
-        elif message.channel == "teams":
+        elif message.channel == Channel.TEAMS:
             path = self.directory / "teams" / f"{stem}.json"
             channel = message.to.startswith(CHANNEL_PREFIX)
             payload = webhook_payload(message) if channel else teams_activity(message)

@@ -1,56 +1,54 @@
-"""A small progress bar for long CLI work (stderr; one line refreshed on a terminal, periodic lines otherwise)."""
+"""Progress of long CLI work on stderr, drawn by tqdm (one refreshed line on a terminal, a line every few seconds
+when stderr is a file or pipe)."""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 
 class Progress:
+    """`advance()` per item, `close()` at the end (returns the elapsed seconds)."""
+
     def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None,
                  interval: float = 0.2):
-        self.label, self.total = label, total
-        self.stream = stream or sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.interval = interval if self.tty else max(interval, 5.0)
-        self.count = 0
-        self.started = self.last = time.monotonic()
+        stream = stream or sys.stderr
+        tty = getattr(stream, "isatty", lambda: False)()
+        self._bar = tqdm(total=total, desc=label, file=stream if tty else _Lines(stream),
+                         mininterval=interval if tty else max(interval, 5.0), dynamic_ncols=tty, ascii=not tty)
 
     def advance(self, n: int = 1) -> None:
-        self.count += n
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float, final: bool = False) -> None:
-        elapsed = max(now - self.started, 1e-9)
-        rate = self.count / elapsed
-        if self.total:
-            done = min(self.count / self.total, 1.0)
-            bar = "#" * int(done * 30)
-            eta = (self.total - self.count) / rate if rate and not final else 0
-            text = (f"{self.label} [{bar:<30}] {self.count:,}/{self.total:,} {done:4.0%} "
-                    f"{rate:,.0f}/s" + (f" eta {eta:,.0f}s" if eta else ""))
-        else:
-            text = f"{self.label} {self.count:,} {rate:,.0f}/s"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(90) + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self._bar.update(n)
 
     def close(self) -> float:
         """Draw the final state; returns the elapsed seconds."""
-        now = time.monotonic()
-        if self.total and self.count < self.total:
-            self.total = self.count  # the total was an estimate (e.g. physical lines of a CSV)
-        self._draw(now, final=True)
-        return now - self.started
+        bar = self._bar
+        if bar.total and bar.n < bar.total:
+            bar.total = bar.n  # the total was an estimate (e.g. physical lines of a CSV)
+        elapsed = bar.format_dict["elapsed"]
+        bar.close()
+        return elapsed
+
+
+class _Lines:
+    """tqdm redraws its line with carriage returns even into a file or pipe, where a log then shows one endless
+    line; this turns each redraw into a line of its own."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def count_lines(path) -> int:
-    """Physical lines of a file (a cheap upper bound for a progress total)."""
+    """Physical lines of a file (a cheap upper bound for a progress total; tqdm does not count for us)."""
     with open(path, "rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.errors import InvalidInput, Location
+from shared.domain.numbers import parse_number
 
 
 @dataclass(frozen=True)
@@ -193,22 +194,10 @@ class _CustomerParser:
         raise self.fail(_path(where, key), f"must be a date YYYY-MM-DD, got {value!r}")
 
     def number(self, data: Mapping, key: str, where: str | None = None) -> float | None:
-        value = data.get(key)
-        if value.__class__ is int or value.__class__ is float:  # fast path (bool is not int here)
-            return value
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool):
-            raise self.fail(_path(where, key), "must be a number, got a boolean")
-        if isinstance(value, int | float):
-            return value
-        if isinstance(value, str):
-            try:
-                cleaned = value.replace(",", "").replace("¥", "").replace("￥", "").strip()
-                return int(cleaned) if cleaned.lstrip("-").isdigit() else float(cleaned)
-            except ValueError:
-                pass
-        raise self.fail(_path(where, key), f"must be a number, got {value!r}")
+        try:
+            return parse_number(data.get(key))
+        except ValueError as exc:
+            raise self.fail(_path(where, key), str(exc)) from None
 
     def flag(self, data: Mapping, key: str) -> bool:
         value = data.get(key)

@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from shared.domain.vocabulary import Channel
+
 # Queues (Service Bus in Azure, the local durable broker on a workstation).
 CRM_EVENTS: Final = "crm-events"
 SWEEP_SHARDS: Final = "sweep-shards"
@@ -28,4 +30,4 @@ TABLES: Final = (CUSTOMERS, OPPORTUNITIES, DELIVERIES, SUPPRESSIONS, APPROVALS, 
                  DASHBOARD, WORK_ITEMS, CONTACT_LOG, DIGESTS)
 
 # Action channels and the queue each one is delivered from.
-CHANNEL_QUEUES: Final = {"teams": TEAMS, "email": EMAIL, "crm_task": CRM_TASKS}
+CHANNEL_QUEUES: Final = {Channel.TEAMS: TEAMS, Channel.EMAIL: EMAIL, Channel.CRM_TASK: CRM_TASKS}

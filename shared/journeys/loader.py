@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from shared.domain.vocabulary import RuleKind
 from shared.journeys.model import Journey, State, Transition, Trigger, TriggerKind
 from shared.rendering.engine import Renderer
 from shared.rules.expressions import ANY, DATE, DATETIME, NULL, STR, compile_expression
@@ -212,7 +213,7 @@ class _JourneyChecker:
         rule_checker.check_texts(params)  # a misspelt {{ customer.nmae }} fails here, as in rules
         if rule_checker.failed or trigger is None:
             return None
-        rule = Rule(id=f"{journey_id}-{tid}", kind="journey", on=frozenset(), when=guard, actions=actions,
+        rule = Rule(id=f"{journey_id}-{tid}", kind=RuleKind.JOURNEY, on=frozenset(), when=guard, actions=actions,
                     once="ever", recommendation=recommendation, reason=reason,
                     description=item.get("description") if isinstance(item.get("description"), str) else None,
                     params=MappingProxyType(dict(params)), file=self.file, line=item.line)

@@ -37,24 +37,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.broker import OutgoingMessage
+from shared.broker.outbound import QueuedMessage
 from shared.domain.errors import Conflict, InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.names import OPPORTUNITIES
+from shared.domain.vocabulary import MANUAL_TRANSITIONS, OpportunityStatus
 from shared.storage.backend import Entity, Op, Operation, Storage, Table, etag_of
 from shared.storage.codec import MAX_ENTITY_BYTES, blank_json, entity_size, get_json, put_json
 from shared.storage.keys import readable_key, shard_of, shard_partition
 
-DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = "detected", "queued", "notified", "in_progress", "won", "lost"
-SUPPRESSED, NEEDS_APPROVAL, REJECTED = "suppressed", "needs_approval", "rejected"
-CAPPED = "capped"  # a contact cap dropped every message of the firing
-HELD_OUT = "held_out"  # the control group of a rule's holdout: nothing sent, outcomes still count
-STATUSES = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST, SUPPRESSED, NEEDS_APPROVAL, REJECTED, CAPPED, HELD_OUT)
-# Status changes people make through the API (PATCH /api/opportunities/{id}).
-MANUAL_TRANSITIONS = {
-    QUEUED: {IN_PROGRESS, WON, LOST}, NOTIFIED: {IN_PROGRESS, WON, LOST}, IN_PROGRESS: {WON, LOST, NOTIFIED},
-    DETECTED: {IN_PROGRESS, WON, LOST}, NEEDS_APPROVAL: {LOST}, WON: {IN_PROGRESS}, LOST: {IN_PROGRESS},
-    REJECTED: {IN_PROGRESS, LOST}, CAPPED: {IN_PROGRESS, LOST}, HELD_OUT: {IN_PROGRESS, WON, LOST},
-}
+STATUSES = tuple(OpportunityStatus)
+# Module-level names for the statuses this module tests on every row (an enum member read costs ~7× a global).
+DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, WON, LOST = (
+    OpportunityStatus.DETECTED, OpportunityStatus.QUEUED, OpportunityStatus.NOTIFIED, OpportunityStatus.IN_PROGRESS,
+    OpportunityStatus.WON, OpportunityStatus.LOST)
+SUPPRESSED, NEEDS_APPROVAL, REJECTED, CAPPED, HELD_OUT = (
+    OpportunityStatus.SUPPRESSED, OpportunityStatus.NEEDS_APPROVAL, OpportunityStatus.REJECTED,
+    OpportunityStatus.CAPPED, OpportunityStatus.HELD_OUT)
 # May still be won or lost; held-out firings too: their outcomes are what a holdout compares against.
 OPEN = (DETECTED, QUEUED, NOTIFIED, IN_PROGRESS, HELD_OUT)
 CLOSED = (WON, LOST)
@@ -69,28 +67,7 @@ def opportunity_id(customer_id: str, firing_key: str, shards: int) -> str:
 
 
 @dataclass(frozen=True)
-class QueuedMessage:
-    """A broker message waiting to be published, with the queue it goes to."""
-
-    queue: str
-    message: OutgoingMessage
-
-    def to_dict(self) -> dict:
-        m = self.message
-        return {"queue": self.queue, "body": m.body, "message_id": m.message_id, "subject": m.subject,
-                "scheduled_at": m.scheduled_at.isoformat() if m.scheduled_at else None,
-                "properties": dict(m.properties)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> QueuedMessage:
-        scheduled = datetime.fromisoformat(data["scheduled_at"]) if data.get("scheduled_at") else None
-        return cls(data["queue"], OutgoingMessage(body=data["body"], message_id=data["message_id"],
-                                                  scheduled_at=scheduled, subject=data.get("subject"),
-                                                  properties=data.get("properties") or {}))
-
-
-@dataclass(frozen=True)
-class Claim:
+class FiringClaim:
     """A firing to record: what the ledger row says, and the messages to publish for it.
 
     `status` is what the opportunity becomes once its messages are on the broker (queued, suppressed,
@@ -160,9 +137,9 @@ class Opportunity:
 class ClaimResult:
     """Claims that must be published now: newly inserted ones and ones a crash left unpublished."""
 
-    to_publish: list[Claim] = field(default_factory=list)
+    to_publish: list[FiringClaim] = field(default_factory=list)
     already_planned: int = 0
-    rejected: list[tuple[Claim, str]] = field(default_factory=list)  # claims that can never be stored, and why
+    rejected: list[tuple[FiringClaim, str]] = field(default_factory=list)  # claims that can never be stored, and why
 
 
 class OpportunityLedger:
@@ -183,7 +160,7 @@ class OpportunityLedger:
         rows = self.table.partition(partition, select=["RowKey", "published"])
         return {row["RowKey"]: bool(row.get("published", True)) for row in rows}
 
-    def claim(self, claims: Sequence[Claim], now: datetime) -> ClaimResult:
+    def claim(self, claims: Sequence[FiringClaim], now: datetime) -> ClaimResult:
         """Insert claims atomically; those that exist already are counted, not returned.
 
         Returns the claims whose messages must now be published.
@@ -204,27 +181,27 @@ class OpportunityLedger:
                 result.already_planned += 1
         return result
 
-    def mark_published(self, claims: Iterable[Claim], now: datetime) -> None:
+    def mark_published(self, claims: Iterable[FiringClaim], now: datetime) -> None:
         """Record that the broker accepted the claims' messages (batched, one partition per transaction)."""
         operations = []
         for claim in claims:
             entity = {"PartitionKey": self.partition_of(claim.customer_id), "RowKey": row_key(claim.key),
                       "published": True, "status": claim.status, "updated_at": now}
-            if claim.status == QUEUED:
+            if claim.status == OpportunityStatus.QUEUED:
                 entity["queued_at"] = now
             # The stored messages are no longer needed: blank them (a merge cannot remove columns). Held ones
-            # now live in the approval store (the planner passes `held=()` when it has none, keeping them here).
+            # now live in the approval store.
             entity.update(blank_json("messages_json", [m.to_dict() for m in claim.messages]))
             entity.update(blank_json("held_json", [m.to_dict() for m in claim.held]))
             operations.append(Operation(Op.MERGE, entity))
         self.table.write_batches(operations).raise_first()
 
-    def unpublished(self, partition: str) -> list[Claim]:
+    def unpublished(self, partition: str) -> list[FiringClaim]:
         """Claims of a partition whose messages may not have reached the broker (a crash between the steps)."""
         rows = self.table.query("PartitionKey eq @pk and published eq false", {"pk": partition})
         return [self._claim_from_entity(row) for row in rows]
 
-    def unpublished_of(self, claims: Iterable[Claim]) -> list[Claim]:
+    def unpublished_of(self, claims: Iterable[FiringClaim]) -> list[FiringClaim]:
         """Of these claims, the stored ones a crash left unpublished (one point read each: for the few firings of
         one change event, where scanning the partition would cost far more)."""
         found = []
@@ -384,11 +361,12 @@ class OpportunityLedger:
                        if current.status == NEEDS_APPROVAL else None)
 
     # --- encoding ------------------------------------------------------------------------------------------
-    def _claim_entity(self, partition: str, claim: Claim, now: datetime) -> dict:
+    def _claim_entity(self, partition: str, claim: FiringClaim, now: datetime) -> dict:
         entity = {
             "PartitionKey": partition, "RowKey": row_key(claim.key), "key": claim.key, "rule": claim.rule,
             "kind": claim.kind, "customer_id": claim.customer_id,
-            "status": DETECTED if claim.messages or claim.held else claim.status, "target_status": claim.status,
+            "status": OpportunityStatus.DETECTED if claim.messages or claim.held else claim.status,
+            "target_status": claim.status,
             "month": claim.local_date[:7], "local_date": claim.local_date, "detected_at": now, "updated_at": now,
             "published": not (claim.messages or claim.held),
             "actions_json": json.dumps(list(claim.actions), ensure_ascii=False),
@@ -402,8 +380,8 @@ class OpportunityLedger:
             raise PayloadTooLarge(f"firing {claim.key} has more than 1 MiB of rendered messages")
         return entity
 
-    def _claim_from_entity(self, row: Entity) -> Claim:
-        return Claim(
+    def _claim_from_entity(self, row: Entity) -> FiringClaim:
+        return FiringClaim(
             key=row["key"], rule=row["rule"], kind=row["kind"], customer_id=row["customer_id"],
             owner_name=row.get("owner_name"), owner_email=row.get("owner_email"),
             status=row.get("target_status", row["status"]), recommendation=row.get("recommendation"),
@@ -457,9 +435,9 @@ def _status_change(status: str, now: datetime, amount: float | None = None) -> d
     changes: dict[str, Any] = {"status": status, "updated_at": now}
     if amount is not None:
         changes["amount"] = float(amount)
-    if status == NOTIFIED:
+    if status == OpportunityStatus.NOTIFIED:
         changes["notified_at"] = now
-    if status == QUEUED:
+    if status == OpportunityStatus.QUEUED:
         changes["queued_at"] = now
     return changes
 

@@ -17,16 +17,12 @@ from shared.domain.addresses import valid_address
 from shared.domain.errors import InvalidInput
 from shared.domain.model import Customer, Person
 from shared.domain.signing import outcome_url, unsubscribe_url
+from shared.domain.vocabulary import ActionStatus, Channel, Trigger
 from shared.opportunities.ledger import opportunity_id
 from shared.rendering.engine import TrustedUrl, one_line, template_context
 from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
 from shared.rules.expressions import as_date
 from shared.rules.model import (
-    HELD_OUT,
-    NEEDS_APPROVAL,
-    PLANNED,
-    SUPPRESSED,
-    TRIGGERS,
     ActionSpec,
     Firing,
     PlannedAction,
@@ -37,6 +33,15 @@ from shared.segments.holdout import CONTROL, arm_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
+_PLANNED = ActionStatus.PLANNED
+_SUPPRESSED = ActionStatus.SUPPRESSED
+_NEEDS_APPROVAL = ActionStatus.NEEDS_APPROVAL
+_HELD_OUT = ActionStatus.HELD_OUT
+_EMAIL_CHANNEL = Channel.EMAIL
+_TEAMS_CHANNEL = Channel.TEAMS
+_CRM_TASK_CHANNEL = Channel.CRM_TASK
 
 DEFAULT_DUE_DAYS = 7  # teams and crm_task actions without due_in_days
 OUTCOME_KINDS = ("cross_sell", "upsell")  # opportunities a rep answers from the card (in progress / won / not now)
@@ -49,7 +54,7 @@ class Evaluator:
         self.ruleset = ruleset
         self.settings = settings
         self.renderer = ruleset.renderer
-        self._by_trigger = {t: tuple((r, r.when.fn) for r in ruleset.rules if t in r.on) for t in TRIGGERS}
+        self._by_trigger = {t: tuple((r, r.when.fn) for r in ruleset.rules if t in r.on) for t in Trigger}
         self._default_zone = ZoneInfo(settings.default_timezone)
         self._dates: tuple[datetime | None, dict[str | None, date]] = (None, {})
         # Rules that raised on some customer's data (e.g. text where a number was expected): counted, not fatal.
@@ -76,7 +81,7 @@ class Evaluator:
         """
         rules = self._by_trigger.get(trigger)
         if rules is None:
-            raise InvalidInput(f"trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
+            raise InvalidInput(f"trigger must be one of {', '.join(Trigger)}, not {trigger!r}")
         if now.tzinfo is None:
             raise InvalidInput("now must be an aware instant (with a UTC offset)")
         local = today or self.local_date(customer.timezone, now)
@@ -148,23 +153,23 @@ class Evaluator:
                 now: datetime, held_out: bool = False) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
         waits_for = earlier[spec.after] if spec.after is not None else None
-        if status == PLANNED and waits_for is not None and waits_for.status == SUPPRESSED:
-            status, note = SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
-        if held_out and status == PLANNED:
+        if status == _PLANNED and waits_for is not None and waits_for.status == _SUPPRESSED:
+            status, note = _SUPPRESSED, f"waits for the {waits_for.channel} action, which is suppressed"
+        if held_out and status == _PLANNED:
             # The control group: what would have gone out is recorded, nothing is rendered or sent. What could
             # not have been sent anyway stays suppressed, in both groups alike.
-            return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=HELD_OUT,
+            return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=_HELD_OUT,
                                  reason=f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent",
                                  subject=None, importance=spec.importance, template=spec.template)
-        if status == PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
-            status, note = NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
+        if status == _PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
+            status, note = _NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \
-            (None if spec.channel == "email" else DEFAULT_DUE_DAYS)
+            (None if spec.channel == _EMAIL_CHANNEL else DEFAULT_DUE_DAYS)
         due = local + timedelta(days=due_days) if due_days is not None else None
         subject, content = None, {}
-        if status != SUPPRESSED:  # render only what may be sent (or previewed by an approver)
+        if status != _SUPPRESSED:  # render only what may be sent (or previewed by an approver)
             context = dict(base, importance=spec.importance, due_date=due)
-            if waits_for is not None and waits_for.channel == "email":
+            if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL:
                 context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
             subject, content, warning = self._render(rule, spec, customer, locale, context, now)
             if warning:
@@ -177,39 +182,39 @@ class Evaluator:
     @staticmethod
     def _recipient(spec: ActionSpec, customer: Customer) -> tuple[str, str, str | None]:
         """(to, status, reason): suppressed with a reason when the action cannot or must not reach anyone."""
-        if spec.channel == "email":
+        if spec.channel == _EMAIL_CHANNEL:
             address = customer.email or ""
             if customer.email_opt_out:
-                return address, SUPPRESSED, "customer opted out of email"
+                return address, _SUPPRESSED, "customer opted out of email"
             if not address:
-                return "", SUPPRESSED, "customer has no email address"
+                return "", _SUPPRESSED, "customer has no email address"
             if not valid_address(address):
-                return address, SUPPRESSED, "invalid recipient address"
-            return address, PLANNED, None
-        if spec.channel == "crm_task":
+                return address, _SUPPRESSED, "invalid recipient address"
+            return address, _PLANNED, None
+        if spec.channel == _CRM_TASK_CHANNEL:
             owner = customer.owner.email if customer.owner else None
-            return (owner if valid_address(owner) else "unassigned"), PLANNED, None
+            return (owner if valid_address(owner) else "unassigned"), _PLANNED, None
         if spec.route.startswith("channel:"):
-            return spec.route, PLANNED, None
+            return spec.route, _PLANNED, None
         person: Person | None = customer.owner if spec.route == "owner" else customer.manager
         address = person.email if person else None
         if not address:
-            return "", SUPPRESSED, f"{spec.route} has no email address"
+            return "", _SUPPRESSED, f"{spec.route} has no email address"
         if not valid_address(address):
-            return address, SUPPRESSED, "invalid recipient address"
-        return address, PLANNED, None
+            return address, _SUPPRESSED, "invalid recipient address"
+        return address, _PLANNED, None
 
     def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                 now: datetime) -> tuple[str | None, dict, str | None]:
         """(subject, content, warning) in the shape shared.domain.messages.ActionMessage documents per channel."""
-        if spec.channel == "teams":
+        if spec.channel == _TEAMS_CHANNEL:
             card = self.renderer.card(spec.template, locale, context)
             summary = one_line(card.get("fallbackText") or rule.id)
             person = customer.owner if spec.route == "owner" else customer.manager if spec.route == "manager" \
                 else None
             return summary, {"card": card, "summary": summary,
                              "aad_object_id": person.aad_object_id if person else None}, None
-        if spec.channel == "email":
+        if spec.channel == _EMAIL_CHANNEL:
             warning = None
             if self.settings.unsubscribe_signing_key:
                 context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)

@@ -17,7 +17,16 @@ from jinja2.exceptions import SecurityError
 
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Person
-from shared.rendering.engine import CARD, EMAIL, Renderer, TemplateProblems, template_context
+from shared.domain.vocabulary import (
+    DEFAULT_CATEGORY,
+    Channel,
+    ContactCategory,
+    Importance,
+    RuleKind,
+    TemplateKind,
+    Trigger,
+)
+from shared.rendering.engine import Renderer, TemplateProblems, template_context
 from shared.rules.dedupe import ONCE_PERIODS
 from shared.rules.expressions import (
     ANY,
@@ -29,19 +38,7 @@ from shared.rules.expressions import (
     ExpressionError,
     compile_expression,
 )
-from shared.rules.model import (
-    CATEGORIES,
-    CHANNELS,
-    DEFAULT_CATEGORY,
-    IMPORTANCE,
-    KINDS,
-    TRIGGERS,
-    ActionSpec,
-    ConvertsOn,
-    Rule,
-    RuleSet,
-    Windows,
-)
+from shared.rules.model import ActionSpec, ConvertsOn, Rule, RuleSet, Windows
 from shared.segments.config import SegmentProblems, load_segments
 from shared.segments.rfm import Segments
 
@@ -54,7 +51,7 @@ ACTION_KEYS = ("teams", "email", "crm_task", "template", "importance", "approval
 TASK_KEYS = ("subject", "description", "due_in_days")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _CHANNEL_NAME = re.compile(r"channel:[A-Za-z0-9_-]{1,64}")
-_TEMPLATE_FORM = {"teams": CARD, "email": EMAIL}
+_TEMPLATE_FORM = {Channel.TEAMS: TemplateKind.CARD, Channel.EMAIL: TemplateKind.EMAIL}
 PERSON_FIELDS = frozenset(Person.__dataclass_fields__)
 
 
@@ -263,11 +260,11 @@ class _RuleChecker:
         else:
             self.parent.seen[rule_id] = f"{self.file}:{data.lines.get('id', data.line)}"
         kind = data.get("kind")
-        if kind not in KINDS:
-            self.fail("kind" if "kind" in data else None, f"kind must be one of {', '.join(KINDS)}")
+        if kind not in tuple(RuleKind):
+            self.fail("kind" if "kind" in data else None, f"kind must be one of {', '.join(RuleKind)}")
         on = data.get("on", None)
         triggers = [on] if isinstance(on, str) else on
-        if not isinstance(triggers, list) or not triggers or not all(t in TRIGGERS for t in triggers):
+        if not isinstance(triggers, list) or not triggers or not all(t in tuple(Trigger) for t in triggers):
             self.fail("on" if "on" in data else None, "on must be a list of sweep and/or change")
             triggers = []
         when = self.expression("when", data.get("when")) if "when" in data else None
@@ -287,8 +284,8 @@ class _RuleChecker:
         if not isinstance(enabled, bool):
             self.fail("enabled", "must be true or false")
         category = data.get("category", DEFAULT_CATEGORY.get(kind))
-        if "category" in data and category not in CATEGORIES:
-            self.fail("category", f"category must be one of {', '.join(CATEGORIES)}")
+        if "category" in data and category not in tuple(ContactCategory):
+            self.fail("category", f"category must be one of {', '.join(ContactCategory)}")
         priority = data.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
             self.fail("priority", "priority must be a whole number -1000..1000 (higher wins a contact cap)")
@@ -297,11 +294,11 @@ class _RuleChecker:
         campaign, converts_on = self.outcomes(kind, rule_id)
         if self.failed or not enabled:
             return None
-        return Rule(id=rule_id, kind=kind, on=frozenset(triggers), when=when, actions=actions, once=once,
-                    once_per=once_per, windows=windows, recommendation=recommendation, reason=reason,
-                    description=description, params=MappingProxyType(dict(params)), file=self.file, line=data.line,
-                    campaign=campaign, converts_on=converts_on, holdout=holdout, category=category,
-                    priority=priority)
+        return Rule(id=rule_id, kind=RuleKind(kind), on=frozenset(Trigger(t) for t in triggers), when=when,
+                    actions=actions, once=once, once_per=once_per, windows=windows, recommendation=recommendation,
+                    reason=reason, description=description, params=MappingProxyType(dict(params)), file=self.file,
+                    line=data.line, campaign=campaign, converts_on=converts_on, holdout=holdout,
+                    category=ContactCategory(category), priority=priority)
 
     def outcomes(self, kind: Any, rule_id: Any) -> tuple[str | None, ConvertsOn | None]:
         """`campaign` (campaign rules: the CRM campaign its deals name, default the rule id) and `converts_on`
@@ -406,18 +403,18 @@ class _RuleChecker:
         for key in item:
             if key not in ACTION_KEYS:
                 self.fail(key, f"unknown action key {key!r} (allowed: {', '.join(ACTION_KEYS)})", item)
-        present = [c for c in CHANNELS if c in item]
+        present = [c for c in Channel if c in item]
         if len(present) != 1:
-            self.fail(None, f"an action names exactly one channel: {', '.join(CHANNELS)}", item)
+            self.fail(None, f"an action names exactly one channel: {', '.join(Channel)}", item)
             return None
         channel = present[0]
         value = item[channel]
         route, subject, description, due = channel, None, None, item.get("due_in_days")
-        if channel == "teams":
+        if channel == Channel.TEAMS:
             if value not in ("owner", "manager") and not (isinstance(value, str) and _CHANNEL_NAME.fullmatch(value)):
                 self.fail("teams", f"teams must be owner, manager or channel:<name>, not {value!r}", item)
             route = value
-        elif channel == "email":
+        elif channel == Channel.EMAIL:
             if value != "customer":
                 self.fail("email", f"email must be customer, not {value!r}", item)
             route = "customer"
@@ -446,13 +443,13 @@ class _RuleChecker:
         elif template is not None:
             self.fail("template", "crm_task takes subject/description, not a template", item)
         importance = item.get("importance", "normal")
-        if importance not in IMPORTANCE:
-            self.fail("importance", f"importance must be one of {', '.join(IMPORTANCE)}", item)
+        if importance not in tuple(Importance):
+            self.fail("importance", f"importance must be one of {', '.join(Importance)}", item)
         approval = self.expression("approval", item["approval"], item) if "approval" in item else None
         after = None
         if "after" in item:
-            if item["after"] not in CHANNELS:
-                self.fail("after", f"after must name an earlier action's channel ({', '.join(CHANNELS)})", item)
+            if item["after"] not in tuple(Channel):
+                self.fail("after", f"after must name an earlier action's channel ({', '.join(Channel)})", item)
             elif item["after"] not in earlier:
                 self.fail("after", f"after: {item['after']} needs an earlier {item['after']} action in this rule",
                           item)
@@ -460,8 +457,8 @@ class _RuleChecker:
                 after = earlier.index(item["after"])
         if due is not None and (not isinstance(due, int) or isinstance(due, bool) or not 0 <= due <= 3650):
             self.fail("due_in_days", "due_in_days must be a whole number of days 0..3650", item)
-        return ActionSpec(channel=channel, route=route, template=template if channel != "crm_task" else None,
-                          importance=importance, approval=approval, after=after,
+        return ActionSpec(channel=channel, route=route, template=template if channel != Channel.CRM_TASK else None,
+                          importance=Importance(importance), approval=approval, after=after,
                           due_in_days=due if isinstance(due, int) else None, subject=subject,
                           description=description, line=item.line)
 

@@ -8,29 +8,21 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.domain.messages import ActionMessage
+from shared.domain.vocabulary import ActionStatus, Channel, ContactCategory, Importance, RuleKind, Trigger
 from shared.rules.expressions import CompiledExpression
 
-KINDS = ("cross_sell", "upsell", "lifecycle", "journey", "campaign", "alert")
-TRIGGERS = ("sweep", "change")
-CHANNELS = ("teams", "email", "crm_task")
-IMPORTANCE = ("low", "normal", "high")
-PLANNED, SUPPRESSED, NEEDS_APPROVAL, CAPPED, HELD_OUT = (
-    "planned", "suppressed", "needs_approval", "capped", "held_out")
-# Contact categories (the contact policy caps promotional and lifecycle contacts; transactional ones are exempt).
-PROMOTIONAL, LIFECYCLE, TRANSACTIONAL = "promotional", "lifecycle", "transactional"
-CATEGORIES = (PROMOTIONAL, LIFECYCLE, TRANSACTIONAL)
-DEFAULT_CATEGORY = {"cross_sell": PROMOTIONAL, "upsell": PROMOTIONAL, "campaign": PROMOTIONAL,
-                    "lifecycle": LIFECYCLE, "journey": LIFECYCLE, "alert": TRANSACTIONAL}
+# Bound once: reading an enum member is a slow attribute lookup on Python 3.11, and these are read per action.
+_SUPPRESSED, _HELD_OUT, _CAPPED = ActionStatus.SUPPRESSED, ActionStatus.HELD_OUT, ActionStatus.CAPPED
 
 
 @dataclass(frozen=True)
 class ActionSpec:
     """One `actions:` entry of a rule, checked at load time."""
 
-    channel: str  # teams | email | crm_task
+    channel: Channel
     route: str  # owner | manager | channel:<name> | customer | task
     template: str | None
-    importance: str
+    importance: Importance
     approval: CompiledExpression | None
     after: int | None  # index of the action (in the same rule) this one waits for
     due_in_days: int | None
@@ -56,8 +48,8 @@ class ConvertsOn:
 @dataclass(frozen=True)
 class Rule:
     id: str
-    kind: str
-    on: frozenset[str]
+    kind: RuleKind
+    on: frozenset[Trigger]
     when: CompiledExpression
     actions: tuple[ActionSpec, ...]
     once: str | None = None  # ever | year | month | week | day
@@ -71,7 +63,7 @@ class Rule:
     line: int | None = None
     campaign: str | None = None  # campaign rules: the CRM campaign id their deals name (default the rule id)
     converts_on: ConvertsOn | None = None
-    category: str = LIFECYCLE  # promotional | lifecycle | transactional (default by kind: DEFAULT_CATEGORY)
+    category: ContactCategory = ContactCategory.LIFECYCLE  # default by kind: DEFAULT_CATEGORY
     priority: int = 0  # when firings compete for a contact cap, the higher priority wins
     holdout: float = 0.0  # share of customers kept as a control group (0..0.5): recorded held_out, sent nothing
 
@@ -97,11 +89,11 @@ class PlannedAction:
     dedupe_key: str
     channel: str
     to: str
-    status: str  # planned | suppressed | needs_approval | capped | held_out
+    status: ActionStatus
     reason: str | None
     subject: str | None
     content: Mapping[str, Any] = field(default_factory=dict)
-    importance: str = "normal"
+    importance: Importance = Importance.NORMAL
     after: str | None = None  # dedupe key of the action this one waits for
     due_date: date | None = None
     template: str | None = None
@@ -110,7 +102,7 @@ class PlannedAction:
     @property
     def sendable(self) -> bool:
         """Whether a message goes out for this action (now, or on the day a contact cap deferred it to)."""
-        return self.status not in (SUPPRESSED, HELD_OUT) and not (self.status == CAPPED and self.deferred_to is None)
+        return self.status not in (_SUPPRESSED, _HELD_OUT) and not (self.status == _CAPPED and self.deferred_to is None)
 
     def to_message(self, firing: Firing, planned_at: datetime, not_before: datetime | None = None,
                    followups: tuple[ActionMessage | str, ...] = ()) -> ActionMessage:

@@ -7,11 +7,10 @@ button named (`decision=`) is highlighted. Same headers as the approval pages (n
 
 from __future__ import annotations
 
-import html
-
 from shared.opportunities.ledger import CRM, Opportunity
 from shared.opportunities.outcomes import NOT_NOW
-from shared.web.approval_pages import HEADERS, Page, language, layout
+from shared.web.approvals import HEADERS
+from shared.web.pages import Page, language, render
 
 __all__ = ["HEADERS", "Page", "closed_page", "error_page", "language", "outcome_page", "recorded_page"]
 
@@ -45,29 +44,27 @@ _TEXT = {
 
 def outcome_page(opportunity: Opportunity, token: str, lang: str, customer_name: str | None,
                  preselected: str | None = None) -> Page:
-    text, e = _TEXT[lang], html.escape
+    """The rep's answer page: what the opportunity is, and one button per decision posting back with the token."""
+    text = _TEXT[lang]
     rows = [(text["customer"], customer_name or opportunity.customer_id), (text["rule"], opportunity.rule),
             (text["recommendation"], opportunity.recommendation or ""),
             (text["status"], text["statuses"].get(opportunity.status, opportunity.status))]
     if opportunity.decided_at:
         rows.append((text["last"], f"{opportunity.decision or opportunity.status} "
                                    f"({opportunity.outcome_source}, {opportunity.decided_at:%Y-%m-%d %H:%M} UTC)"))
-    parts = [f"<p>{e(text['intro'])}</p><table>"]
-    parts += [f"<tr><th>{e(label)}</th><td>{e(str(value))}</td></tr>" for label, value in rows]
-    parts.append("</table>")
-    action = f"/api/opportunities/{e(opportunity.id)}/outcome"
-    for decision in ("in_progress", "won", NOT_NOW):
-        marked = ' style="outline:3px solid #2b6cb0"' if decision == preselected else ""
-        amount = (f'<label>{e(text["amount"])} <input name="amount" inputmode="decimal" '
-                  f'pattern="[0-9,.]*" size="12"></label> ' if decision == "won" else "")
-        parts.append(f'<form method="post" action="{action}"><input type="hidden" name="token" value="{e(token)}">'
-                     f'<input type="hidden" name="decision" value="{decision}">{amount}'
-                     f'<button type="submit"{marked}>{e(text[decision])}</button></form>')
-    return Page(200, layout(lang, text["title"], "".join(parts)))
+    choices = [{"decision": decision, "label": text[decision], "marked": decision == preselected,
+                "amount": text["amount"] if decision == "won" else None}
+               for decision in ("in_progress", "won", NOT_NOW)]
+    return render("outcome.html", 200, HEADERS, lang=lang, title=text["title"], intro=text["intro"], rows=rows,
+                  choices=choices, token=token, action=f"/api/opportunities/{opportunity.id}/outcome")
+
+
+def _message(status: int, lang: str, message: str) -> Page:
+    return render("outcome.html", status, HEADERS, lang=lang, title=_TEXT[lang]["title"], rows=[], message=message)
 
 
 def recorded_page(decision: str, lang: str) -> Page:
-    return Page(200, layout(lang, _TEXT[lang]["title"], f"<p>{html.escape(_TEXT[lang]['recorded'][decision])}</p>"))
+    return _message(200, lang, _TEXT[lang]["recorded"][decision])
 
 
 def closed_page(opportunity: Opportunity | None, lang: str) -> Page:
@@ -77,9 +74,9 @@ def closed_page(opportunity: Opportunity | None, lang: str) -> Page:
                                         deal=opportunity.deal_id or "")
     else:
         message = text["not_offered"]
-    return Page(409, layout(lang, text["title"], f"<p>{html.escape(message)}</p>"))
+    return _message(409, lang, message)
 
 
 def error_page(status: int, lang: str) -> Page:
     key = {404: "missing", 400: "bad"}.get(status, "invalid")
-    return Page(status, layout(lang, _TEXT[lang]["title"], f"<p>{html.escape(_TEXT[lang][key])}</p>"))
+    return _message(status, lang, _TEXT[lang][key])

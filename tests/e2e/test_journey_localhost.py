@@ -14,7 +14,7 @@ import function_app
 from devhost import LocalHost
 from shared.container import Container
 from shared.domain.names import CRM_EVENTS, CRM_TASKS, SWEEP_SHARDS
-from shared.pipeline.planner import plan_sweep
+from shared.pipeline.sweep import plan_sweep
 from tests.conftest import make_settings
 from tests.crm_helpers import GENERIC_SECRET, generic, wall_clock_now
 

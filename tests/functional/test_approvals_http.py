@@ -18,13 +18,14 @@ from azure.functions.timer import TimerRequest
 import function_app
 from functions.approvals import approvals, approvals_housekeeping
 from functions.senders import send_email, send_teams
-from shared.approvals.flow import APPROVED, EXPIRED, PENDING, REJECTED, approval_id
+from shared.approvals.flow import approval_id
 from shared.container import set_container
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.messages import ActionMessage
 from shared.domain.names import EMAIL, TEAMS
 from shared.domain.signing import APPROVAL, sign
-from shared.opportunities.ledger import NOTIFIED, QUEUED, row_key
+from shared.domain.vocabulary import ApprovalStatus, OpportunityStatus
+from shared.opportunities.ledger import row_key
 from shared.settings import Settings
 from tests.approval_support import CUSTOMER, approval_stack, approvals_of, at, plan
 
@@ -98,7 +99,8 @@ def test_get_shows_exactly_what_will_be_sent_with_the_buttons(stack):
     assert '<iframe sandbox=""' in page and "srcdoc=" in page and "<script" not in page.lower()
     assert page.count(f'name="token" value="{token}"') == 2 and f'action="/api/approvals/{approval.id}"' in page
     as_json = get(approval.id, token, accept="application/json")
-    assert json.loads(as_json.get_body())["status"] == PENDING and "to" not in json.loads(as_json.get_body())
+    body = json.loads(as_json.get_body())
+    assert body["status"] == ApprovalStatus.PENDING and "to" not in body
 
 
 def test_the_page_speaks_the_customers_language(azurite, tmp_path):
@@ -134,7 +136,8 @@ def test_bad_links_are_refused_and_show_nothing(stack, case):
         assert approval.message.subject not in text(response) and "example.co.jp" not in text(response)
     assert json.loads(post_json(approval.id, {"decision": "approve", "token": tokens[case]}).get_body())[
         "error"] == "Unauthorized"
-    assert container.approval_store.get(approval.id).status == PENDING and container.broker.count(EMAIL) == 0
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.PENDING
+    assert container.broker.count(EMAIL) == 0
 
 
 def test_a_valid_token_for_an_unknown_approval_is_404(stack):
@@ -151,11 +154,12 @@ def test_approve_publishes_once_into_business_hours_and_a_double_click_is_409(st
     again = post_form(approval.id, token, "approve")
     assert first.status_code == 200 and "承認しました" in text(first)
     assert again.status_code == 409 and "すでに承認済み" in text(again)
-    assert json.loads(post_json(approval.id, {"decision": "reject", "token": token}).get_body())["status"] == APPROVED
+    second = post_json(approval.id, {"decision": "reject", "token": token})
+    assert json.loads(second.get_body())["status"] == ApprovalStatus.APPROVED
 
     stored = container.approval_store.get(approval.id)
-    assert stored.status == APPROVED and stored.published and stored.decided_at == SATURDAY_NOON_TOKYO
-    assert opportunity_status(container, approval) == QUEUED
+    assert stored.status == ApprovalStatus.APPROVED and stored.published and stored.decided_at == SATURDAY_NOON_TOKYO
+    assert opportunity_status(container, approval) == OpportunityStatus.QUEUED
     assert container.broker.count(EMAIL) == 1
     assert container.broker.receive(EMAIL) == [], "scheduled: not visible on Saturday"
     clock.set(MONDAY_OPENING_TOKYO)
@@ -182,13 +186,13 @@ def test_concurrent_approvals_publish_once(stack):
         thread.join()
     assert sorted(statuses) == [200, 409, 409, 409, 409, 409]
     decided = container.approval_store.get(approval.id).status
-    assert container.broker.count(EMAIL) == (1 if decided == APPROVED else 0)
+    assert container.broker.count(EMAIL) == (1 if decided == ApprovalStatus.APPROVED else 0)
 
 
 def test_reject_publishes_nothing(stack):
     container, _, approval, token = stack
     response = post_json(approval.id, {"decision": "reject", "token": token})
-    assert response.status_code == 200 and json.loads(response.get_body())["status"] == REJECTED
+    assert response.status_code == 200 and json.loads(response.get_body())["status"] == ApprovalStatus.REJECTED
     assert post_form(approval.id, token, "approve").status_code == 409
     assert container.broker.count(EMAIL) == 0 and opportunity_status(container, approval) == "rejected"
     assert get(approval.id, token).status_code == 409
@@ -198,7 +202,7 @@ def test_a_bad_decision_is_400(stack):
     container, _, approval, token = stack
     assert post_json(approval.id, {"decision": "maybe", "token": token}).status_code == 400
     assert post_json(approval.id, ["approve"]).status_code == 400
-    assert container.approval_store.get(approval.id).status == PENDING
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.PENDING
 
 
 def test_an_expired_approval_answers_409_and_is_never_sent(stack):
@@ -206,8 +210,9 @@ def test_an_expired_approval_answers_409_and_is_never_sent(stack):
     clock.set(DEMO_NOW + timedelta(days=7, minutes=1))
     page = get(approval.id, token)
     assert page.status_code == 409 and "有効期限" in text(page)
-    assert json.loads(post_json(approval.id, {"decision": "approve", "token": token}).get_body())["status"] == EXPIRED
-    assert container.approval_store.get(approval.id).status == EXPIRED
+    late = post_json(approval.id, {"decision": "approve", "token": token})
+    assert json.loads(late.get_body())["status"] == ApprovalStatus.EXPIRED
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.EXPIRED
     assert container.broker.count(EMAIL) == 0 and opportunity_status(container, approval) == "suppressed"
     clock.set(DEMO_NOW + timedelta(days=400))  # long after: the link itself has expired
     assert get(approval.id, token).status_code == 401
@@ -217,7 +222,7 @@ def test_housekeeping_timer_expires_through_the_registered_function(stack):
     container, clock, approval, _ = stack
     clock.set(DEMO_NOW + timedelta(days=8))
     approvals_housekeeping(TimerRequest(past_due=False))
-    assert container.approval_store.get(approval.id).status == EXPIRED
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.EXPIRED
 
 
 def test_after_approval_the_sender_delivers_the_mail_and_the_fyi_follows(stack):
@@ -237,7 +242,7 @@ def test_after_approval_the_sender_delivers_the_mail_and_the_fyi_follows(stack):
     send_teams(ServiceBusMessage(body=fyi.body.encode(), message_id=fyi.message_id, delivery_count=1,
                                  application_properties={}, user_properties={}))
     assert len(list((outbox / "teams").glob("*.json"))) == 1
-    assert opportunity_status(container, approval) == NOTIFIED
+    assert opportunity_status(container, approval) == OpportunityStatus.NOTIFIED
     assert datetime.fromtimestamp(clock(), UTC) == DEMO_NOW + timedelta(hours=2)
 
 
@@ -278,13 +283,13 @@ def test_with_sign_in_only_the_owner_or_manager_may_decide(signed_in_stack):
     assert approval.approver == "hanako@contoso.example" and approval.deputy == "boss@contoso.example"
     assert post_as(approval.id, token, "approve", None).status_code == 401  # sign-in required
     assert post_as(approval.id, token, "approve", "mallory@contoso.example").status_code == 403
-    assert container.approval_store.get(approval.id).status == PENDING  # refused before any change
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.PENDING  # refused before any change
     assert post_as(approval.id, token, "reject", "Boss@Contoso.example").status_code == 200
     decided = container.approval_store.get(approval.id)
-    assert decided.status == REJECTED and decided.decided_by == "Boss@Contoso.example"
+    assert decided.status == ApprovalStatus.REJECTED and decided.decided_by == "Boss@Contoso.example"
 
 
 def test_with_sign_in_the_owner_may_approve(signed_in_stack):
     container, approval, token = signed_in_stack
     assert post_as(approval.id, token, "approve", "hanako@contoso.example").status_code == 200
-    assert container.approval_store.get(approval.id).status == APPROVED
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.APPROVED

@@ -76,4 +76,4 @@ def test_a_big_file_gets_a_progress_bar_on_stderr(tmp_path, capsys):
                  "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["customers"] == 4000
-    assert "scoring" in captured.err and "4,000/4,000" in captured.err
+    assert "scoring" in captured.err and "4000/4000" in captured.err

@@ -17,7 +17,7 @@ from shared.customers.importer import import_customers
 from shared.devtools.commands.demo import _fast_forward, deliver_all
 from shared.devtools.commands.sweep import run_sweep
 from shared.devtools.sample_data import DEMO_NOW
-from shared.opportunities.ledger import Claim
+from shared.opportunities.ledger import FiringClaim
 from tests.functional.registered import bindings_of
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
@@ -42,7 +42,7 @@ def swept(azurite, tmp_path_factory):
     upsell = [o for o in container.ledger.iter_all() if o.kind == "upsell"][:2]
     container.ledger.set_status(upsell[0].id, "won", amount=500000)
     container.ledger.set_status(upsell[1].id, "lost")
-    hostile = Claim(key="x:H-1:ever", rule="cross-sell-a-to-b", kind="cross_sell", customer_id="H-1",
+    hostile = FiringClaim(key="x:H-1:ever", rule="cross-sell-a-to-b", kind="cross_sell", customer_id="H-1",
                     owner_name="<script>alert(1)</script>", owner_email=None, status="suppressed",
                     recommendation=None, local_date="2026-11-24", actions=())
     container.ledger.claim([hostile], DEMO_NOW)

@@ -10,7 +10,7 @@ import pytest
 
 from functions.opportunities import opportunities_list, opportunities_update
 from shared.container import set_container
-from shared.opportunities.ledger import QUEUED, SUPPRESSED
+from shared.domain.vocabulary import OpportunityStatus
 from tests.functional.registered import bindings_of
 from tests.integration.test_ledger import claim
 
@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
 @pytest.fixture
 def ledger(container):
-    claims = [claim(i) for i in range(5)] + [claim(9, messages=0, status=SUPPRESSED)]
+    claims = [claim(i) for i in range(5)] + [claim(9, messages=0, status=OpportunityStatus.SUPPRESSED)]
     published = container.ledger.claim(claims, NOW).to_publish
     container.ledger.mark_published([c for c in published if c.messages], NOW)
     set_container(container)
@@ -46,8 +46,8 @@ def test_routes_need_the_function_key():
 def test_list_filters_on_the_service_side(ledger):
     everything = json.loads(get().get_body())
     assert everything["count"] == 6
-    queued = json.loads(get(status=QUEUED, limit="3").get_body())
-    assert queued["count"] == 3 and {o["status"] for o in queued["items"]} == {QUEUED}
+    queued = json.loads(get(status=OpportunityStatus.QUEUED, limit="3").get_body())
+    assert queued["count"] == 3 and {o["status"] for o in queued["items"]} == {OpportunityStatus.QUEUED}
     one = json.loads(get(customer_id="C-0002").get_body())
     assert [o["customer_id"] for o in one["items"]] == ["C-0002"]
     assert json.loads(get(month="2026-11", rule="cross-sell-b").get_body())["count"] == 6
@@ -77,7 +77,7 @@ def test_patch_rejects_bad_bodies_and_transitions(ledger, body, status, fragment
     item = json.loads(get(customer_id="C-0003").get_body())["items"][0]
     response = patch(item["id"], body)
     assert response.status_code == status and fragment in response.get_body().decode()
-    assert ledger.get(item["id"]).status == QUEUED
+    assert ledger.get(item["id"]).status == OpportunityStatus.QUEUED
 
 
 def test_patch_of_an_unknown_opportunity_is_404(ledger):

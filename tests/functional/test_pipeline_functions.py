@@ -13,7 +13,7 @@ from shared.customers.importer import import_customers
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.events import CrmEvent
 from shared.domain.names import SWEEP_SHARDS, TEAMS
-from shared.pipeline.planner import ShardTask
+from shared.pipeline.sweep import ShardTask
 from tests.functional.registered import bindings_of, sb_message
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"

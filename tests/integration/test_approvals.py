@@ -8,10 +8,6 @@ from datetime import timedelta
 import pytest
 
 from shared.approvals.flow import (
-    APPROVE,
-    APPROVED,
-    EXPIRED,
-    PENDING,
     STUCK_AFTER,
     AlreadyDecided,
     approval_id,
@@ -22,7 +18,8 @@ from shared.domain.errors import TransientError
 from shared.domain.messages import ActionMessage
 from shared.domain.names import CRM_TASKS, EMAIL, TEAMS
 from shared.domain.signing import APPROVAL, verify
-from shared.opportunities.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, row_key
+from shared.domain.vocabulary import ApprovalStatus, Decision, OpportunityStatus
+from shared.opportunities.ledger import row_key
 from tests.approval_support import CUSTOMER, RULE, approval_stack, approvals_of, plan
 from tests.queues import drain as drain_actions
 
@@ -49,7 +46,8 @@ def test_a_held_mail_gets_one_approval_and_one_request_card_even_when_the_shard_
     assert first.approvals == 1 and second.approvals == 0 and second.already_planned == first.planned
 
     [approval] = approvals_of(container)
-    assert approval.status == PENDING and approval.rule == RULE and approval.customer_id == CUSTOMER["id"]
+    assert approval.status == ApprovalStatus.PENDING
+    assert approval.rule == RULE and approval.customer_id == CUSTOMER["id"]
     assert approval.id == approval_id(approval.action_key) and approval.approver == "hanako@contoso.example"
     assert approval.expires_at == DEMO_NOW + timedelta(days=7) and not approval.published
     held = approval.message
@@ -67,7 +65,7 @@ def test_a_held_mail_gets_one_approval_and_one_request_card_even_when_the_shard_
     assert verify(container.settings, APPROVAL, link.split("token=")[1], DEMO_NOW) == approval.id
 
     row = container.ledger.table.get(container.ledger.partition_of(CUSTOMER["id"]), row_key(approval.firing_key))
-    assert row["status"] == NEEDS_APPROVAL and row["published"] is True
+    assert row["status"] == OpportunityStatus.NEEDS_APPROVAL and row["published"] is True
     assert not row.get("held_json"), "the held mail lives in the approval only"
 
 
@@ -88,13 +86,13 @@ def test_a_crash_before_publishing_is_recovered_without_a_second_approval_or_car
     recovered = plan(container)
     assert recovered.recovered == 1 and recovered.approvals == 0
     assert len(approvals_of(container)) == 1 and len(drain(container, TEAMS)) == 1
-    assert opportunity(container, approval.firing_key).status == NEEDS_APPROVAL
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.NEEDS_APPROVAL
 
 
 def test_without_a_signing_key_the_approval_opens_but_nobody_is_sent_a_broken_link(azurite, tmp_path, caplog):
     container, _ = approval_stack(azurite, tmp_path, UNSUBSCRIBE_SIGNING_KEY="")
     plan(container)
-    assert [a.status for a in approvals_of(container)] == [PENDING]
+    assert [a.status for a in approvals_of(container)] == [ApprovalStatus.PENDING]
     assert container.broker.count(TEAMS) == 0
     assert "UNSUBSCRIBE_SIGNING_KEY" in caplog.text and CUSTOMER["email"] not in caplog.text
 
@@ -105,8 +103,8 @@ def test_housekeeping_expires_unanswered_approvals_and_suppresses_the_opportunit
     [approval] = approvals_of(container)
     assert container.approvals.housekeeping(DEMO_NOW + timedelta(days=6))["expired"] == 0
     assert container.approvals.housekeeping(DEMO_NOW + timedelta(days=7, seconds=1))["expired"] == 1
-    assert container.approval_store.get(approval.id).status == EXPIRED
-    assert opportunity(container, approval.firing_key).status == SUPPRESSED
+    assert container.approval_store.get(approval.id).status == ApprovalStatus.EXPIRED
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.SUPPRESSED
     assert container.approvals.housekeeping(DEMO_NOW + timedelta(days=8)) == {"expired": 0, "finished": 0}
 
 
@@ -124,23 +122,23 @@ def test_an_approval_interrupted_before_publishing_is_finished_once(stack, finis
 
     container.broker.publish = crash
     with pytest.raises(TransientError):
-        container.approvals.decide(approval.id, token, APPROVE, DEMO_NOW)
+        container.approvals.decide(approval.id, token, Decision.APPROVE, DEMO_NOW)
     stuck = container.approval_store.get(approval.id)
-    assert stuck.status == APPROVED and not stuck.published
-    assert opportunity(container, approval.firing_key).status == NEEDS_APPROVAL
+    assert stuck.status == ApprovalStatus.APPROVED and not stuck.published
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.NEEDS_APPROVAL
 
     container.broker.publish = real_publish
     with pytest.raises(AlreadyDecided):  # the first request may still be publishing: no second publish now
-        container.approvals.decide(approval.id, token, APPROVE, DEMO_NOW + timedelta(seconds=5))
+        container.approvals.decide(approval.id, token, Decision.APPROVE, DEMO_NOW + timedelta(seconds=5))
     later = DEMO_NOW + STUCK_AFTER + timedelta(seconds=1)
     if finisher == "housekeeping":
         assert container.approvals.housekeeping(later) == {"expired": 0, "finished": 1}
     else:
-        assert container.approvals.decide(approval.id, token, APPROVE, later).published
+        assert container.approvals.decide(approval.id, token, Decision.APPROVE, later).published
     assert container.approvals.housekeeping(later) == {"expired": 0, "finished": 0}
     with pytest.raises(AlreadyDecided):
-        container.approvals.decide(approval.id, token, APPROVE, later)
+        container.approvals.decide(approval.id, token, Decision.APPROVE, later)
     assert container.approval_store.get(approval.id).published
-    assert opportunity(container, approval.firing_key).status == QUEUED
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.QUEUED
     clock.set(later)
     assert [m.dedupe_key for m in drain(container, EMAIL)] == [approval.action_key]

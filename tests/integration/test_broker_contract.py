@@ -281,6 +281,15 @@ def test_renewing_the_lock_keeps_the_message_past_its_first_expiry(subject):
     subject.broker.complete(got)
 
 
+def test_renewing_a_settled_message_is_a_conflict(subject):
+    subject.publish(msg())
+    [got] = subject.receive_all()
+    subject.broker.renew_lock(got)
+    subject.broker.complete(got)
+    with pytest.raises(Conflict):
+        subject.broker.renew_lock(got)
+
+
 def test_settling_twice_loses_the_lock(subject):
     subject.publish(msg())
     [got] = subject.receive_all()

@@ -13,7 +13,7 @@ from shared.dashboard.service import DashboardQuery
 from shared.dashboard.worklist import owner_key
 from shared.domain.errors import InvalidInput
 from shared.domain.model import Customer
-from shared.opportunities.ledger import Claim
+from shared.opportunities.ledger import FiringClaim
 from shared.storage.tables import TableAccess
 from shared.web.dashboard_auth import Viewer
 
@@ -22,8 +22,8 @@ NOW = datetime(2026, 11, 24, 3, tzinfo=UTC)
 SATO, SUZUKI = "hanako.sato@contoso.com", "ken.suzuki@contoso.com"
 
 
-def claim(number: int, owner: str | None, status: str = "queued", kind: str = "cross_sell") -> Claim:
-    return Claim(key=f"rule-{kind}:C-{number}:ever", rule=f"rule-{kind}", kind=kind, customer_id=f"C-{number}",
+def claim(number: int, owner: str | None, status: str = "queued", kind: str = "cross_sell") -> FiringClaim:
+    return FiringClaim(key=f"rule-{kind}:C-{number}:ever", rule=f"rule-{kind}", kind=kind, customer_id=f"C-{number}",
                  owner_name={SATO: "佐藤 花子", SUZUKI: None}.get(owner), owner_email=owner, status=status,
                  recommendation="製品Bのデモ案内", local_date="2026-11-24", actions=())
 

@@ -11,12 +11,13 @@ from email.policy import default
 
 import pytest
 
-from shared.delivery.service import FAILED, NO_UNSUBSCRIBE_LINK, RESCHEDULED, SENT, SUPPRESSED
+from shared.delivery.service import NO_UNSUBSCRIBE_LINK
 from shared.delivery.transports import OutboxTransport
 from shared.delivery.unsubscribe import unsubscribe
 from shared.domain.model import Customer
 from shared.domain.names import EMAIL
 from shared.domain.signing import UNSUBSCRIBE, sign, unsubscribe_url
+from shared.domain.vocabulary import DeliveryStatus
 from tests.delivery_support import CUSTOMER_EMAIL, MAILBOX, action, live_stack
 from tests.standins import Fault
 
@@ -44,7 +45,7 @@ def deliver(stack, message):
 def deliver_until_settled(stack, message):
     """Deliver, and redeliver the scheduled copy while it is only paced (a slow machine may pace a first send)."""
     outcome = deliver(stack, message)
-    while outcome.status == RESCHEDULED and outcome.reason == "rate limit":
+    while outcome.status == DeliveryStatus.RESCHEDULED and outcome.reason == "rate limit":
         stack.clock.advance(5)
         [message] = stack.due(EMAIL)
         outcome = deliver(stack, message)
@@ -69,7 +70,7 @@ def assert_one_click_headers(raw: bytes, link: str) -> None:
 def test_list_unsubscribe_is_raw_in_the_graph_mime(stack):
     link = long_link(stack)
     assert len(link) > 78  # long enough that default header folding would have encoded it
-    assert deliver_until_settled(stack, action(unsubscribe_url=link)).status == SENT
+    assert deliver_until_settled(stack, action(unsubscribe_url=link)).status == DeliveryStatus.SENT
     [mail] = stack.graph.sent()
     assert_one_click_headers(mail.mime, link)
 
@@ -89,7 +90,7 @@ def test_unsubscribing_suppresses_the_address_under_any_customer_record(stack):
     # The same person as another CRM record, the address spelt differently: not mailed either.
     other = action(key="renewal:C-777:90", to="  Taro@EXAMPLE.co.jp ")
     other = other.__class__(**{**other.__dict__, "customer_id": "C-777"})
-    assert deliver_until_settled(stack, other).status == SUPPRESSED
+    assert deliver_until_settled(stack, other).status == DeliveryStatus.OPTED_OUT
     assert not stack.graph.transmitted()
     rows = list(container.tables.table("Suppressions").list_entities())
     assert {row["PartitionKey"] for row in rows} == {"customer", "email"}
@@ -98,10 +99,10 @@ def test_unsubscribing_suppresses_the_address_under_any_customer_record(stack):
 
 def test_a_mail_without_unsubscribe_link_is_refused_with_the_reason(stack):
     outcome = deliver_until_settled(stack, action(unsubscribe_url=None))
-    assert (outcome.status, outcome.reason) == (FAILED, NO_UNSUBSCRIBE_LINK)
+    assert (outcome.status, outcome.reason) == (DeliveryStatus.FAILED, NO_UNSUBSCRIBE_LINK)
     assert stack.graph.calls("create") == 0 and not stack.graph.transmitted()
     again = deliver_until_settled(stack, action(unsubscribe_url=None))  # redelivered: still refused, recorded
-    assert again.status == FAILED
+    assert again.status == DeliveryStatus.FAILED
 
 
 def test_accepted_send_still_in_the_outbox_is_not_sent_again(azurite, tmp_path):
@@ -109,12 +110,12 @@ def test_accepted_send_still_in_the_outbox_is_not_sent_again(azurite, tmp_path):
         stack.graph.outbox_delay = 3600.0  # the accepted mail stays in the Outbox for the whole test
         stack.graph.inject("send", Fault(kind="reset_after"))  # Graph accepted it; the client saw a reset
         first = deliver_until_settled(stack, action())
-        assert first.status == RESCHEDULED
+        assert first.status == DeliveryStatus.RESCHEDULED
         assert first.retry_at.timestamp() - stack.clock() >= 29  # waits for the mail to settle, never sleeps
         stack.clock.advance(60)
         [copy] = stack.due(EMAIL)
         again = deliver(stack, copy)
-        assert again.status == SENT
+        assert again.status == DeliveryStatus.SENT
         assert len(stack.graph.transmitted()) == 1 and stack.graph.calls("create") == 1
         assert not stack.graph.sent()  # still in the Outbox: found there, not in Sent Items
 
@@ -128,4 +129,4 @@ def test_slow_rate_limit_storage_does_not_reschedule_a_mail_that_may_go(stack):
         time.sleep(0.2)
         return slot
     limiter.reserve = slow_reserve
-    assert deliver(stack, action()).status == SENT
+    assert deliver(stack, action()).status == DeliveryStatus.SENT

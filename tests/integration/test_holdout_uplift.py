@@ -13,7 +13,8 @@ from shared.dashboard.report import build_dashboard
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.names import TEAMS
 from shared.opportunities.ledger import HELD_OUT, LOST, SUPPRESSED, WON
-from shared.pipeline.planner import ShardTask, evaluate_shard, summarize_reports
+from shared.pipeline.planner import summarize_reports
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 from shared.segments.holdout import CONTROL, TREATMENT, arm_of
 from shared.web.dashboard_page import uplift_row
 from tests.conftest import make_settings

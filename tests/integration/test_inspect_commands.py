@@ -13,7 +13,7 @@ import pytest
 from shared.crm.tasks import CrmTask, DataverseTaskWriter, LocalTaskLedger
 from shared.customers.importer import import_customers
 from shared.devtools.cli import main
-from shared.opportunities.ledger import Claim
+from shared.opportunities.ledger import FiringClaim
 from tests.standins.dataverse import DataverseStandIn
 
 ROOT = Path(__file__).parent.parent.parent
@@ -22,10 +22,10 @@ HANAKO = "3b2c5f0e-0000-0000-0000-000000000001"
 KEN = "3b2c5f0e-0000-0000-0000-000000000002"
 
 
-def claim(key: str, customer_id: str, rule: str, status: str) -> Claim:
-    return Claim(key=key, rule=rule, kind="cross_sell", customer_id=customer_id, owner_name="鈴木 健",
-                 owner_email="ken.suzuki@contoso.com", status=status, recommendation="製品Bのデモ案内",
-                 local_date="2026-11-24", actions=())
+def claim(key: str, customer_id: str, rule: str, status: str) -> FiringClaim:
+    return FiringClaim(key=key, rule=rule, kind="cross_sell", customer_id=customer_id, owner_name="鈴木 健",
+                       owner_email="ken.suzuki@contoso.com", status=status, recommendation="製品Bのデモ案内",
+                       local_date="2026-11-24", actions=())
 
 
 def task(key: str, customer_id: str, owner: str, due: date) -> CrmTask:

@@ -15,7 +15,8 @@ from shared.crm.tasks import DataverseTaskWriter, write_crm_message
 from shared.domain.names import CRM_TASKS, TEAMS
 from shared.journeys.engine import journey_meta
 from shared.journeys.history import journey_view
-from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event
+from shared.pipeline.changes import handle_crm_event
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 from tests.conftest import FIXTURES, make_settings
 from tests.crm_helpers import GENERIC_SECRET, NOW, generic_request
 from tests.queues import drain

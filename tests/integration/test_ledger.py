@@ -7,31 +7,26 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.broker import OutgoingMessage
+from shared.broker.outbound import QueuedMessage
 from shared.domain.errors import InvalidInput, NotFound
+from shared.domain.vocabulary import OpportunityStatus
 from shared.opportunities.ledger import (
-    DETECTED,
-    IN_PROGRESS,
-    NOTIFIED,
-    QUEUED,
-    SUPPRESSED,
-    WON,
-    Claim,
+    FiringClaim,
     OpportunityLedger,
-    QueuedMessage,
     row_key,
 )
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def claim(i: int, *, messages: int = 1, status: str = QUEUED, body: str = "{}") -> Claim:
+def claim(i: int, *, messages: int = 1, status: str = OpportunityStatus.QUEUED, body: str = "{}") -> FiringClaim:
     key = f"cross-sell-b:C-{i:04d}:ever"
-    return Claim(key=key, rule="cross-sell-b", kind="cross_sell", customer_id=f"C-{i:04d}", owner_name="佐藤 花子",
-                 owner_email="hanako@contoso.com", status=status, recommendation="製品Bのデモ案内",
-                 local_date="2026-11-24", actions=({"key": key + "#0", "channel": "teams", "status": "planned",
-                                                    "reason": None},),
-                 messages=tuple(QueuedMessage("teams", OutgoingMessage(body=body, message_id=f"{key}#{n}"))
-                                for n in range(messages)))
+    return FiringClaim(key=key, rule="cross-sell-b", kind="cross_sell", customer_id=f"C-{i:04d}",
+                       owner_name="佐藤 花子", owner_email="hanako@contoso.com", status=status,
+                       recommendation="製品Bのデモ案内", local_date="2026-11-24",
+                       actions=({"key": key + "#0", "channel": "teams", "status": "planned", "reason": None},),
+                       messages=tuple(QueuedMessage("teams", OutgoingMessage(body=body, message_id=f"{key}#{n}"))
+                                      for n in range(messages)))
 
 
 @pytest.fixture
@@ -55,19 +50,19 @@ def test_unpublished_claims_keep_their_messages_until_marked(ledger):
     [pending] = [c for c in ledger.unpublished(partition) if c.customer_id == "C-0001"]
     original = next(c for c in claims if c.customer_id == "C-0001")
     assert pending == original and pending.messages[0].message.body == big_body
-    assert ledger.get(f"{partition}~{row_key(pending.key)}").status == DETECTED
+    assert ledger.get(f"{partition}~{row_key(pending.key)}").status == OpportunityStatus.DETECTED
     ledger.mark_published(claims, NOW)
     assert ledger.unpublished(partition) == []
     opportunity = ledger.get(f"{partition}~{row_key(pending.key)}")
-    assert opportunity.status == QUEUED and opportunity.queued_at == NOW and opportunity.published
+    assert opportunity.status == OpportunityStatus.QUEUED and opportunity.queued_at == NOW and opportunity.published
     assert ledger.known_keys(partition)[row_key(pending.key)] is True
 
 
 def test_claim_without_messages_is_final_at_once(ledger):
-    [only] = ledger.claim([claim(3, messages=0, status=SUPPRESSED)], NOW).to_publish
+    [only] = ledger.claim([claim(3, messages=0, status=OpportunityStatus.SUPPRESSED)], NOW).to_publish
     partition = ledger.partition_of("C-0003")
     assert ledger.unpublished(partition) == []
-    assert ledger.get(f"{partition}~{row_key(only.key)}").status == SUPPRESSED
+    assert ledger.get(f"{partition}~{row_key(only.key)}").status == OpportunityStatus.SUPPRESSED
 
 
 def test_status_transitions(ledger):
@@ -75,14 +70,14 @@ def test_status_transitions(ledger):
     ledger.mark_published([c], NOW)
     oid = f"{ledger.partition_of('C-0004')}~{row_key(c.key)}"
     ledger.mark_notified("C-0004", c.key, NOW)
-    assert ledger.get(oid).status == NOTIFIED and ledger.get(oid).notified_at == NOW
-    assert ledger.set_status(oid, IN_PROGRESS).status == IN_PROGRESS
-    won = ledger.set_status(oid, WON, amount=480000)
-    assert won.status == WON and won.amount == 480000
+    assert ledger.get(oid).status == OpportunityStatus.NOTIFIED and ledger.get(oid).notified_at == NOW
+    assert ledger.set_status(oid, OpportunityStatus.IN_PROGRESS).status == OpportunityStatus.IN_PROGRESS
+    won = ledger.set_status(oid, OpportunityStatus.WON, amount=480000)
+    assert won.status == OpportunityStatus.WON and won.amount == 480000
     ledger.mark_notified("C-0004", c.key, NOW)  # a late delivery never moves it backwards
-    assert ledger.get(oid).status == WON
+    assert ledger.get(oid).status == OpportunityStatus.WON
     with pytest.raises(InvalidInput, match="cannot change"):
-        ledger.set_status(oid, NOTIFIED)
+        ledger.set_status(oid, OpportunityStatus.NOTIFIED)
     with pytest.raises(InvalidInput, match="unknown status"):
         ledger.set_status(oid, "maybe")
 

@@ -19,8 +19,10 @@ from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.events import CrmEvent
 from shared.domain.messages import ActionMessage
 from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
-from shared.opportunities.ledger import QUEUED, row_key
-from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event, plan_sweep
+from shared.domain.vocabulary import OpportunityStatus
+from shared.opportunities.ledger import row_key
+from shared.pipeline.changes import handle_crm_event
+from shared.pipeline.sweep import ShardTask, evaluate_shard, plan_sweep
 from shared.storage.tables import TableAccess
 from tests.queues import drain as drain_actions
 
@@ -186,7 +188,7 @@ def test_change_event_merges_and_moves_the_journey(loaded):
     assert sum(queued(loaded).values()) == 0
     opportunity = loaded.ledger.get(
         f"s{shard_of(customer.id, 64):04d}~{row_key(notice.properties['firing_key'])}")
-    assert opportunity.status == QUEUED and opportunity.rule == "customer-success-renewal"
+    assert opportunity.status == OpportunityStatus.QUEUED and opportunity.rule == "customer-success-renewal"
 
 
 def test_event_for_a_new_customer_creates_it(loaded):

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.broker import OutgoingMessage
+from shared.broker.outbound import QueuedMessage
 from shared.customers.importer import import_customers
 from shared.customers.store import partition_key, shard_of
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.names import CUSTOMERS
-from shared.opportunities.ledger import QUEUED, Claim, OpportunityLedger, QueuedMessage
-from shared.pipeline.planner import ShardTask, evaluate_shard
+from shared.opportunities.ledger import QUEUED, FiringClaim, OpportunityLedger
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 
 SAMPLES = Path(__file__).parent.parent.parent / "samples"
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
@@ -43,9 +44,9 @@ def test_a_shard_with_one_poison_record_still_plans_the_others(container):
 def test_an_oversized_firing_is_rejected_and_the_rest_of_the_batch_claimed(container):
     ledger = OpportunityLedger(container.storage, container.settings.customer_shards)
 
-    def claim(i: int, body: str) -> Claim:
+    def claim(i: int, body: str) -> FiringClaim:
         key = f"cross-sell-b:C-{i:04d}:ever"
-        return Claim(key=key, rule="cross-sell-b", kind="cross_sell", customer_id=f"C-{i:04d}", owner_name=None,
+        return FiringClaim(key=key, rule="cross-sell-b", kind="cross_sell", customer_id=f"C-{i:04d}", owner_name=None,
                      owner_email=None, status=QUEUED, recommendation=None, local_date="2026-11-24",
                      actions=({"key": key + "#0", "channel": "teams", "status": "planned", "reason": None},),
                      messages=(QueuedMessage("teams", OutgoingMessage(body=body, message_id=key + "#0")),))

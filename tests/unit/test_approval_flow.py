@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.approvals.flow import APPROVE, APPROVED, PENDING, REJECT, REJECTED, AlreadyDecided
+from shared.approvals.flow import AlreadyDecided
 from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.errors import Unauthorized
 from shared.domain.names import EMAIL, TEAMS
-from shared.opportunities.ledger import NEEDS_APPROVAL, QUEUED, SUPPRESSED, row_key
-from shared.opportunities.ledger import REJECTED as OPPORTUNITY_REJECTED
+from shared.domain.vocabulary import ApprovalStatus, Decision, OpportunityStatus
+from shared.opportunities.ledger import row_key
 from shared.storage.memory import MemoryStorage
 from tests.approval_support import CUSTOMER, approval_stack, approvals_of, plan
 from tests.queues import drain
@@ -36,9 +36,9 @@ def test_a_held_mail_opens_one_approval_and_one_card_however_often_the_shard_run
     first, second = plan(container), plan(container)
     assert first.approvals == 1 and second.approvals == 0 and second.already_planned == first.planned
     [approval] = approvals_of(container)
-    assert approval.status == PENDING and approval.message.channel == "email"
+    assert approval.status == ApprovalStatus.PENDING and approval.message.channel == "email"
     assert len(drain(container.broker, TEAMS)) == 1 and container.broker.count(EMAIL) == 0  # nothing sent yet
-    assert opportunity(container, approval.firing_key).status == NEEDS_APPROVAL
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.NEEDS_APPROVAL
 
 
 def test_approve_publishes_the_held_mail_once_and_a_second_decision_loses(stack):
@@ -46,16 +46,16 @@ def test_approve_publishes_the_held_mail_once_and_a_second_decision_loses(stack)
     plan(container)
     [approval] = approvals_of(container)
     token = token_for(container, approval)
-    decided = container.approvals.decide(approval.id, token, APPROVE, DEMO_NOW)
-    assert decided.status == APPROVED and decided.published
+    decided = container.approvals.decide(approval.id, token, Decision.APPROVE, DEMO_NOW)
+    assert decided.status == ApprovalStatus.APPROVED and decided.published
     clock.set(DEMO_NOW + timedelta(days=3))  # past the customer's next business-hours slot
     [mail] = drain(container.broker, EMAIL)
     assert mail.dedupe_key == approval.action_key and mail.to == CUSTOMER["email"]
-    assert opportunity(container, approval.firing_key).status == QUEUED
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.QUEUED
     with pytest.raises(AlreadyDecided):
-        container.approvals.decide(approval.id, token, REJECT, DEMO_NOW)
+        container.approvals.decide(approval.id, token, Decision.REJECT, DEMO_NOW)
     with pytest.raises(AlreadyDecided):
-        container.approvals.decide(approval.id, token, APPROVE, DEMO_NOW)
+        container.approvals.decide(approval.id, token, Decision.APPROVE, DEMO_NOW)
     assert container.broker.count(EMAIL) == 0
 
 
@@ -64,11 +64,12 @@ def test_reject_publishes_nothing_and_a_forged_token_is_refused_before_any_looku
     plan(container)
     [approval] = approvals_of(container)
     with pytest.raises(Unauthorized):
-        container.approvals.decide(approval.id, "forged", APPROVE, DEMO_NOW)
-    assert container.approvals.decide(approval.id, token_for(container, approval), REJECT, DEMO_NOW).status == REJECTED
+        container.approvals.decide(approval.id, "forged", Decision.APPROVE, DEMO_NOW)
+    decided = container.approvals.decide(approval.id, token_for(container, approval), Decision.REJECT, DEMO_NOW)
+    assert decided.status == ApprovalStatus.REJECTED
     clock.set(DEMO_NOW + timedelta(days=3))
     assert container.broker.count(EMAIL) == 0
-    assert opportunity(container, approval.firing_key).status == OPPORTUNITY_REJECTED
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.REJECTED
 
 
 def test_housekeeping_expires_the_unanswered_and_cleanup_keeps_the_pending(stack):
@@ -78,7 +79,7 @@ def test_housekeeping_expires_the_unanswered_and_cleanup_keeps_the_pending(stack
     plan(container)
     [approval] = approvals_of(container)
     assert container.approvals.housekeeping(DEMO_NOW + timedelta(days=8))["expired"] == 1
-    assert opportunity(container, approval.firing_key).status == SUPPRESSED
+    assert opportunity(container, approval.firing_key).status == OpportunityStatus.SUPPRESSED
     assert purge_deliveries(container.storage, DEMO_NOW + timedelta(days=9), 400).approvals == 0
     assert purge_deliveries(container.storage, DEMO_NOW + timedelta(days=500), 400).approvals == 1
     assert approvals_of(container) == []

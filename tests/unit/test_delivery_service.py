@@ -11,12 +11,13 @@ import pytest
 from shared.broker.local import LocalBroker
 from shared.delivery.idempotency import IN_PROGRESS, DedupeStore
 from shared.delivery.ratelimit import RATE, Budget, RateLimiter
-from shared.delivery.service import DUPLICATE, RESCHEDULED, SENT, SUPPRESSED, DeliveryService
+from shared.delivery.service import DeliveryService
 from shared.delivery.suppressions import SuppressionStore
 from shared.delivery.transports import SendResult, Transport
 from shared.domain.errors import InvalidInput, Throttled, TransientError
 from shared.domain.messages import ActionMessage
 from shared.domain.names import DELIVERIES, EMAIL, TEAMS
+from shared.domain.vocabulary import DeliveryStatus
 from shared.storage.memory import MemoryStorage
 from tests.delivery_support import ShiftClock, action
 
@@ -70,21 +71,22 @@ def audit_statuses(storage: MemoryStorage) -> list[str]:
 def test_a_message_is_sent_once_and_a_redelivery_is_a_duplicate(stack):
     service, transport, storage, _, broker, delivered = stack
     fyi = action("teams", key="renewal:C-001:90:fyi", to="hanako@contoso.example")
-    assert service.deliver(action(followups=(fyi.to_json(),))).status == SENT
+    assert service.deliver(action(followups=(fyi.to_json(),))).status == DeliveryStatus.SENT
     again = service.deliver(action(followups=(fyi.to_json(),)))
-    assert again.status == DUPLICATE and again.reference == "ref-1"
-    assert len(transport.sent) == 1 and delivered == [("renewal:C-001:90", SENT), ("renewal:C-001:90", DUPLICATE)]
+    assert again.status == DeliveryStatus.DUPLICATE and again.reference == "ref-1"
+    assert len(transport.sent) == 1
+    assert delivered == [("renewal:C-001:90", DeliveryStatus.SENT), ("renewal:C-001:90", DeliveryStatus.DUPLICATE)]
     assert broker.count(TEAMS) == 1  # the follow-up, published twice, dropped once by duplicate detection
-    assert audit_statuses(storage) == [SENT]
+    assert audit_statuses(storage) == [DeliveryStatus.SENT]
     assert not any("taro@example.co.jp" in str(row) for row in storage.snapshot()[DELIVERIES])
 
 
 def test_an_opt_out_is_honoured_at_send_time(stack):
     service, transport, storage, *_ = stack
     SuppressionStore(storage).add_email("Taro@Example.co.jp", "one-click")
-    assert service.deliver(action()).status == SUPPRESSED
-    assert transport.sent == [] and audit_statuses(storage) == [SUPPRESSED]
-    assert service.deliver(action()).status == DUPLICATE  # the decision is recorded, not taken again
+    assert service.deliver(action()).status == DeliveryStatus.OPTED_OUT
+    assert transport.sent == [] and audit_statuses(storage) == [DeliveryStatus.OPTED_OUT]
+    assert service.deliver(action()).status == DeliveryStatus.DUPLICATE  # the decision is recorded, not taken again
 
 
 def test_another_workers_live_record_reschedules_the_copy(stack):
@@ -92,7 +94,7 @@ def test_another_workers_live_record_reschedules_the_copy(stack):
     other = DedupeStore(storage.table(DELIVERIES))
     assert other.claim("renewal:C-001:90").held
     outcome = service.deliver(action())
-    assert outcome.status == RESCHEDULED and transport.sent == []
+    assert outcome.status == DeliveryStatus.RESCHEDULED and transport.sent == []
     assert service.dedupe.claim("renewal:C-001:90").outcome == IN_PROGRESS
 
 
@@ -100,13 +102,13 @@ def test_pacing_spreads_a_burst_over_future_slots_and_admits_each_copy_at_its_sl
     service, transport, _, clock, broker, _ = stack
     transport.per_minute = 2
     outcomes = [service.deliver(action(key=f"campaign:C-{i}:2026")) for i in range(3)]
-    assert [o.status for o in outcomes] == [SENT, RESCHEDULED, RESCHEDULED]
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT, DeliveryStatus.RESCHEDULED, DeliveryStatus.RESCHEDULED]
     slots = [o.retry_at.timestamp() - clock() for o in outcomes[1:]]
     assert 29 < slots[0] < 32 and 60 < slots[1] < 63  # 60 s / (2 × headroom) apart
     for outcome in outcomes[1:]:  # each copy surfaces at its slot and uses it
         clock.advance(outcome.retry_at.timestamp() + 0.1 - clock())
         [message] = broker.receive(EMAIL, max_messages=10)
-        assert service.deliver(ActionMessage.from_json(message.body)).status == SENT
+        assert service.deliver(ActionMessage.from_json(message.body)).status == DeliveryStatus.SENT
         broker.complete(message)
     assert len(transport.sent) == 3
 
@@ -115,16 +117,16 @@ def test_a_429_blocks_the_budget_for_every_sender_until_retry_after(stack):
     service, transport, _, clock, *_ = stack
     transport.faults.append(Throttled("429 from the service", retry_after_seconds=7))
     first = service.deliver(action())
-    assert first.status == RESCHEDULED and first.retry_at.timestamp() - clock() >= 6.9
+    assert first.status == DeliveryStatus.RESCHEDULED and first.retry_at.timestamp() - clock() >= 6.9
     other = service.deliver(action(key="other"))
-    assert other.status == RESCHEDULED and other.retry_at.timestamp() - clock() >= 6.5
+    assert other.status == DeliveryStatus.RESCHEDULED and other.retry_at.timestamp() - clock() >= 6.5
 
 
 def test_transient_failures_back_off_then_fail_after_the_attempt_limit(stack):
     service, transport, storage, clock, *_ = stack
     transport.faults += [TransientError("503")] * 3
     for _ in range(2):
-        assert service.deliver(action()).status == RESCHEDULED
+        assert service.deliver(action()).status == DeliveryStatus.RESCHEDULED
         clock.advance(timedelta(hours=1).total_seconds())
     final = service.deliver(action())
     assert final.status == "failed" and "after 3 failed attempts" in final.reason

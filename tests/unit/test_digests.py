@@ -14,7 +14,7 @@ from shared.broker.local import LocalBroker
 from shared.container import Container
 from shared.domain.model import Customer
 from shared.domain.names import TEAMS
-from shared.pipeline.planner import ShardTask, evaluate_shard
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 from shared.storage.memory import MemoryStorage
 from tests.conftest import make_settings
 from tests.queues import drain

@@ -16,8 +16,10 @@ from shared.devtools.sample_data import DEMO_NOW
 from shared.domain.errors import TransientError
 from shared.domain.events import CrmEvent
 from shared.domain.names import CRM_TASKS, EMAIL, OPPORTUNITIES, TEAMS
-from shared.opportunities.ledger import DETECTED, QUEUED
-from shared.pipeline.planner import ShardTask, evaluate_shard, handle_crm_event, summarize_reports
+from shared.domain.vocabulary import OpportunityStatus
+from shared.pipeline.changes import handle_crm_event
+from shared.pipeline.planner import summarize_reports
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 from shared.storage.memory import MemoryStorage
 from tests.conftest import make_settings
 from tests.queues import drain
@@ -81,7 +83,7 @@ def test_a_crash_between_claim_and_publish_is_recovered_by_the_next_evaluation(l
     with pytest.raises(TransientError):
         sweep(loaded)
     stuck = [row for row in loaded.storage.snapshot()[OPPORTUNITIES] if not row["published"]]
-    assert stuck and all(row["status"] == DETECTED and row["messages_json"] for row in stuck)
+    assert stuck and all(row["status"] == OpportunityStatus.DETECTED and row["messages_json"] for row in stuck)
 
     loaded.broker.publish = real_publish
     again = sweep(loaded)
@@ -91,8 +93,8 @@ def test_a_crash_between_claim_and_publish_is_recovered_by_the_next_evaluation(l
     # Every planned action exactly once, however the crash split the work (duplicate detection drops repeats).
     keys = [m.dedupe_key for queue in ACTION_QUEUES for m in drain(loaded.broker, queue)]
     assert len(keys) == len(set(keys)) and set(keys) == reference_keys(loaded, tmp_path)
-    assert all(row["status"] != DETECTED for row in rows)
-    assert sum(1 for row in rows if row["status"] == QUEUED) > 0
+    assert all(row["status"] != OpportunityStatus.DETECTED for row in rows)
+    assert sum(1 for row in rows if row["status"] == OpportunityStatus.QUEUED) > 0
 
 
 def test_concurrent_change_events_for_one_customer_lose_no_field(loaded):

@@ -148,3 +148,21 @@ def test_compiled_once_into_a_plain_function():
     assert compiled.fn.__code__.co_name == "<lambda>"
     assert compiled.uses == {"products", "contract_end", "today"}
     assert compiled.fn(CUSTOMER, TODAY, None) is True
+
+
+def test_field_schema_follows_the_model_dataclasses():
+    import dataclasses
+
+    from shared.domain.model import Customer, Deal
+    from shared.rules.expressions.schema import DATE, LIST, NUM, SCHEMAS, field_of
+
+    assert set(SCHEMAS["customer"]) == {f.name for f in dataclasses.fields(Customer)}
+    assert "extra" not in SCHEMAS["deal"] and set(SCHEMAS["deal"]) < {f.name for f in dataclasses.fields(Deal)}
+    assert {"score", "label", "recency_days"} <= set(SCHEMAS["rfm"])
+    assert (field_of(int | None).type, field_of(int | None).nullable) == (NUM, True)
+    assert field_of(tuple[Deal, ...]).item == "deal" and field_of(tuple[str, ...]).type == LIST
+    assert SCHEMAS["customer"]["birthday"].type == DATE and not SCHEMAS["customer"]["id"].nullable
+    # A field added to the model is usable in rules at once; a typo is still a load error.
+    assert compile_expression("annual_spend >= 1000000").type == "boolean"
+    with pytest.raises(ExpressionError, match="annual_spend"):
+        compile_expression("anual_spend > 1")

@@ -13,12 +13,12 @@ import sys
 from shared.customers.importer import display_width
 from shared.devtools.commands._local import local_stack
 from shared.domain.model import Customer
-from shared.opportunities import ledger as opportunity
+from shared.domain.vocabulary import OpportunityStatus
 from shared.opportunities.ledger import Opportunity
 
 # Opportunities that still wait for someone: the rep, an approver, or the delivery.
-OPEN_STATUSES = (opportunity.DETECTED, opportunity.QUEUED, opportunity.NOTIFIED, opportunity.IN_PROGRESS,
-                 opportunity.NEEDS_APPROVAL)
+OPEN_STATUSES = (OpportunityStatus.DETECTED, OpportunityStatus.QUEUED, OpportunityStatus.NOTIFIED,
+                 OpportunityStatus.IN_PROGRESS, OpportunityStatus.NEEDS_APPROVAL)
 
 
 def register(subparsers) -> None:

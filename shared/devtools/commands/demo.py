@@ -21,7 +21,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.approvals.flow import PENDING
 from shared.broker.local import LocalBroker
 from shared.broker.port import OutgoingMessage
 from shared.container import Container, set_container
@@ -35,10 +34,11 @@ from shared.devtools.sample_data import DEMO_NOW, sweep_instant, write_samples
 from shared.domain.events import CrmEvent
 from shared.domain.names import CRM_EVENTS, TASKS
 from shared.domain.signing import outcome_url
+from shared.domain.vocabulary import ApprovalStatus
 from shared.journeys.history import journey_view
 from shared.opportunities import outcomes as rep_outcomes
 from shared.opportunities.ledger import Opportunity
-from shared.pipeline.planner import handle_crm_event
+from shared.pipeline.changes import handle_crm_event
 
 
 def register(subparsers) -> None:
@@ -207,7 +207,7 @@ def _cards_per_rep(container: Container, opportunities, outbox: list[dict]) -> s
 
 def _approvals(container: Container) -> str:
     """How many held messages wait for their owner, and one review link (the Teams cards carry the others)."""
-    pending = sorted(container.approval_store.query(PENDING), key=lambda approval: approval.id)
+    pending = sorted(container.approval_store.query(ApprovalStatus.PENDING), key=lambda approval: approval.id)
     line = f"  approvals pending: {len(pending)}"
     if pending:
         now = datetime.fromtimestamp(container.clock(), UTC)

@@ -27,6 +27,7 @@ from shared.customers.reader import RowError, iter_customers
 from shared.devtools.commands._local import offline_settings
 from shared.devtools.commands._time import add_time_options, resolve_time
 from shared.domain.model import Customer
+from shared.domain.vocabulary import ActionStatus
 from shared.journeys.engine import JourneyEngine, Step, step_key
 from shared.journeys.loader import load_journey
 from shared.journeys.model import Journey
@@ -179,7 +180,7 @@ def write_table(firings: Iterable[Firing], out: TextIO) -> None:
     chunks.write(_row(name for name, _ in COLUMNS) + "\n")
     for firing in firings:
         for index, action in enumerate(firing.actions):
-            detail = action.reason if action.status == "suppressed" else \
+            detail = action.reason if action.status == ActionStatus.SUPPRESSED else \
                 " | ".join(part for part in (action.subject, action.reason) if part)
             chunks.write(_row((firing.rule_id if index == 0 else "", firing.customer_id if index == 0 else "",
                                action.channel, action.to, action.status, detail or "")) + "\n")

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     module_name, _, attribute = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
-    logging.getLogger("crmflow").setLevel(logging.INFO)
+    for package in ("shared", "functions", "devhost"):  # the app's loggers are named after their modules
+        logging.getLogger(package).setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     with local_stack() as container:

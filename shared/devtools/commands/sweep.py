@@ -11,7 +11,8 @@ from shared.container import Container
 from shared.devtools.commands._local import local_stack
 from shared.devtools.commands._time import add_time_options, resolve_time
 from shared.devtools.progress import Progress
-from shared.pipeline.planner import PlanReport, ShardTask, evaluate_shard, summarize_reports
+from shared.pipeline.planner import PlanReport, summarize_reports
+from shared.pipeline.sweep import ShardTask, evaluate_shard
 
 
 def register(subparsers) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from shared.contact import PolicyProblems, load_contact_policy
 from shared.devtools.commands._local import offline_settings
 from shared.domain.errors import CrmflowError
+from shared.domain.vocabulary import TemplateKind
 from shared.journeys.loader import load_journey
-from shared.rendering.engine import CARD, EMAIL
 from shared.rules import RuleProblems, load_ruleset
 
 
@@ -87,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
             channels = ", ".join(f"{a.channel}:{a.route}" for a in transition.rule.actions)
             print(f"    {transition.id:<20} {transition.source or '(start)':>14} → {transition.target:<14} "
                   f"{trigger.kind} {detail}; {channels}")
-    renderer = ruleset.renderer
+    names = ruleset.renderer.names
     print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} files; "
-          f"{len(renderer.names[CARD])} card and {len(renderer.names[EMAIL])} email templates in "
-          f"{', '.join(renderer.locales)}; CSV and CRM mappings load; "
+          f"{len(names[TemplateKind.CARD])} card and {len(names[TemplateKind.EMAIL])} email templates in "
+          f"{', '.join(ruleset.renderer.locales)}; CSV and CRM mappings load; "
           f"{len(ruleset.segments.labels)} RFM labels ({', '.join(ruleset.segments.labels)}); contact policy: "
           f"{len(policy.caps) if policy else 0} caps" + (f" ({policy.file})" if policy and policy.file else ""))
     return 0

@@ -1,15 +1,5 @@
-"""The rule expression language: parsed with `ast`, checked against a whitelist, compiled once into Python code.
-
-An expression such as `'A' in products and days_until(contract_end) <= 90` is parsed by Python's own parser, every
-node is checked (only literals, customer fields, attribute/index access, comparisons, `in`/`not in`, boolean logic,
-arithmetic and the helpers below) and types are inferred from the canonical customer, so typos and nonsense
-(`contract_end > 5`, `owner.phone`, `__class__`, `open('x')`) are load errors naming the offending part. The checked
-tree is then rewritten into a null-safe Python lambda `f(c, t, prev)` (customer, local date, previous version) and
-compiled once: evaluation is plain bytecode, close to a hand-written lambda. Raw rule text is never evaluated.
-
-Semantics: a missing field or key is null; arithmetic with null is null; every comparison with null is false
-(`x == null` / `x != null` test presence); `not null` is true. Date helpers use `t`, the customer's local date.
-"""
+"""The compiler: one visit per whitelisted node type (anything else is rejected), typed against the schema, and
+rewritten into a null-safe lambda `f(c, t, prev)` compiled once."""
 
 from __future__ import annotations
 
@@ -18,12 +8,37 @@ import difflib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
+
+from shared.rules.expressions.helpers import MAX_ROUND_DIGITS, RUNTIME
+from shared.rules.expressions.schema import (
+    ANY,
+    BOOL,
+    CUSTOMER,
+    DATE,
+    DATETIME,
+    DEAL,
+    LIST,
+    MAP,
+    NULL,
+    NUM,
+    RFM,
+    SCHEMAS,
+    STR,
+)
+from shared.rules.expressions.signatures import (
+    AGGREGATES,
+    ALL_HELPERS,
+    HELPERS,
+    KEYWORD_TYPES,
+    SPECIAL_CALLS,
+    Helper,
+)
+from shared.segments.rfm import DEFAULT as DEFAULT_SEGMENTS
 
 MAX_EXPRESSION_CHARS = 2000
 MAX_EXPRESSION_DEPTH = 40  # nested operators/calls: far beyond any real rule, far below Python's recursion limit
-MAX_ROUND_DIGITS = 15  # round(x, n): Python computes 10**|n| for integers, so a huge n never returns
 
 
 class ExpressionError(ValueError):
@@ -38,47 +53,6 @@ class ExpressionError(ValueError):
         return f"{self.message} (in {self.part!r})" if self.part else self.message
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Types. A small static schema of the canonical customer lets the compiler reject typos and mismatches at load time
-# and emit the cheapest code (no null guard where a value can never be null).
-# ---------------------------------------------------------------------------------------------------------------
-STR, NUM, BOOL, DATE, DATETIME, LIST, MAP, ANY, NULL = "text", "number", "boolean", "date", "datetime", "list", \
-    "mapping", "any", "null"
-PERSON, CUSTOMER, PURCHASE, DEAL, RFM = "person", "customer", "purchase", "deal", "rfm"
-
-
-@dataclass(frozen=True)
-class Field:
-    type: str
-    nullable: bool = True
-    item: str | None = None  # element type of a list
-
-
-_TEXT = Field(STR)
-SCHEMAS: Mapping[str, Mapping[str, Field]] = {
-    CUSTOMER: {
-        "id": Field(STR, False), "name": _TEXT, "contact_name": _TEXT, "email": _TEXT,
-        "owner": Field(PERSON), "manager": Field(PERSON), "locale": _TEXT, "timezone": _TEXT,
-        "products": Field(LIST, False, STR), "purchases": Field(LIST, False, PURCHASE), "plan": _TEXT,
-        "contract_start": Field(DATE), "contract_end": Field(DATE), "contract_status": _TEXT,
-        "birthday": Field(DATE), "last_purchase_date": Field(DATE), "annual_spend": Field(NUM),
-        "usage": Field(MAP, False), "stage": _TEXT, "deals": Field(LIST, False, DEAL),
-        "email_opt_out": Field(BOOL, False), "requires_approval": Field(BOOL, False), "crm_url": _TEXT,
-        "custom": Field(MAP, False), "updated_at": Field(DATETIME),
-    },
-    PERSON: {"name": _TEXT, "email": _TEXT, "aad_object_id": _TEXT},
-    PURCHASE: {"product": Field(STR, False), "date": Field(DATE), "amount": Field(NUM), "deal_id": _TEXT},
-    DEAL: {
-        "id": Field(STR, False), "stage": _TEXT, "type": _TEXT, "amount": Field(NUM),
-        "onboarding_due": Field(DATE), "renewal_notice_date": Field(DATE), "campaign_id": _TEXT,
-        "closed_on": Field(DATE),
-    },
-    RFM: {"r": Field(NUM, False), "f": Field(NUM, False), "m": Field(NUM, False), "score": Field(STR, False),
-          "label": Field(STR, False), "recency_days": Field(NUM), "frequency": Field(NUM, False),
-          "monetary": Field(NUM, False)},
-    DATE: {"year": Field(NUM, False), "month": Field(NUM, False), "day": Field(NUM, False)},
-    DATETIME: {"year": Field(NUM, False), "month": Field(NUM, False), "day": Field(NUM, False)},
-}
 _ORDERED = {NUM, STR, DATE, DATETIME}
 _CONSTANT_NAMES = {"null": None, "None": None, "true": True, "True": True, "false": False, "False": False}
 
@@ -91,250 +65,6 @@ class Typed:
     type: str
     nullable: bool = True
     item: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Runtime helpers (the only functions compiled code can call). All are null-safe: a null argument gives null/false.
-# ---------------------------------------------------------------------------------------------------------------
-def as_date(value: Any) -> date | None:
-    """A date from a date, a datetime or ISO text (custom fields come from CSV); anything else is null."""
-    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
-        return value
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    return None
-
-
-def _days_until(value: Any, today: date) -> int | None:
-    d = as_date(value)
-    return None if d is None else (d - today).days
-
-
-def _days_since(value: Any, today: date) -> int | None:
-    d = as_date(value)
-    return None if d is None else (today - d).days
-
-
-def months_between(start: date, end: date) -> int:
-    """Whole calendar months from start to end (negative when end is earlier)."""
-    months = (end.year - start.year) * 12 + end.month - start.month
-    if months > 0 and end.day < start.day:
-        months -= 1
-    elif months < 0 and end.day > start.day:
-        months += 1
-    return months
-
-
-def _months_until(value: Any, today: date) -> int | None:
-    d = as_date(value)
-    return None if d is None else months_between(today, d)
-
-
-def _years_since(value: Any, today: date) -> int | None:
-    d = as_date(value)
-    if d is None:
-        return None
-    return today.year - d.year - ((today.month, today.day) < (d.month, d.day))
-
-
-def anniversary_in(year: int, original: date) -> date:
-    """The anniversary of `original` in `year`: 29 Feb falls on 28 Feb in common years."""
-    try:
-        return original.replace(year=year)
-    except ValueError:  # 29 February in a common year
-        return date(year, 2, 28)
-
-
-def _is_anniversary(value: Any, today: date, years: Any = None) -> bool:
-    d = as_date(value)
-    if d is None or today.year <= d.year or anniversary_in(today.year, d) != today:
-        return False
-    return years is None or today.year - d.year == years
-
-
-def _len(value: Any) -> int | None:
-    return len(value) if isinstance(value, list | tuple | str | Mapping) else None
-
-
-def _lower(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) else None
-
-
-def _upper(value: Any) -> str | None:
-    return value.upper() if isinstance(value, str) else None
-
-
-def _min(*values: Any) -> Any:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
-
-
-def _max(*values: Any) -> Any:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def _abs(value: Any) -> Any:
-    return abs(value) if _is_number(value) else None
-
-
-def _round(value: Any, digits: Any = 0) -> Any:
-    if not (_is_number(value) and _is_number(digits)) or abs(digits) > MAX_ROUND_DIGITS:
-        return None  # a field holding an absurd digit count is null, like any other unusable value
-    return round(value, int(digits))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _matching_purchases(purchases, today: date, product: Any, within_days: Any, min_amount: Any = None):
-    since = today - timedelta(days=within_days) if within_days is not None else None
-    for p in purchases:
-        if product is not None and p.product != product:
-            continue
-        if since is not None and (p.date is None or not since <= p.date <= today):
-            continue
-        if min_amount is not None and (p.amount is None or p.amount < min_amount):
-            continue
-        yield p
-
-
-def _any_purchase(purchases, today, product=None, within_days=None, min_amount=None) -> bool:
-    if not purchases:
-        return False
-    return next(_matching_purchases(purchases, today, product, within_days, min_amount), None) is not None
-
-
-def _count_purchases(purchases, today, product=None, within_days=None) -> int:
-    return sum(1 for _ in _matching_purchases(purchases or (), today, product, within_days))
-
-
-def _spend(purchases, today, product=None, within_days=None) -> float:
-    return sum(p.amount or 0 for p in _matching_purchases(purchases or (), today, product, within_days))
-
-
-def _last_purchase(purchases, today, product=None) -> date | None:
-    dates = [p.date for p in _matching_purchases(purchases or (), today, product, None) if p.date]
-    return max(dates) if dates else None
-
-
-def _first_purchase(purchases, today, product=None) -> date | None:
-    dates = [p.date for p in _matching_purchases(purchases or (), today, product, None) if p.date]
-    return min(dates) if dates else None
-
-
-def _get(obj: Any, key: Any) -> Any:
-    """Null-safe attribute/key/index access for values whose type is only known at run time."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    if isinstance(obj, list | tuple | str):
-        return obj[key] if isinstance(key, int) and -len(obj) <= key < len(obj) else None
-    if isinstance(key, str) and not key.startswith("_"):
-        fields = getattr(type(obj), "__dataclass_fields__", None)
-        if fields is not None and key in fields:
-            return getattr(obj, key)
-        extra = getattr(obj, "extra", None)
-        return extra.get(key) if isinstance(extra, Mapping) else None
-    return None
-
-
-def _contains(container: Any, item: Any, negate: bool = False) -> bool:
-    """`in` / `not in` for run-time-typed containers: null or a non-container on either side is false both ways."""
-    if item is None or container is None:
-        return False
-    if isinstance(container, str):
-        return isinstance(item, str) and (item in container) != negate
-    if isinstance(container, list | tuple | set | frozenset | Mapping):
-        try:
-            return (item in container) != negate
-        except TypeError:  # unhashable item against a mapping
-            return False
-    return False
-
-
-def _arith(op: str, a: Any, b: Any) -> Any:
-    """Arithmetic for run-time-typed operands: numbers only (no `'x' * 10**9`), null or /0 gives null."""
-    if not (_is_number(a) and _is_number(b)):
-        return a + b if op == "+" and isinstance(a, str) and isinstance(b, str) else None
-    if op in ("/", "//", "%") and b == 0:
-        return None
-    return _OPS[op](a, b)
-
-
-_OPS: Mapping[str, Callable[[Any, Any], Any]] = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b,
-    "//": lambda a, b: a // b, "%": lambda a, b: a % b,
-}
-
-
-def _add_days(d: date | None, days: Any) -> date | None:
-    return d + timedelta(days=days) if d is not None and _is_number(days) else None
-
-
-RUNTIME: Mapping[str, Any] = {
-    "__builtins__": {}, "len": len, "_days_until": _days_until, "_days_since": _days_since,
-    "_months_until": _months_until, "_years_since": _years_since, "_is_anniversary": _is_anniversary,
-    "_len": _len, "_lower": _lower, "_upper": _upper, "_min": _min, "_max": _max, "_abs": _abs, "_round": _round,
-    "_any_purchase": _any_purchase, "_count_purchases": _count_purchases, "_spend": _spend,
-    "_last_purchase": _last_purchase, "_first_purchase": _first_purchase, "_get": _get, "_contains": _contains,
-    "_arith": _arith, "_add_days": _add_days, "_any": any, "_all": all, "_sum": sum,
-}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Helper signatures: name -> (positional parameter types, keyword parameters, result type, result nullable).
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Helper:
-    runtime: str
-    positional: tuple[str, ...]  # types; the last may be optional when `optional` says so
-    optional: int = 0  # how many trailing positional parameters may be omitted
-    keywords: tuple[str, ...] = ()
-    result: str = ANY
-    nullable: bool = True
-    needs_today: bool = False
-    purchases: bool = False  # first runtime argument is the customer's purchases
-    variadic: bool = False
-
-
-HELPERS: Mapping[str, Helper] = {
-    "days_until": Helper("_days_until", (DATE,), result=NUM, needs_today=True),
-    "days_since": Helper("_days_since", (DATE,), result=NUM, needs_today=True),
-    "months_until": Helper("_months_until", (DATE,), result=NUM, needs_today=True),
-    "years_since": Helper("_years_since", (DATE,), result=NUM, needs_today=True),
-    "age": Helper("_years_since", (DATE,), result=NUM, needs_today=True),
-    "is_anniversary": Helper("_is_anniversary", (DATE, NUM), optional=1, keywords=("years",), result=BOOL,
-                             nullable=False, needs_today=True),
-    "len": Helper("_len", (ANY,), result=NUM),
-    "lower": Helper("_lower", (STR,), result=STR),
-    "upper": Helper("_upper", (STR,), result=STR),
-    "min": Helper("_min", (ANY,), variadic=True),
-    "max": Helper("_max", (ANY,), variadic=True),
-    "abs": Helper("_abs", (NUM,), result=NUM),
-    "round": Helper("_round", (NUM, NUM), optional=1, result=NUM),
-    "any_purchase": Helper("_any_purchase", (), keywords=("product", "within_days", "min_amount"), result=BOOL,
-                           nullable=False, needs_today=True, purchases=True),
-    "count_purchases": Helper("_count_purchases", (), keywords=("product", "within_days"), result=NUM,
-                              nullable=False, needs_today=True, purchases=True),
-    "spend": Helper("_spend", (), keywords=("product", "within_days"), result=NUM, nullable=False,
-                    needs_today=True, purchases=True),
-    "last_purchase": Helper("_last_purchase", (STR,), optional=1, keywords=("product",), result=DATE,
-                            needs_today=True, purchases=True),
-    "first_purchase": Helper("_first_purchase", (STR,), optional=1, keywords=("product",), result=DATE,
-                             needs_today=True, purchases=True),
-}
-_KEYWORD_TYPES = {"product": STR, "within_days": NUM, "min_amount": NUM, "years": NUM}
-_AGGREGATES = {"any": ("_any", BOOL), "all": ("_all", BOOL), "count": ("_sum", NUM)}
-_SPECIAL_CALLS = ("today", "date", *_AGGREGATES)
-ALL_HELPERS = tuple(sorted(set(HELPERS) | set(_SPECIAL_CALLS)))
 
 
 @dataclass(frozen=True)
@@ -366,7 +96,7 @@ def compile_expression(source: str, *, filename: str = "<rule>", segments: Any =
         raise ExpressionError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep") from None
     _check_depth(tree.body)  # before any recursive visit
     if segments is None:
-        from shared.segments.rfm import DEFAULT as segments  # late: segments imports the domain model only
+        segments = DEFAULT_SEGMENTS
     _check_rfm_labels(tree, text, segments.labels)
     compiler = _Compiler(text)
     typed = compiler.visit(tree.body)
@@ -431,11 +161,6 @@ def _check_rfm_labels(tree: ast.AST, text: str, labels: tuple[str, ...]) -> None
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise ExpressionError(f"unknown RFM label {item.value!r} ({hint}known: {', '.join(labels)})",
                                           ast.get_source_segment(text, node) or text)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The compiler: one visit per whitelisted node type; anything else is rejected.
-# ---------------------------------------------------------------------------------------------------------------
 def _name(identifier: str) -> ast.Name:
     return ast.Name(identifier, ast.Load())
 
@@ -550,7 +275,7 @@ class _Compiler:
         if spec is None:
             hint = difflib.get_close_matches(name, [*SCHEMAS[CUSTOMER], "today", "prev", "rfm"], n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else "; custom fields are custom.<name>"
-            if name in HELPERS or name in _SPECIAL_CALLS:
+            if name in HELPERS or name in SPECIAL_CALLS:
                 suggestion = f"; {name} is a helper: call it as {name}(...)"
             raise self.fail(node, f"unknown field {name!r}{suggestion}")
         return Typed(ast.Attribute(_name("c"), name, ast.Load()), spec.type, spec.nullable, spec.item)
@@ -743,7 +468,7 @@ class _Compiler:
             return Typed(_name("t"), DATE, False)
         if name == "date":
             return self.date_literal(node)
-        if name in _AGGREGATES:
+        if name in AGGREGATES:
             return self.aggregate(node, name)
         helper = HELPERS.get(name)
         if helper is None:
@@ -766,7 +491,7 @@ class _Compiler:
             if keyword.arg not in helper.keywords:
                 allowed = ", ".join(helper.keywords) or "none"
                 raise self.fail(node, f"{name}() has no parameter {keyword.arg!r} (keywords: {allowed})")
-            typed = self.argument(keyword.value, _KEYWORD_TYPES[keyword.arg], name)
+            typed = self.argument(keyword.value, KEYWORD_TYPES[keyword.arg], name)
             keywords.append(ast.keyword(keyword.arg, typed.node))
         if name == "round" and len(node.args) == 2:
             digits = _literal_number(node.args[1])
@@ -816,7 +541,7 @@ class _Compiler:
         return Typed(self.constant(value), DATE, False)
 
     def aggregate(self, node: ast.Call, name: str) -> Typed:
-        runtime, result = _AGGREGATES[name]
+        runtime, result = AGGREGATES[name]
         if len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.GeneratorExp):
             raise self.fail(node, f"{name}() takes one generator: {name}(x.stage == 'won' for x in deals)")
         gen = node.args[0]
