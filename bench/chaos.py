@@ -303,7 +303,7 @@ def _run(config: ChaosConfig, work: Path, logs: Path, progress) -> ChaosResult:
                 GraphStandIn(issuer, limit=10**6, window=1.0, outbox_delay=0.3) as graph, \
                 BotStandIn(issuer, per_conversation=10**6) as bot:
             graph.chaos, bot.chaos = graph_faults, bot_faults
-            for standin in (graph, bot):  # a client that gave up (read timeout) is expected: no tracebacks
+            for standin in (token, graph, bot):  # a client that gave up (read timeout) is expected: no tracebacks
                 standin.server.handle_error = lambda request, address: None
             env = {
                 "TABLES_CONNECTION_STRING": azurite.connection_string, "LOCAL_DIR": str(work / "local"),
