@@ -235,7 +235,7 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
-def _write_rules(directory: Path) -> tuple[Path, Path, Path]:
+def write_catalog(directory: Path) -> tuple[Path, Path, Path]:
     """The run's own catalog: the chaos rule, its templates, and an empty journeys directory (the shipped journey
     names templates this catalog does not have, and would fail every shard at load)."""
     rules, templates, journeys = directory / "rules", directory / "templates" / "en-US", directory / "journeys"
@@ -245,6 +245,26 @@ def _write_rules(directory: Path) -> tuple[Path, Path, Path]:
     for name, text in TEMPLATES.items():
         (templates / name).write_text(text, encoding="utf-8")
     return rules, templates.parent, journeys
+
+
+def run_env(work: Path, config: ChaosConfig, *, tables: str, authority: str, graph: str, bot: str) -> dict[str, str]:
+    """The app settings of the run (its own catalog under `work`; the stand-ins' URLs; time-scaled limits)."""
+    rules_dir, templates_dir, journeys_dir = write_catalog(work / "catalog")
+    return {
+        "TABLES_CONNECTION_STRING": tables, "LOCAL_DIR": str(work / "local"),
+        "BROKER": "local", "DELIVERY_TRANSPORT": "live", "AUTHORITY_HOST": authority,
+        "GRAPH_BASE_URL": graph, "BOT_SERVICE_URL": bot, "GRAPH_TENANT_ID": "tenant-1",
+        "GRAPH_CLIENT_ID": "graph-app", "GRAPH_CLIENT_SECRET": "graph-secret", "BOT_APP_ID": "bot-app",
+        "BOT_APP_SECRET": "bot-secret", "BOT_TENANT_ID": "tenant-1", "MAIL_SENDER": MAILBOX,
+        "UNSUBSCRIBE_SIGNING_KEY": "chaos-signing-key-not-a-secret", "RULES_DIR": str(rules_dir),
+        "JOURNEYS_DIR": str(journeys_dir), "TEMPLATES_DIR": str(templates_dir), "DEFAULT_LOCALE": "en-US",
+        "CUSTOMER_SHARDS": str(config.shards),
+        "BUSINESS_HOURS": "00:00-23:59", "BUSINESS_DAYS": "mon-sun", "MAIL_MESSAGES_PER_MINUTE": "10000",
+        "MAIL_RECIPIENTS_PER_DAY": "1000000", "MAIL_CONCURRENT_REQUESTS": "64",
+        "BOT_SENDS_PER_SECOND_PER_CONVERSATION": "1000", "BOT_REQUESTS_PER_SECOND": "1000",
+        "MAIL_SEND_SETTLE_SECONDS": "1", "DELIVERY_MAX_ATTEMPTS": "12", "SWEEP_SCHEDULE": "0 0 0 1 1 *",
+        "PUBLIC_BASE_URL": "https://crmflow.example",
+    }
 
 
 def chaos_customers(count: int) -> list[Customer]:
@@ -291,7 +311,6 @@ def _run(config: ChaosConfig, work: Path, logs: Path, progress) -> ChaosResult:
     started = time.monotonic()
     result = ChaosResult(expected=3 * config.customers)
     result.log_dir = str(logs)
-    rules_dir, templates_dir, journeys_dir = _write_rules(work / "catalog")
     issuer = TokenIssuer()
     tls, ca = self_signed_tls(work / "tls")
     azurite = Azurite(in_memory=False, location=work / "azurite").start()
@@ -305,21 +324,8 @@ def _run(config: ChaosConfig, work: Path, logs: Path, progress) -> ChaosResult:
             graph.chaos, bot.chaos = graph_faults, bot_faults
             for standin in (token, graph, bot):  # a client that gave up (read timeout) is expected: no tracebacks
                 standin.server.handle_error = lambda request, address: None
-            env = {
-                "TABLES_CONNECTION_STRING": azurite.connection_string, "LOCAL_DIR": str(work / "local"),
-                "BROKER": "local", "DELIVERY_TRANSPORT": "live", "AUTHORITY_HOST": token.url,
-                "GRAPH_BASE_URL": graph.url, "BOT_SERVICE_URL": bot.url, "GRAPH_TENANT_ID": "tenant-1",
-                "GRAPH_CLIENT_ID": "graph-app", "GRAPH_CLIENT_SECRET": "graph-secret", "BOT_APP_ID": "bot-app",
-                "BOT_APP_SECRET": "bot-secret", "BOT_TENANT_ID": "tenant-1", "MAIL_SENDER": MAILBOX,
-                "UNSUBSCRIBE_SIGNING_KEY": "chaos-signing-key-not-a-secret", "RULES_DIR": str(rules_dir),
-                "JOURNEYS_DIR": str(journeys_dir),
-                "TEMPLATES_DIR": str(templates_dir), "DEFAULT_LOCALE": "en-US", "CUSTOMER_SHARDS": str(config.shards),
-                "BUSINESS_HOURS": "00:00-23:59", "BUSINESS_DAYS": "mon-sun", "MAIL_MESSAGES_PER_MINUTE": "10000",
-                "MAIL_RECIPIENTS_PER_DAY": "1000000", "MAIL_CONCURRENT_REQUESTS": "64",
-                "BOT_SENDS_PER_SECOND_PER_CONVERSATION": "1000", "BOT_REQUESTS_PER_SECOND": "1000",
-                "MAIL_SEND_SETTLE_SECONDS": "1", "DELIVERY_MAX_ATTEMPTS": "12", "SWEEP_SCHEDULE": "0 0 0 1 1 *",
-                "PUBLIC_BASE_URL": "https://crmflow.example",
-            }
+            env = run_env(work, config, tables=azurite.connection_string, authority=token.url,
+                          graph=graph.url, bot=bot.url)
             settings = Settings.from_env(env)
             setup = Container(settings)
             # The workers load the same catalog: a rule, template or journey problem fails here, not in every shard.
