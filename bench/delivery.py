@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import secrets
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from shared.delivery.transports import DEDUPE_PROPERTY, Transport
 from shared.devtools.localstack import Azurite
 from shared.domain.messages import ActionMessage
 from shared.domain.names import EMAIL
+from shared.domain.signing import unsubscribe_url
 from shared.settings import Settings
 from tests.standins import GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls
 
@@ -92,11 +94,13 @@ def worker(env: dict[str, str], ca: str, scale: float, pace: bool, threads: int,
     broker.close()
 
 
-def message(i: int, run: str) -> ActionMessage:
+def message(i: int, run: str, settings: Settings) -> ActionMessage:
+    customer_id = f"C-{i:05d}"
     return ActionMessage(
-        dedupe_key=f"bench:{run}:{i}", channel="email", rule="bench", kind="campaign", customer_id=f"C-{i:05d}",
+        dedupe_key=f"bench:{run}:{i}", channel="email", rule="bench", kind="campaign", customer_id=customer_id,
         to=f"customer{i}@example.com", subject="bench", planned_at=datetime.now(UTC),
-        content={"html": "<p>hello</p>", "text": "hello", "locale": "en-US", "unsubscribe_url": None})
+        content={"html": "<p>hello</p>", "text": "hello", "locale": "en-US",
+                 "unsubscribe_url": unsubscribe_url(settings, customer_id)})  # customer mail without one is refused
 
 
 def run_once(label: str, workers: int, pace: bool, args, azurite: Azurite, token: TokenStandIn, ca: Path,
@@ -107,11 +111,13 @@ def run_once(label: str, workers: int, pace: bool, args, azurite: Azurite, token
         env = {"TABLES_CONNECTION_STRING": azurite.connection_string, "TABLE_PREFIX": "b" + run,
                "LOCAL_DIR": str(tmp / run), "DELIVERY_TRANSPORT": "live", "AUTHORITY_HOST": token.url,
                "GRAPH_BASE_URL": graph.url, "GRAPH_TENANT_ID": "tenant-1", "GRAPH_CLIENT_ID": "graph-app",
-               "GRAPH_CLIENT_SECRET": "graph-secret", "MAIL_SENDER": MAILBOX, "MAIL_MESSAGES_PER_MINUTE": str(limit)}
-        Container(Settings.from_env(env)).tables.ensure_tables()
+               "GRAPH_CLIENT_SECRET": "graph-secret", "MAIL_SENDER": MAILBOX, "MAIL_MESSAGES_PER_MINUTE": str(limit),
+               "UNSUBSCRIBE_SIGNING_KEY": secrets.token_hex(32)}
+        settings = Settings.from_env(env)
+        Container(settings).tables.ensure_tables()
         broker = LocalBroker(Path(env["LOCAL_DIR"]) / "broker.sqlite3")
         broker.publish(EMAIL, [OutgoingMessage(m.to_json(), m.dedupe_key)
-                               for m in (message(i, run) for i in range(args.messages))])
+                               for m in (message(i, run, settings) for i in range(args.messages))])
         stop = mp.get_context("spawn").Event()
         procs = [mp.get_context("spawn").Process(target=worker, args=(env, str(ca), args.scale, pace, args.threads,
                                                                            stop))

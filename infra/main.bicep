@@ -176,7 +176,8 @@ var appBaseUrl = !empty(publicBaseUrl) ? publicBaseUrl : 'https://${functionAppN
 var tenantId = tenant().tenantId
 
 // Routes reachable without Entra sign-in when App Service authentication is on: CRM webhooks (they carry their own
-// signature or function key), the customer-facing unsubscribe link (signed token) and the health probe.
+// signature or function key), the customer-facing unsubscribe link (signed token), the health probe and the OpenAPI
+// description.
 var anonymousPaths = [
   '/api/crm/dataverse'
   '/api/crm/hubspot'
@@ -185,6 +186,8 @@ var anonymousPaths = [
   '/api/crm/generic'
   '/api/unsubscribe'
   '/api/health'
+  // The OpenAPI description of the routes: their shape only, no data (API clients and fuzzers read it unsigned).
+  '/api/openapi.json'
   // The Teams tabs' entry page (no data: it starts Teams' sign-in pop-up) and the Teams JavaScript SDK it loads.
   '/api/teams/tab'
   '/api/teams/teams.js'

@@ -85,7 +85,7 @@ def test_unsubscribing_suppresses_the_address_under_any_customer_record(stack):
     container = stack.container
     container.customers.upsert_many([Customer.from_dict({"id": "C-001", "email": CUSTOMER_EMAIL})])
     token = sign(container.settings, UNSUBSCRIBE, "C-001")
-    unsubscribe(container.settings, container.suppressions, token, "ja", "one-click",
+    unsubscribe(container.settings, container.suppressions, token, "one-click",
                 lambda customer_id: container.customers.get(customer_id).customer.email)
     # The same person as another CRM record, the address spelt differently: not mailed either.
     other = action(key="renewal:C-777:90", to="  Taro@EXAMPLE.co.jp ")

@@ -43,7 +43,7 @@ DATA_PLANE_ACCESS = {
 
 # DESIGN.md routes that CRMs and customers call without an Entra sign-in, and routes only staff may use.
 ANONYMOUS_ROUTES = {"/api/crm/dataverse", "/api/crm/hubspot", "/api/crm/zoho", "/api/crm/salesforce",
-                    "/api/crm/generic", "/api/unsubscribe", "/api/health",
+                    "/api/crm/generic", "/api/unsubscribe", "/api/health", "/api/openapi.json",
                     # The Teams tabs' entry page (no data; it starts Teams' sign-in pop-up) and the SDK it loads.
                     "/api/teams/tab", "/api/teams/teams.js"}
 SIGNED_IN_ROUTES = {"/api/dashboard", "/api/opportunities", "/api/approvals"}
