@@ -161,6 +161,7 @@ class ContactGuard:
         self.policy = policy
         self.log = log
         self.rules = rules
+        self._rules_capped: dict[str, bool] = {}  # rule id → whether any cap applies to one of its channels
 
     @property
     def active(self) -> bool:
@@ -168,7 +169,7 @@ class ContactGuard:
 
     def apply(self, customer_id: str, firings: Sequence[Firing]) -> list[Firing]:
         """The firings (same order) with every capped contact action rewritten."""
-        if not self.active or not firings:
+        if not self.active or not firings or not any(self._may_be_capped(firing) for firing in firings):
             return list(firings)
         ranked = sorted(range(len(firings)), key=lambda i: (-self._priority(firings[i]), firings[i].rule_id))
         requests = []
@@ -183,6 +184,18 @@ class ContactGuard:
         decisions = {d.key: d for d in self.log.reserve(customer_id, requests)}
         return [_with_decisions(firing, decisions) if any(a.dedupe_key in decisions for a in firing.actions)
                 else firing for firing in firings]
+
+    def _may_be_capped(self, firing: Firing) -> bool:
+        """False when no cap covers any channel of the firing's rule (known per rule, asked once)."""
+        known = self._rules_capped.get(firing.rule_id)
+        if known is None:
+            rule = self._rule(firing)
+            if rule is None:  # a journey transition's entry actions: decided action by action
+                return True
+            category = self._category(firing)
+            known = self._rules_capped[firing.rule_id] = any(
+                self.policy.caps_for(spec.channel, category) for spec in rule.actions)
+        return known
 
     def _rule(self, firing: Firing) -> Rule | None:
         return self.rules(firing.rule_id)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gc
 import io
-import json
 import re
 import unicodedata
 from collections import defaultdict
@@ -25,6 +23,7 @@ from typing import Any
 import yaml
 
 from shared.crm.mapping import WON, StageTable, parse_stage_table, yaml_key_lines
+from shared.customers.canonical import decode_customer, decode_customer_array
 from shared.domain.addresses import address_problem
 from shared.domain.errors import InvalidInput, Location
 from shared.domain.model import CUSTOMER_FIELDS, Customer
@@ -546,35 +545,24 @@ def iter_json_customers(path: Path, errors: list[RowError], warnings: list[RowEr
 
 def _json_customers(path: Path, errors: list[RowError]) -> Iterator[tuple[int, Customer]]:
     file = str(path)
-    text = path.read_text(encoding="utf-8-sig")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        # Decoding creates millions of containers and none of them is garbage: pause the cyclic collector, which
-        # would otherwise walk all that were decoded so far again and again (half the decoding time).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"not valid JSON: {exc.msg}", Location(file=file, line=exc.lineno)) from None
-        finally:
-            if collecting:
-                gc.enable()
-        del text, stripped  # the decoded items are all that is needed from here on
-        where = Location(file=file)  # frozen: one for every item
-        for number, item in enumerate(items, start=1):
-            try:
-                if not isinstance(item, dict):
-                    raise InvalidInput("a customer must be a JSON object", where)
-                yield number, Customer.from_dict(item, where)
-            except InvalidInput as exc:
-                errors.append(RowError(file, number, exc.location.field, f"item {number}: {exc.reason}"))
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    if data.lstrip().startswith(b"["):
+        for number, item in decode_customer_array(data, Location(file=file)):
+            if isinstance(item, InvalidInput):
+                errors.append(RowError(file, number, item.location.field, f"item {number}: {item.reason}"))
+            else:
+                yield number, item
         return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"not UTF-8: {exc.reason}", Location(file=file)) from None
+    del data
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield number, Customer.from_json(line, Location(file=file, line=number))
+            yield number, decode_customer(line, Location(file=file, line=number))
         except InvalidInput as exc:
             errors.append(RowError(file, number, exc.location.field, exc.reason))
 

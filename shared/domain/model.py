@@ -239,6 +239,33 @@ class _CustomerParser:
         aad_object_id = self.text(value, "aad_object_id", key)
         return Person(name, email, aad_object_id) if (name or email or aad_object_id) else None
 
+    def deals(self, items: list | tuple) -> tuple[Deal, ...]:
+        text, day = self.text, self.day
+        deals = []
+        for index, raw in enumerate(items):
+            where = f"deals[{index}]"
+            if not isinstance(raw, Mapping):
+                raise self.fail(where, "must be an object")
+            deal_id = text(raw, "id", where)
+            if not deal_id:
+                raise self.fail(f"{where}.id", "is required")
+            deals.append(Deal(
+                id=deal_id, stage=text(raw, "stage", where), type=text(raw, "type", where),
+                amount=self.number(raw, "amount", where), onboarding_due=day(raw, "onboarding_due", where),
+                renewal_notice_date=day(raw, "renewal_notice_date", where),
+                campaign_id=text(raw, "campaign_id", where), closed_on=day(raw, "closed_on", where),
+                extra={k: v for k, v in raw.items() if k not in _DEAL_FIELDS}))
+        return tuple(deals)
+
+    def instant(self, value: Any) -> datetime:
+        """`updated_at`: a datetime, or ISO-8601 text (a trailing Z is UTC)."""
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise self.fail("updated_at", f"must be an ISO-8601 instant, got {value!r}") from None
+
     # --- the whole record ----------------------------------------------------------------------------------
     def parse(self, data: Mapping[str, Any]) -> Customer:
         text, day = self.text, self.day
@@ -267,20 +294,7 @@ class _CustomerParser:
             purchases.append(Purchase(product, day(raw, "date", where), self.number(raw, "amount", where),
                                       text(raw, "deal_id", where)))
 
-        deals = []
-        for index, raw in enumerate(self.items(data, "deals")):
-            where = f"deals[{index}]"
-            if not isinstance(raw, Mapping):
-                raise self.fail(where, "must be an object")
-            deal_id = text(raw, "id", where)
-            if not deal_id:
-                raise self.fail(f"{where}.id", "is required")
-            deals.append(Deal(
-                id=deal_id, stage=text(raw, "stage", where), type=text(raw, "type", where),
-                amount=self.number(raw, "amount", where), onboarding_due=day(raw, "onboarding_due", where),
-                renewal_notice_date=day(raw, "renewal_notice_date", where),
-                campaign_id=text(raw, "campaign_id", where), closed_on=day(raw, "closed_on", where),
-                extra={k: v for k, v in raw.items() if k not in _DEAL_FIELDS}))
+        deals = self.deals(self.items(data, "deals"))
 
         products = self.items(data, "products")
         for index, raw in enumerate(products):
@@ -288,11 +302,8 @@ class _CustomerParser:
                 raise self.fail(f"products[{index}]", "must be a product code")
 
         updated_at = data.get("updated_at")
-        if updated_at is not None and not isinstance(updated_at, datetime):
-            try:
-                updated_at = datetime.fromisoformat(str(updated_at).replace("Z", "+00:00"))
-            except ValueError:
-                raise self.fail("updated_at", f"must be an ISO-8601 instant, got {updated_at!r}") from None
+        if updated_at is not None:
+            updated_at = self.instant(updated_at)
 
         custom = self.mapping(data, "custom")
         if not CUSTOMER_FIELDS.issuperset(data):  # unknown top-level fields (checked in C; rare)
@@ -306,7 +317,7 @@ class _CustomerParser:
             "contract_start": day(data, "contract_start"), "contract_end": day(data, "contract_end"),
             "contract_status": text(data, "contract_status"), "birthday": day(data, "birthday"),
             "last_purchase_date": day(data, "last_purchase_date"), "annual_spend": self.number(data, "annual_spend"),
-            "usage": self.mapping(data, "usage"), "stage": text(data, "stage"), "deals": tuple(deals),
+            "usage": self.mapping(data, "usage"), "stage": text(data, "stage"), "deals": deals,
             "email_opt_out": self.flag(data, "email_opt_out"),
             "requires_approval": self.flag(data, "requires_approval"), "crm_url": text(data, "crm_url"),
             "custom": custom, "updated_at": updated_at,

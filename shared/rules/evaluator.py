@@ -20,8 +20,10 @@ from shared.domain.signing import outcome_url, unsubscribe_url
 from shared.domain.vocabulary import ActionStatus, Channel, Trigger
 from shared.opportunities.ledger import opportunity_id
 from shared.rendering.engine import TrustedUrl, one_line, template_context
+from shared.rendering.subjects import SubjectRenderer, reads
 from shared.rules.dedupe import action_key, active_window, firing_key, per_period, period_of, window_period
 from shared.rules.expressions import as_date
+from shared.rules.loader import _sample_context
 from shared.rules.model import (
     ActionSpec,
     Firing,
@@ -50,10 +52,16 @@ NO_SIGNING_KEY = "no unsubscribe link: UNSUBSCRIBE_SIGNING_KEY is not set (sendi
 class Evaluator:
     """Evaluates a RuleSet. Build once per process (rules and templates are compiled in the RuleSet)."""
 
-    def __init__(self, ruleset: RuleSet, settings: Settings):
+    def __init__(self, ruleset: RuleSet, settings: Settings, *, subjects_only: bool = False):
+        """`subjects_only`: render of each action only its subject (a card's fallbackText, a mail's subject, a
+        task's subject), as a preview prints; `content` stays empty, and a firing's reason and recommendation are
+        made only when some subject reads them. Statuses, recipients, keys and action reasons are unchanged."""
         self.ruleset = ruleset
         self.settings = settings
         self.renderer = ruleset.renderer
+        self._subjects = SubjectRenderer(self.renderer) if subjects_only else None
+        # Per rule, the firing texts no rendered subject reads, so rendering only subjects need not make them.
+        self._unread = _unread_by_rule(ruleset, self._subjects) if subjects_only else {}
         self._by_trigger = {t: tuple((r, r.when.fn) for r in ruleset.rules if t in r.on) for t in Trigger}
         self._default_zone = ZoneInfo(settings.default_timezone)
         self._dates: tuple[datetime | None, dict[str | None, date]] = (None, {})
@@ -130,12 +138,13 @@ class Evaluator:
         locale = self.renderer.locale_for(customer.locale)
         context = template_context(customer=customer, rule_id=rule.id, kind=rule.kind, locale=locale, today=local,
                                    reason=None, recommendation=None, window=window, params=rule.params)
-        if rule.reason:
+        unread = self._unread.get(id(rule), ())  # rules of this ruleset (not journeys') by identity
+        if rule.reason and "reason" not in unread:
             context["reason"] = rule.reason(locale, context)
-        if rule.recommendation:
+        if rule.recommendation and "recommendation" not in unread:
             context["recommendation"] = rule.recommendation(locale, context)
-        if rule.kind in OUTCOME_KINDS and self.settings.unsubscribe_signing_key and \
-                any(spec.channel == "teams" for spec in rule.actions):
+        if rule.kind in OUTCOME_KINDS and self.settings.unsubscribe_signing_key and "outcome_url" not in unread \
+                and any(spec.channel == "teams" for spec in rule.actions):
             context["outcome_url"] = TrustedUrl(outcome_url(
                 self.settings, opportunity_id(customer.id, key, self.settings.customer_shards), now))
         arm = arm_of(rule.id, customer.id, rule.holdout)
@@ -207,6 +216,8 @@ class Evaluator:
     def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                 now: datetime) -> tuple[str | None, dict, str | None]:
         """(subject, content, warning) in the shape shared.domain.messages.ActionMessage documents per channel."""
+        if self._subjects is not None:
+            return self._render_subject(rule, spec, customer, locale, context, now)
         if spec.channel == _TEAMS_CHANNEL:
             card = self.renderer.card(spec.template, locale, context)
             summary = one_line(card.get("fallbackText") or rule.id)
@@ -215,11 +226,7 @@ class Evaluator:
             return summary, {"card": card, "summary": summary,
                              "aad_object_id": person.aad_object_id if person else None}, None
         if spec.channel == _EMAIL_CHANNEL:
-            warning = None
-            if self.settings.unsubscribe_signing_key:
-                context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
-            else:
-                warning = NO_SIGNING_KEY
+            warning = self._add_unsubscribe_url(context, customer, now)
             mail = self.renderer.email(spec.template, locale, context)
             return mail.subject, {"html": mail.html, "text": mail.text, "locale": locale,
                                   "unsubscribe_url": context["unsubscribe_url"]}, warning
@@ -233,3 +240,52 @@ class Evaluator:
                          # Only a usable address: a bad one would make the CRM writer refuse the rep's task.
                          "regarding_email": customer.email if valid_address(customer.email) else None,
                          "owner_email": customer.owner.email if customer.owner else None}, None
+
+    def _add_unsubscribe_url(self, context: dict, customer: Customer, now: datetime) -> str | None:
+        """A mail's signed unsubscribe link into `context`; the warning when no signing key is set."""
+        if not self.settings.unsubscribe_signing_key:
+            return NO_SIGNING_KEY
+        context["unsubscribe_url"] = unsubscribe_url(self.settings, customer.id, now)
+        return None
+
+    def _render_subject(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
+                        now: datetime) -> tuple[str | None, dict, str | None]:
+        """(subject, {}, warning): the subject exactly as `_render` makes it, and nothing else rendered."""
+        subjects = self._subjects
+        if spec.channel == _TEAMS_CHANNEL:
+            return one_line(subjects.card_summary(spec.template, locale, context) or rule.id), {}, None
+        if spec.channel == _EMAIL_CHANNEL:
+            warning = self._add_unsubscribe_url(context, customer, now)
+            return subjects.email_subject(spec.template, locale, context), {}, warning
+        return (spec.subject(locale, context) if spec.subject else one_line(f"{rule.id}: {customer.name or ''}"),
+                {}, None)
+
+
+# What a firing adds to the template context besides the customer; rendering only subjects skips those unread.
+_FIRING_TEXTS = frozenset({"reason", "recommendation", "outcome_url"})
+
+
+def _unread_by_rule(ruleset: RuleSet, subjects: SubjectRenderer) -> dict[int, frozenset[str]]:
+    sample = _sample_context(ruleset.renderer)
+    unread: dict[int, frozenset[str]] = {}
+    for rule in ruleset.rules:
+        def context(locale: str, rule: Rule = rule) -> dict:
+            return sample(locale, rule.params)
+
+        read: set[str] = set()
+        for spec in rule.actions:
+            if spec.channel == _TEAMS_CHANNEL:
+                found = subjects.card_reads(spec.template, context)
+            elif spec.channel == _EMAIL_CHANNEL:
+                found = subjects.email_reads(spec.template, context)
+            elif spec.subject:
+                found = set().union(*(reads(spec.subject, locale, context(locale))
+                                      for locale in ruleset.renderer.locales))
+            else:
+                found = set()  # the default task subject: rule id and customer name
+            if found is None:
+                read = set(_FIRING_TEXTS)
+                break
+            read |= found
+        unread[id(rule)] = _FIRING_TEXTS - read
+    return unread

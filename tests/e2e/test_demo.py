@@ -21,7 +21,7 @@ import requests
 from shared.devtools.localstack import free_port
 
 ROOT = Path(__file__).parent.parent.parent
-SERVE = ("import sys, shared.devtools.cli as cli; cli.COMMAND_MODULES = ('serve',); "
+SERVE = ("import sys, shared.devtools.cli as cli; "
          "sys.exit(cli.main(['serve', '--port', sys.argv[1]]))")
 
 

@@ -9,8 +9,8 @@ import socket
 from shared.devtools.localstack import free_port
 from tests.e2e.serving import first_answer, interrupt, serve_process
 
-# Only the serve command is registered, so this test does not depend on the other commands' modules.
-SERVE = ("import sys, shared.devtools.cli as cli; cli.COMMAND_MODULES = ('serve',); "
+# `main` registers only the command it runs, so this test does not depend on the other commands' modules.
+SERVE = ("import sys, shared.devtools.cli as cli; "
          "sys.exit(cli.main(['serve', '--port', sys.argv[1]]))")
 
 

@@ -9,10 +9,12 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared.container import Container
-from shared.devtools.localstack import Azurite
 from shared.settings import APP_ROOT, Settings
+
+if TYPE_CHECKING:
+    from shared.container import Container
 
 LOCAL_SETTINGS = APP_ROOT / "local.settings.json"
 
@@ -37,6 +39,10 @@ def local_stack(*, persistent: bool = True, quiet: bool = False, embedded: bool 
 
     `embedded=True` ignores configured storage, broker and delivery targets and always runs everything locally.
     """
+    # Imported here: the offline commands (validate, dry-run) need neither the storage SDKs nor Azurite.
+    from shared.container import Container
+    from shared.devtools.localstack import Azurite
+
     load_local_settings()
     env = dict(os.environ)
     if embedded:

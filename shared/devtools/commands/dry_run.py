@@ -5,13 +5,15 @@ new stage) and what would be sent, with no side effects: nothing is stored, queu
 --today D: every customer's local date is D. --now T: each customer's local date is T in their own time zone.
 The contact policy (--policy, default CONTACT_POLICY_FILE) caps the firings against an empty contact log kept in
 memory for this run: what the caps do to this input alone (status `capped`, the reason naming the cap).
+Only what is printed is rendered: each action's subject (a card's summary, a mail's subject line). --full renders
+every card and mail in full, as a sweep does, so a template error or an oversized card in a body shows up too (as
+a rule warning); the output is otherwise the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import unicodedata
@@ -21,6 +23,8 @@ from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
+
+import msgspec
 
 from shared.contact import ContactGuard, ContactLog, PolicyProblems, load_contact_policy
 from shared.customers.reader import RowError, iter_customers
@@ -53,6 +57,8 @@ def register(subparsers) -> None:
                         help="which rules to evaluate (default sweep; change rules see no previous version)")
     add_time_options(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--full", action="store_true",
+                        help="render every card and mail in full, as a sweep does (default: only the subjects shown)")
     parser.set_defaults(func=run)
 
 
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rules = {rule.id: rule for rule in ruleset.rules}
     guard = ContactGuard(policy, ContactLog(MemoryStorage(), policy), rules.get)
-    evaluator = Evaluator(ruleset, settings)
+    evaluator = Evaluator(ruleset, settings, subjects_only=not args.full)
     engine = JourneyEngine(journey) if journey is not None else None
     now, today = resolve_time(args)
     errors: list[RowError] = []
@@ -86,25 +92,36 @@ def run(args: argparse.Namespace) -> int:
     stats: Counter[str] = Counter()
 
     def firings() -> Iterable[Firing]:
-        for customer in customers:
-            if not stats["customers"]:
-                # The input is parsed by now (a JSON array is read whole): keep the collector from walking it again
-                # and again while planning allocates. Frozen objects are the input itself, alive until exit anyway.
-                gc.freeze()
-            stats["customers"] += 1
-            if engine is not None:
-                customer, steps = engine.advance(customer, now=now, prev=None,
-                                                 local=today or evaluator.local_date(customer.timezone, now))
-                for firing in journey_firings(journey, evaluator, customer, steps, now, today):
-                    stats["firings"] += 1
-                    stats["transitions"] += 1
-                    stats.update(action.status for action in firing.actions if action.channel != JOURNEY_CHANNEL)
+        # Counted in plain locals and folded into `stats` at the end: a Counter update per firing costs more than
+        # writing the firing out.
+        statuses: dict[str, int] = {}
+        customers_seen = firing_count = transitions = 0
+        try:
+            for customer in customers:
+                if not customers_seen:
+                    # The input is parsed by now (a JSON array is read whole): keep the collector from walking it
+                    # again and again while planning allocates. Frozen objects are the input, alive until exit.
+                    gc.freeze()
+                customers_seen += 1
+                if engine is not None:
+                    customer, steps = engine.advance(customer, now=now, prev=None,
+                                                     local=today or evaluator.local_date(customer.timezone, now))
+                    for firing in journey_firings(journey, evaluator, customer, steps, now, today):
+                        firing_count += 1
+                        transitions += 1
+                        for action in firing.actions:
+                            if action.channel != JOURNEY_CHANNEL:
+                                statuses[action.status] = statuses.get(action.status, 0) + 1
+                        yield firing
+                fired = evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today)
+                for firing in guard.apply(customer.id, fired) if fired else ():
+                    firing_count += 1
+                    for action in firing.actions:
+                        statuses[action.status] = statuses.get(action.status, 0) + 1
                     yield firing
-            fired = evaluator.evaluate(customer, now=now, trigger=args.trigger, today=today)
-            for firing in guard.apply(customer.id, fired) if fired else ():
-                stats["firings"] += 1
-                stats.update(action.status for action in firing.actions)
-                yield firing
+        finally:
+            stats.update(statuses)
+            stats.update(customers=customers_seen, firings=firing_count, transitions=transitions)
 
     out = sys.stdout
     try:
@@ -161,12 +178,13 @@ class _Chunked:
 
 def write_json(firings: Iterable[Firing], out: TextIO) -> None:
     """A JSON array of firings in the DESIGN shape, streamed (memory stays flat for a million customers)."""
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps builds one per call
+    # The same text as json.dumps(..., ensure_ascii=False, separators=(",", ":")), a few times faster.
+    encode = msgspec.json.Encoder().encode
     chunks = _Chunked(out)
     chunks.write("[")
     separator = "\n"
     for firing in firings:
-        chunks.write(separator + encode(firing.to_dry_run_dict()))
+        chunks.write(separator + encode(firing.to_dry_run_dict()).decode())
         separator = ",\n"
     chunks.write("\n]\n" if separator != "\n" else "]\n")
     chunks.flush()
