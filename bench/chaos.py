@@ -1,6 +1,6 @@
 """Chaos run: planned actions through the real local stack while workers die, services fail and storage restarts.
 
-    .venv/bin/python bench/chaos.py [--customers 3400] [--workers 3] [--threads 2] [--seed 7] [--timeout 7200]
+    .venv/bin/python bench/chaos.py [--customers 3400] [--workers 3] [--threads 1] [--seed 7] [--timeout 7200]
 
 What runs (nothing is mocked): Azurite (persistent, on a free port), the local SQLite broker, and worker processes
 that run the functions registered on `function_app.app` (discovered by the local host, fed by the broker with
