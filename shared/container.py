@@ -135,7 +135,7 @@ class Container:
 
     @cached_property
     def contact_log(self) -> ContactLog:
-        return ContactLog(self.storage, self.contact_policy)
+        return ContactLog(self.storage, self.contact_policy, shards=self.settings.customer_shards)
 
     @cached_property
     def contact_guard(self) -> ContactGuard:

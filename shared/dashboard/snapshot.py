@@ -101,7 +101,7 @@ def refresh(storage: Storage, ledger: OpportunityLedger, approvals: ApprovalStor
         customers = {row["RowKey"]: (row.get("name"), row.get("crm_url")) for row in storage.table(CUSTOMERS)
                      .partition(partition, select=["RowKey", "name", "crm_url"])}
         customers_seen += len(customers)
-        for row in ledger.table.partition(partition, select=_LEDGER_COLUMNS):
+        for row in ledger.rows_of(partition, _LEDGER_COLUMNS):
             rows += 1
             status = row.get("status")
             detected_at = row.get("detected_at")

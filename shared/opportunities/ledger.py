@@ -1,17 +1,25 @@
 """The opportunity ledger (`Opportunities` table): one row per firing, claimed once.
 
 It replaces the "通知済" (notified) flags of the SharePoint-list flows. A firing is *claimed* with an atomic
-insert (batched per partition; a conflicting batch falls back to single inserts), so a re-run, a second instance
-or a redelivered shard never plans it twice. The claim stores the rendered broker messages with `published=False`;
-once the broker accepted them the row is rewritten slim with `published=True` and status `queued`. A crash in
-between leaves `published=False`, and the next evaluation of that shard re-publishes the stored messages (broker
-duplicate detection absorbs a double publish) — whether or not the rule still fires that day.
+insert, so a re-run, a second instance or a redelivered shard never plans it twice. Claims are inserted in one
+transaction per ≤ 100 rows of a partition, and the same transaction inserts one *outbox* row (RowKey
+`~outbox~<id>`) holding the rendered broker messages of all its claims: the claim rows themselves are slim and
+final (status `queued`, `needs_approval`, ...) from the start. Once the broker accepted the messages the outbox row
+is deleted — one small request per transaction instead of rewriting every claim. A crash in between leaves the
+outbox row, which the next evaluation of that shard finds in the same partition read that lists the known firings
+(`known_keys`), re-publishes (broker duplicate detection absorbs a double publish) and deletes — whether or not the
+rule still fires that day. A claim row names its outbox (`outbox`), so a change event finds a stranded claim with
+two point reads.
+
+A transaction refused because one of its firings exists (a second instance got there first) falls back to single
+inserts of the claims with their messages inline (`messages_json`, `published=False`, status `detected` until
+marked): the older layout, which recovery and marking still handle.
 
 Held messages (actions waiting for a human approval) count as "to publish" too: the planner hands them to the
-approval store (`shared/approvals/flow.py`) before marking the claim, so a crash in between is recovered the same way;
-marking then blanks them here (the `Approvals` row is their only copy). An approval's decision moves the opportunity
-out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from rule-based
-`suppressed`), expired unanswered → `suppressed`.
+approval store (`shared/approvals/flow.py`) before marking the claims, so a crash in between is recovered the same
+way; deleting the outbox row then leaves the `Approvals` row their only copy. An approval's decision moves the
+opportunity out of `needs_approval`: approved → `queued`, rejected → `rejected` (a person said no: kept apart from
+rule-based `suppressed`), expired unanswered → `suppressed`.
 
 A rule with a holdout records every firing's arm (`arm`: treatment | control). A control firing is claimed as
 `held_out` (nothing was sent) and is still open for an outcome: a won or lost deal, or a rep's answer, is recorded on
@@ -32,8 +40,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +51,16 @@ from shared.broker.outbound import QueuedMessage
 from shared.domain.errors import Conflict, InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.names import OPPORTUNITIES
 from shared.domain.vocabulary import MANUAL_TRANSITIONS, OpportunityStatus
-from shared.storage.backend import Entity, Op, Operation, Storage, Table, etag_of
-from shared.storage.codec import MAX_ENTITY_BYTES, blank_json, entity_size, get_json, put_json
+from shared.storage.backend import AlreadyExists, BatchFailed, Entity, Op, Operation, Storage, Table, etag_of
+from shared.storage.codec import (
+    BATCH_LIMIT,
+    MAX_ENTITY_BYTES,
+    blank_json,
+    chunk_text,
+    entity_size,
+    get_json,
+    put_json,
+)
 from shared.storage.keys import readable_key, shard_of, shard_partition
 
 STATUSES = tuple(OpportunityStatus)
@@ -87,8 +105,46 @@ class FiringClaim:
     messages: tuple[QueuedMessage, ...] = ()
     held: tuple[QueuedMessage, ...] = ()  # waiting for approval
     campaign: str | None = None  # the campaign a campaign rule works for (revenue is attributed to it)
-    manager_email: str | None = None  # may decide held messages besides the owner (not stored in the row)
+    manager_email: str | None = None  # may decide held messages besides the owner (kept in the outbox only)
     arm: str | None = None  # rules with a holdout: treatment | control, kept whatever the outcome
+    outbox: str | None = field(default=None, compare=False)  # RowKey of the outbox row holding the messages
+
+    def to_record(self) -> dict:
+        """The claim as an outbox record (JSON-ready)."""
+        return {"key": self.key, "rule": self.rule, "kind": self.kind, "customer_id": self.customer_id,
+                "owner_name": self.owner_name, "owner_email": self.owner_email, "status": self.status,
+                "recommendation": self.recommendation, "local_date": self.local_date, "actions": list(self.actions),
+                "messages": [m.to_dict() for m in self.messages], "held": [m.to_dict() for m in self.held],
+                "campaign": self.campaign, "manager_email": self.manager_email, "arm": self.arm}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], outbox: str | None = None) -> FiringClaim:
+        return cls(key=record["key"], rule=record["rule"], kind=record["kind"], customer_id=record["customer_id"],
+                   owner_name=record.get("owner_name"), owner_email=record.get("owner_email"),
+                   status=record["status"], recommendation=record.get("recommendation"),
+                   local_date=record.get("local_date", ""), actions=tuple(record.get("actions") or ()),
+                   messages=tuple(QueuedMessage.from_dict(m) for m in record.get("messages") or ()),
+                   held=tuple(QueuedMessage.from_dict(m) for m in record.get("held") or ()),
+                   campaign=record.get("campaign"), manager_email=record.get("manager_email"),
+                   arm=record.get("arm"), outbox=outbox)
+
+
+OUTBOX_PREFIX = "~outbox~"  # RowKeys of outbox rows (dedupe keys start with a rule id, never with "~")
+_OUTBOX_CHARS = (MAX_ENTITY_BYTES - 64 * 1024) // 2  # JSON characters one outbox row holds (stored as UTF-16)
+
+
+class KnownKeys(dict):
+    """RowKey → published for every firing of one partition, and the partition's outbox rows (`outboxes`: messages
+    a crash may have left unpublished)."""
+
+    def __init__(self, published: Mapping[str, bool], outboxes: Sequence[str] = ()):
+        super().__init__(published)
+        self.outboxes = list(outboxes)
+
+    @property
+    def unpublished(self) -> int:
+        """Rows of the inline layout not marked published yet."""
+        return sum(1 for published in self.values() if not published)
 
 
 @dataclass(frozen=True)
@@ -155,37 +211,82 @@ class OpportunityLedger:
         return shard_partition(shard_of(customer_id, self.shards))
 
     # --- claims --------------------------------------------------------------------------------------------
-    def known_keys(self, partition: str) -> dict[str, bool]:
-        """RowKey → published, for every firing of one partition (one paged read, two columns)."""
-        rows = self.table.partition(partition, select=["RowKey", "published"])
-        return {row["RowKey"]: bool(row.get("published", True)) for row in rows}
+    def known_keys(self, partition: str) -> KnownKeys:
+        """RowKey → published for every firing of one partition, and its outbox rows (one paged read, two
+        columns)."""
+        published, outboxes = {}, []
+        for row in self.table.partition(partition, select=["RowKey", "published"]):
+            key = row["RowKey"]
+            if key.startswith(OUTBOX_PREFIX):
+                outboxes.append(key)
+            else:
+                published[key] = row.get("published") is not False
+        return KnownKeys(published, outboxes)
 
     def claim(self, claims: Sequence[FiringClaim], now: datetime) -> ClaimResult:
-        """Insert claims atomically; those that exist already are counted, not returned.
+        """Insert claims atomically, with their messages in an outbox row of the same transaction; those that exist
+        already are counted, not returned.
 
         Returns the claims whose messages must now be published.
         """
         result = ClaimResult()
-        accepted, entities = [], []
+        by_partition: dict[str, list[FiringClaim]] = defaultdict(list)
         for claim in claims:
+            by_partition[self.partition_of(claim.customer_id)].append(claim)
+        transactions = [self._transaction(partition, packed, now) for partition, group in by_partition.items()
+                        for packed in _pack(group, result)]
+        for members, operations in transactions:
             try:
-                entities.append(self._claim_entity(self.partition_of(claim.customer_id), claim, now))
-            except PayloadTooLarge as exc:  # one oversized firing must not stop the others
-                result.rejected.append((claim, exc.message))
+                self.table.submit(operations)
+            except BatchFailed:  # some firing exists (another instance was first), or the service refused
+                self._claim_singly(members, now, result)
                 continue
-            accepted.append(claim)
-        for claim, created in zip(accepted, self.table.insert_many(entities), strict=True):
-            if created:
-                result.to_publish.append(claim)
-            else:
-                result.already_planned += 1
+            result.to_publish.extend(members)
         return result
 
-    def mark_published(self, claims: Iterable[FiringClaim], now: datetime) -> None:
-        """Record that the broker accepted the claims' messages (batched, one partition per transaction)."""
-        operations = []
+    @staticmethod
+    def _transaction(partition: str, packed: Sequence[tuple[FiringClaim, str]], now: datetime,
+                     ) -> tuple[list[FiringClaim], list[Operation]]:
+        """The claims (as they must be published) and the operations inserting their rows and outbox row."""
+        records = [record for _, record in packed if record]
+        outbox = f"{OUTBOX_PREFIX}{uuid.uuid4().hex}" if records else None
+        claims, operations = [], []
+        for claim, record in packed:
+            row = OpportunityLedger._claim_row(partition, claim, now)
+            if record:
+                row["outbox"] = outbox
+                claim = replace(claim, outbox=outbox)
+            claims.append(claim)
+            operations.append(Operation(Op.INSERT, row))
+        if outbox:
+            operations.append(Operation(Op.INSERT, {"PartitionKey": partition, "RowKey": outbox,
+                                                    **chunk_text("claims_json", f"[{','.join(records)}]")}))
+        return claims, operations
+
+    def _claim_singly(self, claims: Sequence[FiringClaim], now: datetime, result: ClaimResult) -> None:
+        """One insert per claim, messages inline (the layout recovery reads from `published eq false`)."""
         for claim in claims:
-            entity = {"PartitionKey": self.partition_of(claim.customer_id), "RowKey": row_key(claim.key),
+            claim = replace(claim, outbox=None)
+            try:
+                self.table.insert(self._claim_entity(self.partition_of(claim.customer_id), claim, now))
+            except AlreadyExists:
+                result.already_planned += 1
+                continue
+            except PayloadTooLarge as exc:
+                result.rejected.append((claim, exc.message))
+                continue
+            result.to_publish.append(claim)
+
+    def mark_published(self, claims: Iterable[FiringClaim], now: datetime) -> None:
+        """Record that the broker accepted the claims' messages: their outbox rows deleted, claims of the inline
+        layout merged (batched, one partition per transaction)."""
+        operations, outboxes = [], set()
+        for claim in claims:
+            partition = self.partition_of(claim.customer_id)
+            if claim.outbox:
+                outboxes.add((partition, claim.outbox))
+                continue
+            entity = {"PartitionKey": partition, "RowKey": row_key(claim.key),
                       "published": True, "status": claim.status, "updated_at": now}
             if claim.status == OpportunityStatus.QUEUED:
                 entity["queued_at"] = now
@@ -194,22 +295,51 @@ class OpportunityLedger:
             entity.update(blank_json("messages_json", [m.to_dict() for m in claim.messages]))
             entity.update(blank_json("held_json", [m.to_dict() for m in claim.held]))
             operations.append(Operation(Op.MERGE, entity))
-        self.table.write_batches(operations).raise_first()
+        operations += [Operation(Op.DELETE, {"PartitionKey": pk, "RowKey": rk}) for pk, rk in sorted(outboxes)]
+        for batch, error in self.table.write_batches(operations).failed:
+            if not isinstance(error.cause, NotFound):
+                raise error.cause from error
+            for operation in batch:  # another instance recovered an outbox first: what is left, one by one
+                if operation.op is Op.DELETE:
+                    self.table.delete(operation.entity["PartitionKey"], operation.entity["RowKey"])
+                else:
+                    self.table.write_batches([operation]).raise_first()
 
-    def unpublished(self, partition: str) -> list[FiringClaim]:
-        """Claims of a partition whose messages may not have reached the broker (a crash between the steps)."""
-        rows = self.table.query("PartitionKey eq @pk and published eq false", {"pk": partition})
-        return [self._claim_from_entity(row) for row in rows]
+    def unpublished(self, partition: str, known: KnownKeys | None = None) -> list[FiringClaim]:
+        """Claims of a partition whose messages may not have reached the broker (a crash between the steps).
+
+        `known`: the partition's `known_keys`, when read already (then only outbox rows, and inline-layout rows
+        not marked, cost a read)."""
+        known = self.known_keys(partition) if known is None else known
+        found: list[FiringClaim] = []
+        for outbox in known.outboxes:
+            found += self._outbox_claims(partition, outbox)
+        if known.unpublished:
+            rows = self.table.query("PartitionKey eq @pk and published eq false", {"pk": partition})
+            found += [self._claim_from_entity(row) for row in rows]
+        return found
 
     def unpublished_of(self, claims: Iterable[FiringClaim]) -> list[FiringClaim]:
-        """Of these claims, the stored ones a crash left unpublished (one point read each: for the few firings of
-        one change event, where scanning the partition would cost far more)."""
-        found = []
+        """Of these claims, the stored ones a crash left unpublished, with any others sharing their outbox row
+        (point reads: for the few firings of one change event, where scanning the partition would cost far
+        more)."""
+        found, outboxes = [], set()
         for claim in claims:
-            row = self.table.get(self.partition_of(claim.customer_id), row_key(claim.key))
-            if row is not None and not row.get("published", True):
+            partition = self.partition_of(claim.customer_id)
+            row = self.table.get(partition, row_key(claim.key))
+            if row is None:
+                continue
+            if row.get("published") is False:
                 found.append(self._claim_from_entity(row))
+            elif row.get("outbox") and (partition, row["outbox"]) not in outboxes:
+                outboxes.add((partition, row["outbox"]))
+                found += self._outbox_claims(partition, row["outbox"])
         return found
+
+    def _outbox_claims(self, partition: str, outbox: str) -> list[FiringClaim]:
+        row = self.table.get(partition, outbox)
+        records = get_json(row, "claims_json", []) if row is not None else []
+        return [FiringClaim.from_record(record, outbox) for record in records]
 
     # --- reads and manual updates --------------------------------------------------------------------------
     def get(self, opportunity_id: str) -> Opportunity:
@@ -224,11 +354,16 @@ class OpportunityLedger:
 
     def iter_all(self) -> Iterator[Opportunity]:
         for row in self.table.query():
-            yield self._opportunity(row)
+            if not row["RowKey"].startswith(OUTBOX_PREFIX):
+                yield self._opportunity(row)
 
     def scan(self, columns: Sequence[str]) -> Iterator[Entity]:
-        """Every ledger row, only `columns` of it (the dashboard's aggregation)."""
-        return self.table.query(select=list(columns))
+        """Every opportunity row, only `columns` of it (and RowKey) (the dashboard's aggregation)."""
+        return _opportunity_rows(self.table.query(select=list(dict.fromkeys([*columns, "RowKey"]))))
+
+    def rows_of(self, partition: str, columns: Sequence[str]) -> Iterator[Entity]:
+        """The opportunity rows of one partition, only `columns` of them (and RowKey)."""
+        return _opportunity_rows(self.table.partition(partition, select=list(dict.fromkeys([*columns, "RowKey"]))))
 
     def query(self, *, status: str | None = None, owner_email: str | None = None, rule: str | None = None,
               kind: str | None = None, month: str | None = None, customer_id: str | None = None,
@@ -242,7 +377,7 @@ class OpportunityLedger:
         if month is not None and not re.fullmatch(r"\d{4}-\d{2}", month):
             raise InvalidInput("month must look like 2026-11", Location(field="month"))
         expression = " and ".join(f"{name} eq @{name}" for name in filters) or None
-        rows = self.table.query(expression, filters, page_size=min(limit, 1000))
+        rows = _opportunity_rows(self.table.query(expression, filters, page_size=min(limit, 1000)))
         found = []
         for row in rows:
             found.append(self._opportunity(row))
@@ -361,7 +496,25 @@ class OpportunityLedger:
                        if current.status == NEEDS_APPROVAL else None)
 
     # --- encoding ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _claim_row(partition: str, claim: FiringClaim, now: datetime) -> dict:
+        """The claim's row as it stays (its messages travel in the outbox row)."""
+        entity = {
+            "PartitionKey": partition, "RowKey": row_key(claim.key), "key": claim.key, "rule": claim.rule,
+            "kind": claim.kind, "customer_id": claim.customer_id, "status": claim.status,
+            "month": claim.local_date[:7], "local_date": claim.local_date, "detected_at": now, "updated_at": now,
+            "actions_json": json.dumps(list(claim.actions), ensure_ascii=False, separators=(",", ":")),
+        }
+        if claim.status == QUEUED:
+            entity["queued_at"] = now
+        for name in ("owner_name", "owner_email", "recommendation", "campaign", "arm"):
+            value = getattr(claim, name)
+            if value:
+                entity[name] = value
+        return entity
+
     def _claim_entity(self, partition: str, claim: FiringClaim, now: datetime) -> dict:
+        """The inline layout: the claim's row carrying its own messages until marked."""
         entity = {
             "PartitionKey": partition, "RowKey": row_key(claim.key), "key": claim.key, "rule": claim.rule,
             "kind": claim.kind, "customer_id": claim.customer_id,
@@ -399,10 +552,35 @@ class OpportunityLedger:
             status=row["status"], recommendation=row.get("recommendation"), month=row.get("month", ""),
             detected_at=row["detected_at"], updated_at=row["updated_at"], queued_at=row.get("queued_at"),
             notified_at=row.get("notified_at"), amount=_stored_amount(row.get("amount")),
-            published=bool(row.get("published")), actions=tuple(json.loads(row.get("actions_json") or "[]")),
+            published=row.get("published") is not False, actions=tuple(json.loads(row.get("actions_json") or "[]")),
             campaign=row.get("campaign"), outcome_source=row.get("outcome_source"), deal_id=row.get("deal_id"),
             decision=row.get("decision"), decided_by=row.get("decided_by") or None,
             decided_at=row.get("decided_at"), etag=etag_of(row), arm=row.get("arm"))
+
+
+def _opportunity_rows(rows: Iterable[Entity]) -> Iterator[Entity]:
+    """The rows that are opportunities (outbox rows are not)."""
+    return (row for row in rows if not row["RowKey"].startswith(OUTBOX_PREFIX))
+
+
+def _pack(claims: Iterable[FiringClaim], result: ClaimResult) -> Iterator[list[tuple[FiringClaim, str]]]:
+    """Claims of one partition in groups that fit one transaction with their outbox row: (claim, its outbox
+    record as JSON, "" when it has no messages). A claim too large for any outbox row is rejected."""
+    packed: list[tuple[FiringClaim, str]] = []
+    chars = 0
+    for claim in claims:
+        record = json.dumps(claim.to_record(), ensure_ascii=False, separators=(",", ":")) \
+            if claim.messages or claim.held else ""
+        if len(record) > _OUTBOX_CHARS:  # one oversized firing must not stop the others
+            result.rejected.append((claim, f"firing {claim.key} has more than 1 MiB of rendered messages"))
+            continue
+        if packed and (len(packed) >= BATCH_LIMIT - 1 or chars + len(record) + 1 > _OUTBOX_CHARS):
+            yield packed
+            packed, chars = [], 0
+        packed.append((claim, record))
+        chars += len(record) + 1 if record else 0
+    if packed:
+        yield packed
 
 
 def _stored_amount(value: object) -> float | None:

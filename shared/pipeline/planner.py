@@ -1,9 +1,10 @@
 """Firings → ledger claims → broker messages, each firing published exactly once.
 
 Order of work for a batch of firings (what makes it crash-safe):
-  1. claim each firing in the ledger (atomic insert; the claim stores the rendered messages, `published=False`);
+  1. claim each firing in the ledger (atomic insert, ≤ 100 per transaction; the same transaction stores the rendered
+     messages in an outbox row of the partition);
   2. publish the claimed firings' messages to their queues (message_id = action dedupe key);
-  3. mark the claims published.
+  3. mark the claims published (delete the outbox row: one small request per transaction).
 Held messages (actions waiting for approval) are handed to the approval flow between 1 and 2: one approval each,
 inserted atomically, and the claim also carries the Teams card asking the owner (`shared/approvals/flow.py`).
 A crash after 1 leaves unpublished claims that the next evaluation of the shard publishes (step 0: recover); a
@@ -29,7 +30,7 @@ from shared.domain.messages import ActionMessage
 from shared.domain.model import Customer
 from shared.domain.schedule import next_business_slot
 from shared.domain.vocabulary import ActionStatus, Channel, OpportunityStatus
-from shared.opportunities.ledger import FiringClaim, OpportunityLedger
+from shared.opportunities.ledger import FiringClaim, KnownKeys, OpportunityLedger
 from shared.rules.model import Firing
 from shared.settings import Settings
 
@@ -176,10 +177,10 @@ class Planner:
         if claims:
             self.ledger.mark_published(claims, now)
 
-    def recover(self, partition: str, now: datetime) -> PlanReport:
-        """Publish claims a crash left unpublished in this partition."""
+    def recover(self, partition: str, now: datetime, known: KnownKeys | None = None) -> PlanReport:
+        """Publish claims a crash left unpublished in this partition (`known`: its `known_keys`, if read)."""
         report = PlanReport()
-        claims = self.ledger.unpublished(partition)
+        claims = self.ledger.unpublished(partition, known)
         if claims:
             log.warning("re-publishing %d unpublished claims of %s", len(claims), partition)
             self.publish(claims, now, report)
@@ -200,14 +201,16 @@ def loggable(exc: PermanentError) -> str:
 
 def apply_contact_caps(contact: ContactGuard, pairs: Sequence[tuple[Customer, Firing]],
                        ) -> list[tuple[Customer, Firing]]:
-    """The pairs with each customer's competing firings ranked against the contact caps (order kept)."""
+    """The pairs with each customer's competing firings ranked against the contact caps (order kept; one batched
+    reservation for the whole batch)."""
     by_customer: dict[str, list[int]] = defaultdict(list)
     for index, (customer, _) in enumerate(pairs):
         by_customer[customer.id].append(index)
+    capped = contact.apply_many({customer_id: [pairs[i][1] for i in indexes]
+                                 for customer_id, indexes in by_customer.items()})
     result = list(pairs)
     for customer_id, indexes in by_customer.items():
-        capped = contact.apply(customer_id, [pairs[i][1] for i in indexes])
-        for index, firing in zip(indexes, capped, strict=True):
+        for index, firing in zip(indexes, capped[customer_id], strict=True):
             result[index] = (pairs[index][0], firing)
     return result
 

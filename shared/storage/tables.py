@@ -4,11 +4,11 @@ TABLE_PREFIX), and the one place Azure SDK exceptions become the project's error
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -16,7 +16,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, TransactionOperation, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient
 
 from shared.domain.errors import CrmflowError, InvalidInput, NotFound, PayloadTooLarge, TransientError
 from shared.domain.names import TABLES
@@ -32,6 +32,7 @@ from shared.storage.backend import (
     Table,
     check_transaction,
 )
+from shared.storage.wire import PartFailed, TableWire
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -56,13 +57,13 @@ class TableAccess:
 
     @cached_property
     def service(self) -> TableServiceClient:
+        options = {**_transport_options(), **self.client_options}
         if self.settings.tables_connection_string:
-            return TableServiceClient.from_connection_string(self.settings.tables_connection_string,
-                                                             **self.client_options)
+            return TableServiceClient.from_connection_string(self.settings.tables_connection_string, **options)
         from azure.identity import DefaultAzureCredential
 
         return TableServiceClient(endpoint=self.settings.tables_account_url, credential=DefaultAzureCredential(),
-                                  **self.client_options)
+                                  **options)
 
     def name(self, table: str) -> str:
         return f"{self.settings.table_prefix}{table}"
@@ -80,49 +81,60 @@ class TableAccess:
                 self.service.create_table(self.name(table))
 
 
+_PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def _transport_options() -> dict:
+    """The SDK's `requests` transport reads the environment on every request while `use_env_settings` is on (~3 ms
+    of CPU a request on a sweep, mostly proxy-bypass checks). With no proxy configured, the one setting it would
+    find is a CA bundle, handed over once instead."""
+    if any(name in os.environ or name.lower() in os.environ for name in _PROXY_SETTINGS):
+        return {}
+    options: dict = {"use_env_settings": False}
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        options["connection_verify"] = bundle
+    return options
+
+
 def reason(exc: AzureError) -> str:
     """`<error code>: <first line of the message>` (no entity content)."""
     code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+    code = getattr(code, "value", code)
     message = str(getattr(exc, "message", None) or exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return f"{code}: {message}" if code else message
 
 
 def translate(exc: AzureError, table: str) -> CrmflowError:
     """An Azure SDK exception as the project's error."""
-    where = f"{table} table"
-    code = str(getattr(exc, "error_code", None) or "")
-    if isinstance(exc, ResourceExistsError) or code == "EntityAlreadyExists":
-        return AlreadyExists(f"{where}: the entity exists")
+    code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(code, "value", code))  # the SDK's error decoder may leave a TableErrorCode member
+    if isinstance(exc, ResourceExistsError):
+        code = code or "EntityAlreadyExists"
     status = getattr(exc, "status_code", None) or 0
-    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "UpdateConditionNotSatisfied":
+    if isinstance(exc, ResourceModifiedError):
+        status = 412
+    elif isinstance(exc, ResourceNotFoundError):
+        status = 404
+    elif not isinstance(exc, HttpResponseError):
+        status = 0  # no answer from the service (connection, timeout)
+    return classify(status, code, reason(exc), table)
+
+
+def classify(status: int, code: str, why: str, table: str) -> CrmflowError:
+    """The project's error for a service answer (`status` 0: none came)."""
+    where = f"{table} table"
+    if code == "EntityAlreadyExists":
+        return AlreadyExists(f"{where}: the entity exists")
+    if status == 412 or code == "UpdateConditionNotSatisfied":
         return ETagMismatch(f"{where}: the entity changed since it was read")
-    if isinstance(exc, ResourceNotFoundError) or status == 404 or code == "ResourceNotFound":
+    if status == 404 or code == "ResourceNotFound":
         return EntityNotFound(f"{where}: not found")
-    if not isinstance(exc, HttpResponseError) or status == 0 or status >= 500 or status in (408, 429):
-        return TransientError(f"{where}: {reason(exc)}")
+    if status == 0 or status >= 500 or status in (408, 429):
+        return TransientError(f"{where}: {why}")
     if status == 413 or code in _TOO_LARGE_CODES:
-        return PayloadTooLarge(f"{where}: {reason(exc)}")
-    return InvalidInput(f"{where} rejected the request: {reason(exc)}")
-
-
-_MODES = {Op.UPSERT: UpdateMode.REPLACE, Op.UPSERT_MERGE: UpdateMode.MERGE, Op.REPLACE: UpdateMode.REPLACE,
-          Op.MERGE: UpdateMode.MERGE}
-
-
-def _transaction_operation(operation: Operation) -> tuple:
-    op = operation.op
-    if op is Op.INSERT:
-        return TransactionOperation.CREATE, operation.entity, {}
-    if op is Op.DELETE:
-        options = ({"etag": operation.etag, "match_condition": MatchConditions.IfNotModified}
-                   if operation.etag else {})
-        return TransactionOperation.DELETE, operation.entity, options
-    if op in (Op.UPSERT, Op.UPSERT_MERGE):
-        return TransactionOperation.UPSERT, operation.entity, {"mode": _MODES[op]}
-    options = {"mode": _MODES[op]}
-    if operation.etag:
-        options.update(etag=operation.etag, match_condition=MatchConditions.IfNotModified)
-    return TransactionOperation.UPDATE, operation.entity, options
+        return PayloadTooLarge(f"{where}: {why}")
+    return InvalidInput(f"{where} rejected the request: {why}")
 
 
 class AzureTable(Table):
@@ -131,6 +143,7 @@ class AzureTable(Table):
     def __init__(self, access: TableAccess, name: str):
         self.access = access
         self.name = name
+        self._wire: TableWire | None = None
 
     @property
     def client(self) -> TableClient:
@@ -141,8 +154,7 @@ class AzureTable(Table):
 
     def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> Mapping[str, Any] | None:
         try:
-            return self.client.get_entity(partition, row, select=select) if select else \
-                self.client.get_entity(partition, row)
+            return self.wire.get(partition, row, select)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -150,58 +162,54 @@ class AzureTable(Table):
 
     def insert(self, entity: Mapping[str, Any]) -> str:
         try:
-            return self.client.create_entity(entity)["etag"]
+            return self.wire.insert(entity)
         except AzureError as exc:
             self._fail(exc)
 
-    def _update(self, entity: Mapping[str, Any], mode: UpdateMode, etag: str | None) -> str:
+    def _write(self, op: Op, entity: Mapping[str, Any], etag: str | None = None) -> str:
         try:
-            if etag is None:
-                return self.client.update_entity(entity, mode=mode)["etag"]
-            return self.client.update_entity(entity, mode=mode, etag=etag,
-                                             match_condition=MatchConditions.IfNotModified)["etag"]
+            return self.wire.write(op, entity, etag)
         except AzureError as exc:
             self._fail(exc)
 
     def replace(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
-        return self._update(entity, UpdateMode.REPLACE, etag)
+        return self._write(Op.REPLACE, entity, etag)
 
     def merge(self, entity: Mapping[str, Any], etag: str | None = None) -> str:
-        return self._update(entity, UpdateMode.MERGE, etag)
+        return self._write(Op.MERGE, entity, etag)
 
     def upsert(self, entity: Mapping[str, Any], *, merge: bool = False) -> str:
-        try:
-            return self.client.upsert_entity(entity, mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE)["etag"]
-        except AzureError as exc:
-            self._fail(exc)
+        return self._write(Op.UPSERT_MERGE if merge else Op.UPSERT, entity)
 
     def delete(self, partition: str, row: str, etag: str | None = None) -> None:
         try:
-            if etag is None:
-                self.client.delete_entity(partition, row)
-            else:
-                self.client.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+            self.wire.delete(partition, row, etag)
+        except ResourceNotFoundError:
+            pass  # gone already (as the SDK's delete_entity: a missing entity is not an error)
         except AzureError as exc:
             self._fail(exc)
+
+    @property
+    def wire(self) -> TableWire:
+        wire = self._wire
+        if wire is None or wire.client is not self.client:
+            wire = self._wire = TableWire(self.client)
+        return wire
 
     def query(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
               select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
         try:
-            if filter:
-                pages = self.client.query_entities(filter, parameters=dict(parameters or {}), select=select,
-                                                   results_per_page=page_size)
-            else:
-                pages = self.client.list_entities(select=select, results_per_page=page_size)
-            yield from pages
+            yield from self.wire.query(filter, parameters, select, page_size)
         except AzureError as exc:
             self._fail(exc)
 
     def submit(self, operations: Sequence[Operation]) -> None:
         check_transaction(operations)
         try:
-            self.client.submit_transaction([_transaction_operation(op) for op in operations])
-        except TableTransactionError as exc:
-            raise BatchFailed(translate(exc, self.name), getattr(exc, "index", 0) or 0) from None
+            self.wire.submit(operations)
+        except PartFailed as failed:
+            raise BatchFailed(classify(failed.status, failed.code, f"{failed.code}: {failed.message[:200]}",
+                                       self.name), failed.index) from None
         except AzureError as exc:
             raise BatchFailed(translate(exc, self.name)) from None
 

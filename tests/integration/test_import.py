@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.transport import RequestsTransport
 
+from shared.container import Container
 from shared.customers.importer import import_customers
 from shared.customers.store import CustomerStore
 from shared.devtools.cli import main
+from shared.storage.tables import TableAccess
 
 ROOT = Path(__file__).parent.parent.parent
 CSV = ROOT / "tests" / "fixtures" / "csv"
@@ -38,30 +41,34 @@ def test_cli_reports_bad_rows_with_line_and_column(azurite, settings, monkeypatc
     assert "sharepoint_cp932.csv:4, column '誕生日'" in out.err
 
 
-class FailingTable:
-    """The real table client, except that transactions containing `poison` fail like a service error."""
+class OutageTransport(RequestsTransport):
+    """A real HTTP transport, except that a transaction holding the row `poison` goes to a port nobody listens on
+    (the storage endpoint unreachable for that request, as in an outage)."""
 
-    def __init__(self, real, poison: str):
-        self.real, self.poison = real, poison
+    def __init__(self, poison: str):
+        super().__init__()
+        self.poison = b'"RowKey":"' + poison.encode() + b'"'
 
-    def submit_transaction(self, operations):
-        if any(entity["RowKey"] == self.poison for _, entity, _ in operations):
-            raise HttpResponseError(message="InternalError: simulated outage")
-        return self.real.submit_transaction(operations)
+    def send(self, request, **kwargs):
+        if request.url.endswith("/$batch") and self.poison in (request.content or b""):
+            request.url = f"http://127.0.0.1:{closed_port()}/devstoreaccount1/$batch"
+        return super().send(request, **kwargs)
 
-    def __getattr__(self, name):
-        return getattr(self.real, name)
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_failed_transaction_is_reported_and_leaves_no_partial_rows(container):
-    real = container.tables.table("Customers")
-    container.tables._clients["Customers"] = FailingTable(real, poison="C-000014")
-    report = import_customers(container.customers, ROOT / "samples" / "customers.csv",
+    outage = Container(container.settings)
+    outage.tables = TableAccess(container.settings, transport=OutageTransport(poison="C-000014"), retry_total=0)
+    report = import_customers(outage.customers, ROOT / "samples" / "customers.csv",
                               purchases_path=ROOT / "samples" / "purchases.csv")
     failed = {e.line for e in report.errors}
     assert report.rejected >= 1 and all("not stored" in e.reason for e in report.errors)
     assert 15 in failed  # C-000014 is on line 15
-    container.tables._clients["Customers"] = real
     stored = {c.id for c in container.customers.iter_all()}
     assert len(stored) == report.imported == 260 - report.rejected
     assert "C-000014" not in stored

@@ -50,12 +50,50 @@ def test_unpublished_claims_keep_their_messages_until_marked(ledger):
     [pending] = [c for c in ledger.unpublished(partition) if c.customer_id == "C-0001"]
     original = next(c for c in claims if c.customer_id == "C-0001")
     assert pending == original and pending.messages[0].message.body == big_body
-    assert ledger.get(f"{partition}~{row_key(pending.key)}").status == OpportunityStatus.DETECTED
-    ledger.mark_published(claims, NOW)
-    assert ledger.unpublished(partition) == []
+    assert len(ledger.known_keys(partition).outboxes) == 1  # the messages wait in the partition's outbox row
+    # The claim row is final at once (and slim: the messages are not in it).
     opportunity = ledger.get(f"{partition}~{row_key(pending.key)}")
-    assert opportunity.status == OpportunityStatus.QUEUED and opportunity.queued_at == NOW and opportunity.published
+    assert opportunity.status == OpportunityStatus.QUEUED and opportunity.queued_at == NOW
+    assert "messages_json" not in ledger.table.get(partition, row_key(pending.key))
+    ledger.mark_published(claims, NOW)
+    assert ledger.unpublished(partition) == [] and ledger.known_keys(partition).outboxes == []
     assert ledger.known_keys(partition)[row_key(pending.key)] is True
+    assert ledger.unpublished_of(claims) == []
+
+
+def test_a_change_event_finds_a_stranded_claim_through_its_outbox(container):
+    one_shard = OpportunityLedger(container.storage, 1)
+    claims = one_shard.claim([claim(i) for i in range(5)], NOW).to_publish
+    stranded = one_shard.unpublished_of([claims[0]])  # with the others of its transaction: all unpublished
+    assert sorted(c.key for c in stranded) == sorted(c.key for c in claims) and all(c.outbox for c in stranded)
+    one_shard.mark_published(stranded, NOW)
+    assert one_shard.unpublished_of(claims) == [] and one_shard.unpublished("s0000") == []
+
+
+def test_claims_of_one_partition_fill_several_transactions(container):
+    one_shard = OpportunityLedger(container.storage, 1)
+    body = "y" * 9_000  # ~100 of these exceed what one outbox row holds: the transactions are cut earlier
+    result = one_shard.claim([claim(i, body=body) for i in range(230)], NOW)
+    assert len(result.to_publish) == 230
+    known = one_shard.known_keys("s0000")
+    assert len(known) == 230 and len(known.outboxes) >= 4
+    assert sorted(c.key for c in one_shard.unpublished("s0000")) == sorted(c.key for c in result.to_publish)
+    one_shard.mark_published(result.to_publish, NOW)
+    assert one_shard.unpublished("s0000") == []
+
+
+def test_a_lost_race_falls_back_to_single_inserts_with_messages_inline(container):
+    one_shard = OpportunityLedger(container.storage, 1)
+    first = one_shard.claim([claim(1)], NOW)  # another instance claimed C-0001 first and has not published yet
+    second = one_shard.claim([claim(i) for i in range(3)], NOW)
+    assert second.already_planned == 1 and sorted(c.customer_id for c in second.to_publish) == ["C-0000", "C-0002"]
+    assert all(c.outbox is None for c in second.to_publish)
+    inline = one_shard.table.get("s0000", row_key(claim(0).key))
+    assert inline["published"] is False and inline["status"] == OpportunityStatus.DETECTED
+    assert sorted(c.customer_id for c in one_shard.unpublished("s0000")) == ["C-0000", "C-0001", "C-0002"]
+    one_shard.mark_published(first.to_publish + second.to_publish, NOW)
+    assert one_shard.unpublished("s0000") == []
+    assert one_shard.get(f"s0000~{row_key(claim(0).key)}").status == OpportunityStatus.QUEUED
 
 
 def test_claim_without_messages_is_final_at_once(ledger):
@@ -87,3 +125,14 @@ def test_unknown_opportunity_is_not_found(ledger):
         ledger.get("s0000~nope")
     with pytest.raises(NotFound):
         ledger.get("garbage")
+
+
+def test_outbox_rows_are_never_read_as_opportunities(ledger):
+    claims = ledger.claim([claim(i) for i in range(3)], NOW).to_publish  # not marked: the outbox rows remain
+    assert ledger.known_keys(ledger.partition_of("C-0000")).outboxes
+    keys = {c.key for c in claims}
+    assert {o.key for o in ledger.iter_all()} == keys
+    assert {o.key for o in ledger.query(limit=10)} == keys
+    assert len(list(ledger.scan(["status"]))) == 3
+    assert all(row["status"] == OpportunityStatus.QUEUED for row in ledger.rows_of(
+        ledger.partition_of("C-0000"), ["status"]))

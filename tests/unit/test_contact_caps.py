@@ -206,3 +206,41 @@ def test_rule_category_and_priority_are_checked(tmp_path):
     assert ruleset.rule("promo-summer").category == "promotional" and ruleset.rule("promo-summer").priority == 50
     assert ruleset.rule("renewal-notice").category == "transactional"
     assert replace(ruleset.rule("promo-summer"), category="lifecycle").category == "lifecycle"
+
+
+def test_a_planning_batch_is_reserved_with_one_shard_read_and_batched_writes():
+    policy = load_contact_policy(FIXTURES / "policy.yaml")
+    storage = MemoryStorage()
+    log = ContactLog(storage, policy, shards=1)
+    today = date(2026, 12, 1)
+    wanted = {f"C-{i:03d}": [ContactRequest(f"C-{i:03d}-mail-{n}", "email", "promotional", today) for n in range(3)]
+              for i in range(30)}
+    decided = log.reserve_many(wanted)
+    assert log.operations == 2  # the shard's rows read once, one transaction writing all 30 rows
+    for customer_id, decisions in decided.items():
+        assert [d.day for d in decisions] == [today, today, date(2026, 12, 8)], customer_id
+        assert [day for day, _, _ in log.contacts(customer_id)] == [today, today, date(2026, 12, 8)]
+    # Planned again (a redelivered shard): the same decisions, nothing counted twice.
+    assert log.reserve_many(wanted) == decided
+    assert all(len(log.contacts(c)) == 3 for c in wanted)
+
+
+def test_a_batch_whose_rows_changed_since_its_read_is_redone_one_by_one():
+    """Worker A read the shard's rows; worker B then took both of today's slots for every customer; A's batched
+    write is refused (the rows' ETags changed) and A decides each customer again against B's rows."""
+    policy = load_contact_policy(FIXTURES / "policy.yaml")
+    storage = MemoryStorage()
+    a, b = ContactLog(storage, policy, shards=1), ContactLog(storage, policy, shards=1)
+    today = date(2026, 12, 1)
+    customers = [f"C-{i:03d}" for i in range(12)]
+    a.reserve_many({c: [ContactRequest(f"{c}-seed", "teams", "promotional", today)] for c in customers})
+    a._shard_rows["s0000"] = (a._shard_rows["s0000"][0], {row["RowKey"]: row for row in storage.table(
+        "ContactLog").partition("s0000")})  # A's view: the rows as they are now
+    b.reserve_many({c: [ContactRequest(f"{c}-b-{n}", "email", "promotional", today) for n in range(2)]
+                    for c in customers})
+    decided = a.reserve_many({c: [ContactRequest(f"{c}-a", "email", "promotional", today)] for c in customers})
+    for customer_id in customers:
+        [mine] = decided[customer_id]
+        assert mine.day == date(2026, 12, 8) and mine.capped  # today was full: B's two mails took it
+        email_days = sorted(day for day, channel, _ in a.contacts(customer_id) if channel == "email")
+        assert email_days == [today, today, date(2026, 12, 8)]

@@ -17,6 +17,7 @@ from shared.domain.errors import TransientError
 from shared.domain.events import CrmEvent
 from shared.domain.names import CRM_TASKS, EMAIL, OPPORTUNITIES, TEAMS
 from shared.domain.vocabulary import OpportunityStatus
+from shared.opportunities.ledger import OUTBOX_PREFIX
 from shared.pipeline.changes import handle_crm_event
 from shared.pipeline.planner import summarize_reports
 from shared.pipeline.sweep import ShardTask, evaluate_shard
@@ -52,8 +53,9 @@ def test_a_sweep_claims_every_firing_once_and_a_rerun_writes_nothing(loaded):
     assert first.customers == 260 and first.planned == first.firings > 100
     assert first.messages == sum(queued(loaded).values()) > 0
     rows = loaded.storage.snapshot()[OPPORTUNITIES]
-    assert len(rows) == first.planned and all(row["published"] for row in rows)
-    assert not any(row.get("messages_json") for row in rows)  # blanked once published
+    assert not any(row["RowKey"].startswith(OUTBOX_PREFIX) for row in rows)  # every outbox row retired once published
+    assert len(rows) == first.planned and all(row.get("published") is not False for row in rows)
+    assert not any(row.get("messages_json") for row in rows)  # claim rows never carry the messages
 
     before = loaded.storage.snapshot()
     second = sweep(loaded)
@@ -82,14 +84,17 @@ def test_a_crash_between_claim_and_publish_is_recovered_by_the_next_evaluation(l
     loaded.broker.publish = crash_after_one
     with pytest.raises(TransientError):
         sweep(loaded)
-    stuck = [row for row in loaded.storage.snapshot()[OPPORTUNITIES] if not row["published"]]
-    assert stuck and all(row["status"] == OpportunityStatus.DETECTED and row["messages_json"] for row in stuck)
+    rows = loaded.storage.snapshot()[OPPORTUNITIES]
+    outboxes = {row["RowKey"] for row in rows if row["RowKey"].startswith(OUTBOX_PREFIX)}
+    stuck = [row for row in rows if row.get("outbox") in outboxes]  # their messages wait in an outbox row
+    assert stuck and all(row["status"] != OpportunityStatus.DETECTED and not row.get("messages_json")
+                         for row in stuck)
 
     loaded.broker.publish = real_publish
     again = sweep(loaded)
     assert again.recovered >= len(stuck)
     rows = loaded.storage.snapshot()[OPPORTUNITIES]
-    assert all(row["published"] for row in rows)
+    assert not any(row["RowKey"].startswith(OUTBOX_PREFIX) for row in rows)
     # Every planned action exactly once, however the crash split the work (duplicate detection drops repeats).
     keys = [m.dedupe_key for queue in ACTION_QUEUES for m in drain(loaded.broker, queue)]
     assert len(keys) == len(set(keys)) and set(keys) == reference_keys(loaded, tmp_path)
