@@ -1,6 +1,6 @@
 """Chaos run: planned actions through the real local stack while workers die, services fail and storage restarts.
 
-    .venv/bin/python bench/chaos.py [--customers 3400] [--workers 3] [--seed 7] [--timeout 1500]
+    .venv/bin/python bench/chaos.py [--customers 3400] [--workers 3] [--threads 1] [--seed 7] [--timeout 7200]
 
 What runs (nothing is mocked): Azurite (persistent, on a free port), the local SQLite broker, and worker processes
 that run the functions registered on `function_app.app` (discovered by the local host, fed by the broker with
@@ -33,6 +33,7 @@ timed out or whose worker died was shown): a card repeated after such an uncerta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -60,7 +61,7 @@ from shared.delivery.transports import DEDUPE_PROPERTY  # noqa: E402
 from shared.devtools.localstack import Azurite  # noqa: E402
 from shared.domain.messages import ActionMessage  # noqa: E402
 from shared.domain.model import Customer  # noqa: E402
-from shared.domain.names import CRM_TASKS, EMAIL, OPPORTUNITIES, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
+from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TASKS, TEAMS  # noqa: E402
 from shared.pipeline.sweep import plan_sweep  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.standins import BotStandIn, Fault, GraphStandIn, TokenIssuer, TokenStandIn, self_signed_tls  # noqa: E402
@@ -71,6 +72,7 @@ MAILBOX = "crm-notify@contoso.example"
 RULE_ID = "chaos-cross-sell"
 MARKER = re.compile(r"chaos-card (CH\d+)")
 KILL_POINTS = ("claim", "publish", "send", "complete")
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
 RULES = f"""\
 - id: {RULE_ID}
@@ -104,13 +106,16 @@ class ChaosConfig:
     customers: int = 3400
     workers: int = 3
     threads: int = 1  # concurrent invocations per queue and worker (the host's maxConcurrentCalls)
+    # The production default. A sweep shard is claimed at its end, so a worker killed mid-shard wastes the whole
+    # evaluation; small shards keep that waste (and the time before anything is planned) short under kills.
+    shards: int = 64
     fault_rate: float = 0.2
     kill_rate: float = 0.004  # per kill point passed, per worker
     kill_every: float = 8.0  # seconds between the parent's SIGKILLs of a random worker
     redeliver_rate: float = 0.03  # completions turned into abandons
     restart_azurite_at: float = 0.4  # share of the actions delivered when Azurite is restarted
     seed: int = 7
-    timeout: float = 1500.0
+    timeout: float = 7200.0  # the 10,200-action run took 74 minutes on a shared 2-core machine
     log_level: str = "INFO"  # of the workers' log files (DEBUG: everything, as the log scan wants)
     directory: Path | None = None  # keeps logs there (else a temporary directory)
 
@@ -172,8 +177,7 @@ class RandomFaults:
 # --- worker processes -------------------------------------------------------------------------------------------
 def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_path: str) -> None:
     """One Function App instance: the registered queue functions, fed by the local broker, with kill points."""
-    logging.basicConfig(filename=log_path, level=config.log_level, force=True,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(filename=log_path, level=config.log_level, force=True, format=LOG_FORMAT)
     if config.log_level != "DEBUG":  # the Azure SDK logs every request at INFO: most of the file, and slow
         logging.getLogger("azure").setLevel(logging.WARNING)
     import function_app
@@ -231,14 +235,36 @@ def _worker(index: int, env: dict[str, str], ca: str, config: ChaosConfig, log_p
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
-def _write_rules(directory: Path) -> tuple[Path, Path]:
-    rules, templates = directory / "rules", directory / "templates" / "en-US"
-    rules.mkdir(parents=True)
-    templates.mkdir(parents=True)
+def write_catalog(directory: Path) -> tuple[Path, Path, Path]:
+    """The run's own catalog: the chaos rule, its templates, and an empty journeys directory (the shipped journey
+    names templates this catalog does not have, and would fail every shard at load)."""
+    rules, templates, journeys = directory / "rules", directory / "templates" / "en-US", directory / "journeys"
+    for path in (rules, templates, journeys):
+        path.mkdir(parents=True)
     (rules / "chaos.yaml").write_text(RULES, encoding="utf-8")
     for name, text in TEMPLATES.items():
         (templates / name).write_text(text, encoding="utf-8")
-    return rules, templates.parent
+    return rules, templates.parent, journeys
+
+
+def run_env(work: Path, config: ChaosConfig, *, tables: str, authority: str, graph: str, bot: str) -> dict[str, str]:
+    """The app settings of the run (its own catalog under `work`; the stand-ins' URLs; time-scaled limits)."""
+    rules_dir, templates_dir, journeys_dir = write_catalog(work / "catalog")
+    return {
+        "TABLES_CONNECTION_STRING": tables, "LOCAL_DIR": str(work / "local"),
+        "BROKER": "local", "DELIVERY_TRANSPORT": "live", "AUTHORITY_HOST": authority,
+        "GRAPH_BASE_URL": graph, "BOT_SERVICE_URL": bot, "GRAPH_TENANT_ID": "tenant-1",
+        "GRAPH_CLIENT_ID": "graph-app", "GRAPH_CLIENT_SECRET": "graph-secret", "BOT_APP_ID": "bot-app",
+        "BOT_APP_SECRET": "bot-secret", "BOT_TENANT_ID": "tenant-1", "MAIL_SENDER": MAILBOX,
+        "UNSUBSCRIBE_SIGNING_KEY": "chaos-signing-key-not-a-secret", "RULES_DIR": str(rules_dir),
+        "JOURNEYS_DIR": str(journeys_dir), "TEMPLATES_DIR": str(templates_dir), "DEFAULT_LOCALE": "en-US",
+        "CUSTOMER_SHARDS": str(config.shards),
+        "BUSINESS_HOURS": "00:00-23:59", "BUSINESS_DAYS": "mon-sun", "MAIL_MESSAGES_PER_MINUTE": "10000",
+        "MAIL_RECIPIENTS_PER_DAY": "1000000", "MAIL_CONCURRENT_REQUESTS": "64",
+        "BOT_SENDS_PER_SECOND_PER_CONVERSATION": "1000", "BOT_REQUESTS_PER_SECOND": "1000",
+        "MAIL_SEND_SETTLE_SECONDS": "1", "DELIVERY_MAX_ATTEMPTS": "12", "SWEEP_SCHEDULE": "0 0 0 1 1 *",
+        "PUBLIC_BASE_URL": "https://crmflow.example",
+    }
 
 
 def chaos_customers(count: int) -> list[Customer]:
@@ -251,15 +277,40 @@ def chaos_customers(count: int) -> list[Customer]:
         for i in range(count)]
 
 
+@contextlib.contextmanager
+def _parent_log(path: Path, level: str):
+    """The run's own process logs to `parent.log` beside the workers' (seeding, sweep, reconciliation): the log scan
+    reads every line the run wrote."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root, azure = logging.getLogger(), logging.getLogger("azure")
+    saved = root.level, azure.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    if level != "DEBUG":
+        azure.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(saved[0])
+        azure.setLevel(saved[1])
+
+
 def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
-    started = time.monotonic()
-    result = ChaosResult(expected=3 * config.customers)
     work = Path(config.directory or tempfile.mkdtemp(prefix="crmflow-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
+    with _parent_log(logs / "parent.log", config.log_level):
+        return _run(config, work, logs, progress)
+
+
+def _run(config: ChaosConfig, work: Path, logs: Path, progress) -> ChaosResult:
+    started = time.monotonic()
+    result = ChaosResult(expected=3 * config.customers)
     result.log_dir = str(logs)
-    rules_dir, templates_dir = _write_rules(work / "catalog")
     issuer = TokenIssuer()
     tls, ca = self_signed_tls(work / "tls")
     azurite = Azurite(in_memory=False, location=work / "azurite").start()
@@ -271,25 +322,15 @@ def run_chaos(config: ChaosConfig, progress=print) -> ChaosResult:
                 GraphStandIn(issuer, limit=10**6, window=1.0, outbox_delay=0.3) as graph, \
                 BotStandIn(issuer, per_conversation=10**6) as bot:
             graph.chaos, bot.chaos = graph_faults, bot_faults
-            for standin in (graph, bot):  # a client that gave up (read timeout) is expected: no tracebacks
+            for standin in (token, graph, bot):  # a client that gave up (read timeout) is expected: no tracebacks
                 standin.server.handle_error = lambda request, address: None
-            env = {
-                "TABLES_CONNECTION_STRING": azurite.connection_string, "LOCAL_DIR": str(work / "local"),
-                "BROKER": "local", "DELIVERY_TRANSPORT": "live", "AUTHORITY_HOST": token.url,
-                "GRAPH_BASE_URL": graph.url, "BOT_SERVICE_URL": bot.url, "GRAPH_TENANT_ID": "tenant-1",
-                "GRAPH_CLIENT_ID": "graph-app", "GRAPH_CLIENT_SECRET": "graph-secret", "BOT_APP_ID": "bot-app",
-                "BOT_APP_SECRET": "bot-secret", "BOT_TENANT_ID": "tenant-1", "MAIL_SENDER": MAILBOX,
-                "UNSUBSCRIBE_SIGNING_KEY": "chaos-signing-key-not-a-secret", "RULES_DIR": str(rules_dir),
-                "TEMPLATES_DIR": str(templates_dir), "DEFAULT_LOCALE": "en-US", "CUSTOMER_SHARDS": "16",
-                "BUSINESS_HOURS": "00:00-23:59", "BUSINESS_DAYS": "mon-sun", "MAIL_MESSAGES_PER_MINUTE": "10000",
-                "MAIL_RECIPIENTS_PER_DAY": "1000000", "MAIL_CONCURRENT_REQUESTS": "64",
-                "BOT_SENDS_PER_SECOND_PER_CONVERSATION": "1000", "BOT_REQUESTS_PER_SECOND": "1000",
-                "MAIL_SEND_SETTLE_SECONDS": "1", "DELIVERY_MAX_ATTEMPTS": "12", "SWEEP_SCHEDULE": "0 0 0 1 1 *",
-                "PUBLIC_BASE_URL": "https://crmflow.example",
-            }
+            env = run_env(work, config, tables=azurite.connection_string, authority=token.url,
+                          graph=graph.url, bot=bot.url)
             settings = Settings.from_env(env)
             setup = Container(settings)
-            setup.tables.ensure_tables()
+            # The workers load the same catalog: a rule, template or journey problem fails here, not in every shard.
+            setup.ruleset, setup.journey  # noqa: B018
+            setup.storage.ensure_tables()
             customers = chaos_customers(config.customers)
             setup.customers.upsert_many(customers)
             broker = LocalBroker(settings.local_dir / "broker.sqlite3")
@@ -373,12 +414,12 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
                bot: BotStandIn) -> None:
     planned: dict[str, tuple[str, str]] = {}  # action key -> (channel, customer id)
     teams_key_of: dict[str, str] = {}  # customer id -> its teams action key
-    for row in container.tables.table(OPPORTUNITIES).list_entities():
-        for action in json.loads(row.get("actions_json") or "[]"):
+    for opportunity in container.ledger.iter_all():
+        for action in opportunity.actions:
             if action.get("status") == "planned":
-                planned[action["key"]] = (action["channel"], row["customer_id"])
+                planned[action["key"]] = (action["channel"], opportunity.customer_id)
                 if action["channel"] == "teams":
-                    teams_key_of[row["customer_id"]] = action["key"]
+                    teams_key_of[opportunity.customer_id] = action["key"]
     result.planned = len(planned)
     copies: Counter = Counter()
     for mail in graph.transmitted():
@@ -386,7 +427,7 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
     for _, activity in bot.activities:
         found = MARKER.search(json.dumps(activity))
         copies[teams_key_of.get(found[1], f"?card of {found[1]}") if found else "?card without marker"] += 1
-    for row in container.tables.table(TASKS).list_entities():
+    for row in container.storage.table(TASKS).query(select=["dedupe_key"]):
         copies[row["dedupe_key"]] += 1
     queued: set[str] = set()
     for queue in ACTION_QUEUES:
@@ -397,7 +438,12 @@ def _reconcile(result: ChaosResult, container: Container, broker: LocalBroker, g
         for message in broker.peek_dead_letters(queue, max_messages=100000):
             key = ActionMessage.from_json(message.body).dedupe_key
             reasons[key] = f"{message.dead_letter_reason or 'dead-lettered'}: {message.dead_letter_description or ''}"
-    dedupe = TableDedupeStore(container.storage)
+    for queue in set(QUEUES) - set(ACTION_QUEUES):  # a sweep shard that failed for good plans nothing: say why
+        for message in broker.peek_dead_letters(queue, max_messages=100000):
+            why = f"{message.dead_letter_reason or 'dead-lettered'}: {message.dead_letter_description or ''}"
+            reason = f"{queue}: {why}"[:120]
+            result.dead_letter_reasons[reason] = result.dead_letter_reasons.get(reason, 0) + 1
+    dedupe = container.dedupe
     for key in planned:
         if copies[key] == 0 and key not in reasons:
             record = dedupe.get(key)
@@ -459,6 +505,9 @@ def main() -> None:
     defaults = ChaosConfig()
     parser.add_argument("--customers", type=int, default=defaults.customers, help="3 actions each")
     parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="concurrent invocations per queue and worker")
+    parser.add_argument("--shards", type=int, default=defaults.shards, help="CUSTOMER_SHARDS")
     parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
     parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -466,7 +515,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="keep the run's files (logs) here")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     args = parser.parse_args()
-    config = ChaosConfig(customers=args.customers, workers=args.workers, fault_rate=args.fault_rate,
+    config = ChaosConfig(customers=args.customers, workers=args.workers, threads=args.threads, shards=args.shards,
+                         fault_rate=args.fault_rate,
                          kill_rate=args.kill_rate, seed=args.seed, timeout=args.timeout, directory=args.dir,
                          log_level=args.log_level)
     result = run_chaos(config)

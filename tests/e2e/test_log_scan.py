@@ -13,6 +13,8 @@ import sys
 from email.policy import default
 from pathlib import Path
 
+from tests.e2e.log_scan import find_leaks
+
 ROOT = Path(__file__).parent.parent.parent
 
 
@@ -44,6 +46,5 @@ def test_demo_logs_no_personal_data(tmp_path):
     assert len(log_lines) > 100 and any(" DEBUG " in f" {line} " or line.startswith("DEBUG") for line in log_lines)
     bodies = rendered_mail_text(tmp_path / "local" / "outbox")
     assert len(bodies) > 50
-    forbidden = [needle.lower() for needle in sample_personal_data() | bodies]
-    leaks = [line for line in log_lines if any(needle in line.lower() for needle in forbidden)]
+    leaks = find_leaks(log_lines, sample_personal_data() | bodies)
     assert not leaks, leaks[:5]

@@ -152,6 +152,9 @@ class StandIn:
         parts = urlsplit(http.path)
         length = int(http.headers.get("Content-Length") or 0)
         body = http.rfile.read(length) if length else b""
+        if len(body) < length:  # the client went away mid-request (a killed worker): a real service never saw it
+            http.close_connection = True
+            return None
         for method, pattern, name, handler, auth in self._routes:
             match = pattern.match(unquote(parts.path))
             if method != http.command or not match:
