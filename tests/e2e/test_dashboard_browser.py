@@ -155,10 +155,12 @@ def test_pages_of_the_work_list(served, page):
     page.goto(f"{served}/dashboard?owner=all&size=5")
     first = page.eval_on_selector_all("table.work tbody tr", "rs => rs.map(r => r.dataset.opportunity)")
     assert len(first) == 5
-    page.click("[data-page=next]")
+    with page.expect_navigation():  # the links load another page: read it once it is there, not the old one
+        page.click("[data-page=next]")
     second = page.eval_on_selector_all("table.work tbody tr", "rs => rs.map(r => r.dataset.opportunity)")
     assert second and not set(first) & set(second)
-    page.click("[data-page=first]")
+    with page.expect_navigation():
+        page.click("[data-page=first]")
     assert page.eval_on_selector_all("table.work tbody tr", "rs => rs.map(r => r.dataset.opportunity)") == first
 
 

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
                       "are answered)", file=sys.stderr)
             sys.stderr.flush()
             host.serve_forever()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how the local host ends, also while it is still starting: a clean stop, not an error
         finally:
             host.stop()
             container.broker.close()
