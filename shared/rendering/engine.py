@@ -479,7 +479,12 @@ class Renderer:
         if "{{" not in source and "{%" not in source:
             plain = one_line(source)
             return lambda locale, context: plain
-        return lambda locale, context: one_line(_render(templates[locale], context))
+
+        def render(locale: str, context: Mapping[str, Any]) -> str:
+            return one_line(_render(templates[locale], context))
+
+        pieces = _substitutions(source)
+        return render if pieces is None else _substituting(pieces, render)
 
     def check(self, sample_context: Callable[[str], dict]) -> list[str]:
         """Render every template in every locale with a full sample context; the template errors found."""
@@ -503,6 +508,65 @@ class Renderer:
                 except (jinja2.TemplateError, TypeError) as exc:
                     errors.append(f"{locale}/{name}: {exc}")
         return errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text templates that are only text and `{{ name }}` / `{{ name.attr.attr }}` values (most subjects and task
+# titles) are filled in directly: the same string as the sandboxed render, without creating a Jinja context, which
+# costs more than such a template's whole output. Each value is read the way the sandbox reads it (a context
+# variable, then attributes the sandbox has already judged safe data on that type) and finalized the same way;
+# anything else (a missing name, a dict, a number, a name the sandbox has not judged yet) renders through Jinja,
+# which then raises, or answers and remembers the verdict. No code from the template ever runs either way.
+# ---------------------------------------------------------------------------------------------------------------
+_VALUE = re.compile(r"\{\{ *([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*) *\}\}")
+_JINJA_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})  # literals, not variables
+
+
+def _substitutions(source: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """The template as literal texts and value paths, or None when it holds anything else (blocks, comments,
+    filters, expressions, whitespace control, a carriage return Jinja would normalize)."""
+    pieces: list[str | tuple[str, ...]] = []
+    start = 0
+    for match in _VALUE.finditer(source):
+        pieces.append(source[start:match.start()])
+        path = tuple(match.group(1).split("."))
+        if path[0] in _JINJA_CONSTANTS:
+            return None
+        pieces.append(path)
+        start = match.end()
+    pieces.append(source[start:])
+    if any(piece.__class__ is str and ("{" in piece or "}" in piece or "\r" in piece) for piece in pieces):
+        return None
+    return tuple(piece for piece in pieces if piece != "")
+
+
+def _substituting(pieces: tuple[str | tuple[str, ...], ...], render: Callable[[str, Mapping[str, Any]], str],
+                  ) -> Callable[[str, Mapping[str, Any]], str]:
+    def substitute(locale: str, context: Mapping[str, Any], _safe: Mapping[type, set[str]] = _SAFE_ATTRIBUTES,
+                   _methods: frozenset[type] = _BOUND_METHODS, _type: type = type, _str: type = str) -> str:
+        parts = []
+        for piece in pieces:
+            if piece.__class__ is _str:
+                parts.append(piece)
+                continue
+            try:
+                value = context[piece[0]]
+                for attribute in piece[1:]:
+                    found = getattr(value, attribute)
+                    if attribute not in _safe[_type(value)] or _type(found) in _methods:
+                        return render(locale, context)
+                    value = found
+            except (KeyError, AttributeError):
+                return render(locale, context)
+            if value is None:
+                parts.append("")  # as _finalize_text
+            elif value.__class__ is _str:
+                parts.append(one_line(value))
+            else:
+                return render(locale, context)
+        return one_line("".join(parts))
+
+    return substitute
 
 
 def template_context(*, customer: Any, rule_id: str, kind: str, locale: str, today: date, reason: str | None,

@@ -159,9 +159,11 @@ class Evaluator:
             actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
                                         context, actions, now, held_out=arm == CONTROL))
         owner = customer.owner.email if customer.owner else None
-        return Firing(rule_id=rule.id, kind=rule.kind, customer_id=customer.id, owner_email=owner, dedupe_key=key,
-                      recommendation=context["recommendation"], local_date=local, actions=tuple(actions),
-                      reason=context["reason"], window=window, campaign=rule.campaign, arm=arm)
+        return _new(Firing, {
+            "rule_id": rule.id, "kind": rule.kind, "customer_id": customer.id, "owner_email": owner,
+            "dedupe_key": key, "recommendation": context["recommendation"], "local_date": local,
+            "actions": tuple(actions), "reason": context["reason"], "window": window, "campaign": rule.campaign,
+            "arm": arm})
 
     def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
                 prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
@@ -173,9 +175,11 @@ class Evaluator:
         if held_out and status == _PLANNED:
             # The control group: what would have gone out is recorded, nothing is rendered or sent. What could
             # not have been sent anyway stays suppressed, in both groups alike.
-            return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=_HELD_OUT,
-                                 reason=f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent",
-                                 subject=None, importance=spec.importance, template=spec.template)
+            return _new(PlannedAction, {
+                "dedupe_key": key, "channel": spec.channel, "to": to, "status": _HELD_OUT,
+                "reason": f"control group of the rule's {rule.holdout * 100:g}% holdout: not sent", "subject": None,
+                "content": {}, "importance": spec.importance, "after": None, "due_date": None,
+                "template": spec.template, "deferred_to": None})
         if status == _PLANNED and spec.approval is not None and spec.approval.fn(customer, local, prev):
             status, note = _NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \
@@ -189,10 +193,11 @@ class Evaluator:
             subject, content, warning = self._render(rule, spec, customer, locale, context, now)
             if warning:
                 note = f"{note}; {warning}" if note else warning
-        return PlannedAction(dedupe_key=key, channel=spec.channel, to=to, status=status, reason=note,
-                             subject=subject, content=content, importance=spec.importance,
-                             after=waits_for.dedupe_key if waits_for else None, due_date=due,
-                             template=spec.template)
+        return _new(PlannedAction, {
+            "dedupe_key": key, "channel": spec.channel, "to": to, "status": status, "reason": note,
+            "subject": subject, "content": content, "importance": spec.importance,
+            "after": waits_for.dedupe_key if waits_for else None, "due_date": due, "template": spec.template,
+            "deferred_to": None})
 
     @staticmethod
     def _recipient(spec: ActionSpec, customer: Customer) -> tuple[str, str, str | None]:
@@ -261,14 +266,27 @@ class Evaluator:
         if spec.channel == _TEAMS_CHANNEL:
             return one_line(subjects.card_summary(spec.template, locale, context) or rule.id), {}, None
         if spec.channel == _EMAIL_CHANNEL:
-            warning = self._add_unsubscribe_url(context, customer, now)
+            if "unsubscribe_url" in self._unread.get(id(rule), ()):  # no subject shows the link: not signed
+                warning = None if self.settings.unsubscribe_signing_key else NO_SIGNING_KEY
+            else:
+                warning = self._add_unsubscribe_url(context, customer, now)
             return subjects.email_subject(spec.template, locale, context), {}, warning
         return (spec.subject(locale, context) if spec.subject else one_line(f"{rule.id}: {customer.name or ''}"),
                 {}, None)
 
 
-# What a firing adds to the template context besides the customer; rendering only subjects skips those unread.
-_FIRING_TEXTS = frozenset({"reason", "recommendation", "outcome_url"})
+# What a firing (or a mail action) adds to the template context besides the customer, at a cost (texts rendered,
+# links signed); rendering only subjects skips those no subject reads.
+_FIRING_TEXTS = frozenset({"reason", "recommendation", "outcome_url", "unsubscribe_url"})
+
+
+def _new(cls: type, fields: dict[str, Any]) -> Any:
+    """A frozen dataclass instance from ALL its fields, without the generated __init__ (an object.__setattr__ per
+    field, most of the cost of planning an action). Only for Firing and PlannedAction, which have no
+    __post_init__; a unit test holds the field names here to the classes'."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
 
 
 def _unread_by_rule(ruleset: RuleSet, subjects: SubjectRenderer) -> dict[int, frozenset[str]]:
