@@ -251,7 +251,7 @@ class ContactGuard:
         """`apply` for many customers at once (customer id → firings): one batched reservation."""
         if not self.active:
             return {customer_id: list(firings) for customer_id, firings in firings_of.items()}
-        wanted = {customer_id: self._requests(firings) for customer_id, firings in firings_of.items()}
+        wanted = {customer_id: self.requests(firings) for customer_id, firings in firings_of.items()}
         decided = self.log.reserve_many({customer_id: r for customer_id, r in wanted.items() if r})
         result = {}
         for customer_id, firings in firings_of.items():
@@ -261,8 +261,8 @@ class ContactGuard:
                                    for firing in firings]
         return result
 
-    def _requests(self, firings: Sequence[Firing]) -> list[ContactRequest]:
-        """The cappable contacts of one customer's firings, higher priority first."""
+    def requests(self, firings: Sequence[Firing]) -> list[ContactRequest]:
+        """The cappable contacts of one customer's firings, higher priority first (what `apply` reserves)."""
         if not firings or not any(self._may_be_capped(firing) for firing in firings):
             return []
         ranked = sorted(range(len(firings)), key=lambda i: (-self._priority(firings[i]), firings[i].rule_id))
@@ -274,6 +274,20 @@ class ContactGuard:
                 if action.status in _CAPPABLE and self.policy.caps_for(action.channel, category):
                     requests.append(ContactRequest(action.dedupe_key, action.channel, category, firing.local_date))
         return requests
+
+    def fit_empty_log(self, requests: Sequence[ContactRequest]) -> bool:
+        """Whether a customer with no contacts logged has room for all of one evaluation's `requests` (one local
+        date, as `requests` orders them) today. Then `apply` would reserve each today and change no action."""
+        counts: dict[tuple[str, str], int] = {}
+        for request in requests:
+            kind = (request.channel, request.category)
+            earlier = counts.get(kind, 0)
+            # Every earlier contact of the kind is on the same day, inside every window of every cap.
+            if request.today != requests[0].today or \
+                    any(earlier >= cap.limit for cap in self.policy.caps_for(request.channel, request.category)):
+                return False
+            counts[kind] = earlier + 1
+        return True
 
     def _may_be_capped(self, firing: Firing) -> bool:
         """False when no cap covers any channel of the firing's rule (known per rule, asked once)."""

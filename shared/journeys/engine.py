@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.crm.merge import VERSIONS_KEY
 from shared.domain.model import Customer, Deal
-from shared.journeys.model import Journey, Transition, TriggerKind
+from shared.journeys.model import Journey, Transition, Trigger, TriggerKind
 from shared.rules.dedupe import firing_key
 from shared.rules.expressions import as_date
 
@@ -89,6 +89,10 @@ class JourneyEngine:
         self.states = frozenset(journey.state_ids)
         self.deal_types = journey.deal_types
         self.max_steps = len(journey.transitions) + 1
+        # Stages whose every way out concerns a deal: a customer without deals there cannot move (most customers
+        # of a sweep), known without looking at a trigger.
+        self._deal_only = frozenset(stage for stage, transitions in journey.outgoing.items()
+                                    if all(_concerns_deal(t.trigger) for t in transitions))
 
     def advance(self, customer: Customer, *, now: datetime, local: date, prev: Customer | None = None,
                 cause: str | None = None) -> tuple[Customer, list[Step]]:
@@ -100,7 +104,7 @@ class JourneyEngine:
         """
         outgoing = self.journey.outgoing
         stage = customer.stage if customer.stage in self.states else None
-        if stage not in outgoing:
+        if stage not in outgoing or (not customer.deals and stage in self._deal_only):
             return customer, []
         raw = customer.custom.get(META_KEY) if customer.custom else None
         meta = raw if raw.__class__ is dict else journey_meta(customer) if raw else _EMPTY  # read-only until copied
@@ -197,6 +201,11 @@ class JourneyEngine:
             if deal.type in deal_types and (not used or deal.id not in used):
                 return deal
         return None
+
+
+def _concerns_deal(trigger: Trigger) -> bool:
+    return trigger.kind is TriggerKind.DEAL_CREATED or trigger.kind is TriggerKind.DEAL_STAGE or \
+        bool(trigger.deal_field)
 
 
 def _with_stage(customer: Customer, stage: str, meta: dict, now: datetime) -> Customer:

@@ -197,3 +197,30 @@ def test_dry_run_shows_capped_contacts_naming_the_cap(tmp_path, capsys):
     assert "cap promotional email ≤ 2 per 7 days: deferred to 2026-12-08" in firings["promo-newyear"]["reason"]
     assert firings["renewal-notice"]["status"] == "planned"  # transactional: never capped
     assert "3 capped" in captured.err
+
+
+def test_dry_run_caps_a_customer_listed_twice_against_its_first_listing(tmp_path, capsys):
+    # A first listing within the caps writes no contact log row in the dry-run; its contacts must count all the same
+    # when the same customer comes again.
+    promo = (CONTACT / "rules" / "promotions.yaml").read_text(encoding="utf-8")
+    first = promo.split("\n\n")[0].replace("promo-spring", "promo-first").replace('when: "true"',
+                                                                                     "when: \"name == 'first'\"")
+    second = first.replace("promo-first", "promo-second").replace("'first'", "'second'")
+    assert first.count("when:") == 1 and "name == 'first'" in first
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "promos.yaml").write_text(first + "\n\n" + second + "\n", encoding="utf-8")
+    (tmp_path / "policy.yaml").write_text("caps:\n  - {channel: email, category: promotional, limit: 1, days: 7}\n"
+                                          "when_capped: defer\ndefer_within_days: 30\n", encoding="utf-8")
+    person = {"email": "a@example.com", "locale": "en-US", "owner": {"name": "Rep", "email": "rep@contoso.com"}}
+    customers = tmp_path / "twice.json"
+    listed = [("C-1", "first"), ("C-2", "second"), ("C-1", "second")]
+    customers.write_text(json.dumps([{"id": i, "name": name, **person} for i, name in listed]), encoding="utf-8")
+    assert main(["dry-run", "--input", str(customers), "--rules", str(tmp_path / "rules"), "--policy",
+                 str(tmp_path / "policy.yaml"), "--today", "2026-12-01", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    mails = [(f["customer"], f["rule"], f["actions"][0]["status"]) for f in json.loads(captured.out)]
+    assert mails == [("C-1", "promo-first", "planned"), ("C-2", "promo-second", "planned"),
+                     ("C-1", "promo-second", "capped")]
+    assert json.loads(captured.out)[2]["actions"][0]["reason"].endswith(
+        "cap promotional email ≤ 1 per 7 days: deferred to 2026-12-08")
+    assert "1 capped" in captured.err

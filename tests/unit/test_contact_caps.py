@@ -4,6 +4,7 @@ workers never push a customer over a cap; the policy file is checked with file:l
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.broker.local import LocalBroker
-from shared.contact import ContactLog, PolicyProblems, load_contact_policy
+from shared.contact import ContactGuard, ContactLog, PolicyProblems, load_contact_policy
 from shared.contact.caps import ContactRequest
 from shared.container import Container
 from shared.domain.model import Customer
@@ -244,3 +245,25 @@ def test_a_batch_whose_rows_changed_since_its_read_is_redone_one_by_one():
         assert mine.day == date(2026, 12, 8) and mine.capped  # today was full: B's two mails took it
         email_days = sorted(day for day, channel, _ in a.contacts(customer_id) if channel == "email")
         assert email_days == [today, today, date(2026, 12, 8)]
+
+
+def test_fit_empty_log_says_exactly_when_a_fresh_log_would_reserve_everything_today():
+    # fit_empty_log lets the dry-run skip writing the log; it must agree with a real reservation on an empty row.
+    policy = load_contact_policy(FIXTURES / "policy.yaml")  # promotional email: ≤ 2 per 7 days, ≤ 4 per 30
+    guard = ContactGuard(policy, ContactLog(MemoryStorage(), policy), lambda rule_id: None)
+    today = date(2026, 12, 1)
+    kinds = [("email", "promotional"), ("email", "lifecycle"), ("teams", "promotional"),
+             ("email", "transactional")]
+    outcomes = Counter()
+    for size in range(6):
+        for picks in itertools.product(range(len(kinds)), repeat=size):
+            requests = [ContactRequest(f"k{i}", *kinds[pick], today) for i, pick in enumerate(picks)]
+            fresh = ContactLog(MemoryStorage(), policy)
+            decisions = fresh.reserve("C-1", requests)
+            all_today = all(d.day == today and not d.capped for d in decisions)
+            assert guard.fit_empty_log(requests) == all_today, picks
+            outcomes[all_today] += 1
+    assert outcomes[True] and outcomes[False]  # both answers were put to the test
+    later = [ContactRequest("a", "email", "promotional", today),
+             ContactRequest("b", "email", "promotional", today + timedelta(days=1))]
+    assert not guard.fit_empty_log(later)  # only one evaluation's requests (one local date) are judged

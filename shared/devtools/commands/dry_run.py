@@ -27,6 +27,7 @@ from typing import TextIO
 import msgspec
 
 from shared.contact import ContactGuard, ContactLog, PolicyProblems, load_contact_policy
+from shared.contact.caps import ContactRequest
 from shared.customers.reader import RowError, iter_customers
 from shared.devtools.commands._local import offline_settings
 from shared.devtools.commands._time import add_time_options, resolve_time
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     rules = {rule.id: rule for rule in ruleset.rules}
-    guard = ContactGuard(policy, ContactLog(MemoryStorage(), policy), rules.get)
+    guard = _EmptyLogGuard(ContactGuard(policy, ContactLog(MemoryStorage(), policy), rules.get))
     evaluator = Evaluator(ruleset, settings, subjects_only=not args.full)
     engine = JourneyEngine(journey) if journey is not None else None
     now, today = resolve_time(args)
@@ -136,6 +137,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 JOURNEY_CHANNEL = "journey"
+
+
+class _EmptyLogGuard:
+    """The contact guard over this run's contact log, which starts empty: a customer seen for the first time whose
+    contacts all fit the caps keeps its firings as they are, with no row written. Its reservations are only noted,
+    and made before the same customer's next firings (a customer listed twice) are capped, so every decision is
+    the one `ContactGuard.apply` makes customer by customer."""
+
+    def __init__(self, guard: ContactGuard):
+        self.guard = guard
+        self.unwritten: dict[str, list[ContactRequest]] = {}  # customers whose reservations only fit so far
+        self.logged: set[str] = set()  # customers with a row in the log
+
+    def apply(self, customer_id: str, firings: list[Firing]) -> list[Firing]:
+        requests = self.guard.requests(firings)
+        if not requests:
+            return firings  # nothing a cap could stop: `apply` reserves nothing and returns them as they are
+        if customer_id not in self.logged:
+            if customer_id not in self.unwritten and self.guard.fit_empty_log(requests):
+                self.unwritten[customer_id] = requests
+                return firings
+            self.logged.add(customer_id)
+            earlier = self.unwritten.pop(customer_id, None)
+            if earlier:
+                self.guard.log.reserve(customer_id, earlier)
+        return self.guard.apply(customer_id, firings)
 
 
 def journey_firings(journey: Journey, evaluator: Evaluator, customer: Customer, steps: list[Step], now: datetime,
