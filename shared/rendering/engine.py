@@ -475,15 +475,24 @@ class Renderer:
 
     def compile_text(self, source: str) -> Callable[[str, Mapping[str, Any]], str]:
         """A one-line text template from a rule (task subject, recommendation, reason), compiled per locale."""
-        templates = {locale: self._text[locale].from_string(source) for locale in self.locales}
+        pieces = _substitutions(source) if "{{" in source else None
+        if pieces is None:
+            templates = {locale: self._text[locale].from_string(source) for locale in self.locales}
+        else:
+            # Filled in directly nearly always: checked now (a syntax error is a load error), compiled when first
+            # needed (compiling every rule text in every locale is most of the start-up).
+            self._text[self.default_locale].parse(source)
+            templates = {}
         if "{{" not in source and "{%" not in source:
             plain = one_line(source)
             return lambda locale, context: plain
 
         def render(locale: str, context: Mapping[str, Any]) -> str:
-            return one_line(_render(templates[locale], context))
+            template = templates.get(locale)
+            if template is None:
+                template = templates[locale] = self._text[locale].from_string(source)
+            return one_line(_render(template, context))
 
-        pieces = _substitutions(source)
         return render if pieces is None else _substituting(pieces, render)
 
     def check(self, sample_context: Callable[[str], dict]) -> list[str]:

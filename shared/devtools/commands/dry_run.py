@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 if engine is not None:
                     customer, steps = engine.advance(customer, now=now, prev=None,
                                                      local=today or evaluator.local_date(customer.timezone, now))
-                    for firing in journey_firings(journey, evaluator, customer, steps, now, today):
+                    for firing in journey_firings(journey, evaluator, customer, steps, now, today) if steps else ():
                         firing_count += 1
                         transitions += 1
                         for action in firing.actions:
@@ -181,6 +181,9 @@ def journey_firings(journey: Journey, evaluator: Evaluator, customer: Customer, 
     return firings
 
 
+CHUNK_BYTES = 1 << 16
+
+
 class _Chunked:
     """Writes in pieces of about 64 KB. With PYTHONUNBUFFERED (or any write-through stream) each small write would
     be a system call of its own, one per firing; on a pipe that costs more than rendering the firing."""
@@ -205,16 +208,20 @@ class _Chunked:
 
 def write_json(firings: Iterable[Firing], out: TextIO) -> None:
     """A JSON array of firings in the DESIGN shape, streamed (memory stays flat for a million customers)."""
-    # The same text as json.dumps(..., ensure_ascii=False, separators=(",", ":")), a few times faster.
-    encode = msgspec.json.Encoder().encode
-    chunks = _Chunked(out)
-    chunks.write("[")
-    separator = "\n"
+    # The same text as json.dumps(..., ensure_ascii=False, separators=(",", ":")), a few times faster: encoded into
+    # one buffer, decoded and written once per ~64 KB of whole firings (so never inside a character).
+    encode_into = msgspec.json.Encoder().encode_into
+    buffer = bytearray(b"[")
+    separator = b"\n"
     for firing in firings:
-        chunks.write(separator + encode(firing.to_dry_run_dict()).decode())
-        separator = ",\n"
-    chunks.write("\n]\n" if separator != "\n" else "]\n")
-    chunks.flush()
+        buffer += separator
+        encode_into(firing.to_dry_run_dict(), buffer, -1)
+        separator = b",\n"
+        if len(buffer) >= CHUNK_BYTES:
+            out.write(buffer.decode())
+            buffer.clear()
+    buffer += b"\n]\n" if separator != b"\n" else b"]\n"
+    out.write(buffer.decode())
 
 
 COLUMNS = (("RULE", 30), ("CUSTOMER", 12), ("CHANNEL", 8), ("TO", 28), ("STATUS", 14), ("SUBJECT / REASON", 60))
