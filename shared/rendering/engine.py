@@ -493,7 +493,9 @@ class Renderer:
                 template = templates[locale] = self._text[locale].from_string(source)
             return one_line(_render(template, context))
 
-        return render if pieces is None else _substituting(pieces, render)
+        if pieces is None:
+            return render
+        return _substituting(pieces, {locale: self._text[locale].filters for locale in self.locales}, render)
 
     def check(self, sample_context: Callable[[str], dict]) -> list[str]:
         """Render every template in every locale with a full sample context; the template errors found."""
@@ -520,28 +522,35 @@ class Renderer:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Text templates that are only text and `{{ name }}` / `{{ name.attr.attr }}` values (most subjects and task
-# titles) are filled in directly: the same string as the sandboxed render, without creating a Jinja context, which
-# costs more than such a template's whole output. Each value is read the way the sandbox reads it (a context
-# variable, then attributes the sandbox has already judged safe data on that type) and finalized the same way;
-# anything else (a missing name, a dict, a number, a name the sandbox has not judged yet) renders through Jinja,
-# which then raises, or answers and remembers the verdict. No code from the template ever runs either way.
+# Text templates that are only text and simple values (most subjects and task titles) are filled in directly: the
+# same string as the sandboxed render, without creating a Jinja context, which costs more than such a template's
+# whole output. A value is `{{ name.attr.attr }}`, optionally `{{ ... or '' }}` or one filter without arguments
+# (`{{ ... |date }}`, the locale's own filter function, as Jinja calls it). Each is read the way the sandbox reads
+# it (a context variable, then attributes the sandbox has already judged safe data on that type) and finalized the
+# same way; anything else (a missing name, a dict, a number, a name the sandbox has not judged yet) renders through
+# Jinja, which then raises, or answers and remembers the verdict. No code from the template ever runs either way.
 # ---------------------------------------------------------------------------------------------------------------
-_VALUE = re.compile(r"\{\{ *([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*) *\}\}")
+_VALUE = re.compile(r"\{\{ *([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)"
+                    r"(?: or (?:''|\"\")(?P<empty>)| *\| *(?P<filter>[A-Za-z][A-Za-z0-9_]*))? *\}\}")
 _JINJA_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})  # literals, not variables
 
+# The app's own one-argument filters (see _environment); Jinja's built-in ones, some of which take the environment
+# or the context as well, are left to Jinja.
+_PLAIN_FILTERS = frozenset({None, "date", "money", "product"})
+_Value = tuple[tuple[str, ...], bool, str | None]  # attribute path, `or ''`, filter name
 
-def _substitutions(source: str) -> tuple[str | tuple[str, ...], ...] | None:
-    """The template as literal texts and value paths, or None when it holds anything else (blocks, comments,
-    filters, expressions, whitespace control, a carriage return Jinja would normalize)."""
-    pieces: list[str | tuple[str, ...]] = []
+
+def _substitutions(source: str) -> tuple[str | _Value, ...] | None:
+    """The template as literal texts and values, or None when it holds anything else (blocks, comments, other
+    expressions, filter arguments, whitespace control, a carriage return Jinja would normalize)."""
+    pieces: list[str | _Value] = []
     start = 0
     for match in _VALUE.finditer(source):
         pieces.append(source[start:match.start()])
         path = tuple(match.group(1).split("."))
-        if path[0] in _JINJA_CONSTANTS:
+        if path[0] in _JINJA_CONSTANTS or match.group("filter") not in _PLAIN_FILTERS:
             return None
-        pieces.append(path)
+        pieces.append((path, match.group("empty") is not None, match.group("filter")))
         start = match.end()
     pieces.append(source[start:])
     if any(piece.__class__ is str and ("{" in piece or "}" in piece or "\r" in piece) for piece in pieces):
@@ -549,8 +558,8 @@ def _substitutions(source: str) -> tuple[str | tuple[str, ...], ...] | None:
     return tuple(piece for piece in pieces if piece != "")
 
 
-def _substituting(pieces: tuple[str | tuple[str, ...], ...], render: Callable[[str, Mapping[str, Any]], str],
-                  ) -> Callable[[str, Mapping[str, Any]], str]:
+def _substituting(pieces: tuple[str | _Value, ...], filters: Mapping[str, Mapping[str, Callable[..., Any]]],
+                  render: Callable[[str, Mapping[str, Any]], str]) -> Callable[[str, Mapping[str, Any]], str]:
     def substitute(locale: str, context: Mapping[str, Any], _safe: Mapping[type, set[str]] = _SAFE_ATTRIBUTES,
                    _methods: frozenset[type] = _BOUND_METHODS, _type: type = type, _str: type = str) -> str:
         parts = []
@@ -558,15 +567,22 @@ def _substituting(pieces: tuple[str | tuple[str, ...], ...], render: Callable[[s
             if piece.__class__ is _str:
                 parts.append(piece)
                 continue
+            path, or_empty, name = piece
             try:
-                value = context[piece[0]]
-                for attribute in piece[1:]:
+                value = context[path[0]]
+                for attribute in path[1:]:
                     found = getattr(value, attribute)
                     if attribute not in _safe[_type(value)] or _type(found) in _methods:
                         return render(locale, context)
                     value = found
+                if name is not None:
+                    function = filters[locale][name]
             except (KeyError, AttributeError):
                 return render(locale, context)
+            if or_empty:
+                value = value or ""
+            elif name is not None:
+                value = function(value)
             if value is None:
                 parts.append("")  # as _finalize_text
             elif value.__class__ is _str:

@@ -54,6 +54,12 @@ EDGE_TEXTS = [
     "{{ customer.name -}} x", "{# c #}{{ customer.name }}", "{{ customer.name }} }} {", "\t{{ customer.name }}\u3000",
     "{{ customer . name }}", "{{ customer.name|upper }}", "{{ customer.name }}{% if true %}!{% endif %}",
     "{{ in }}", "{{ customer.if }}", "{{ and }}",
+    "{{ customer.plan or '' }}", '{{ customer.name or "" }}', "{{ customer.missing or '' }}", "{{ reason or '' }}",
+    "{{ customer.contract_end|date }}", "{{ customer.birthday | date }}", "{{ customer.name|date }}",
+    "{{ customer.annual_spend|money }}", "{{ customer.name|money }}", "{{ params.product|product }}",
+    "{{ customer.stage|product }}", "{{ customer.name|upper }}", "{{ customer.name|e }}", "{{ customer.name|attr }}",
+    "{{ customer.name|nosuch }}", "{{ customer.plan or 'x' }}", "{{ customer.plan or '' or '' }}",
+    "{{ customer.name|date or '' }}", "{{ customer.plan|date|date }}",
 ]
 
 HOSTILE_NAMES = [
@@ -65,12 +71,14 @@ HOSTILE_NAMES = [
 
 
 def customers() -> list[Customer]:
-    base = Customer(id="C-1", name="Sample", contact_name="Taro", email="taro@example.com",
+    base = Customer(id="C-1", name="Sample", contact_name="Taro", email="taro@example.com", plan="Basic",
+                    contract_end=date(2027, 2, 15), birthday=date(1980, 2, 29),
                     owner=Person("Rep", "rep@contoso.com", "aad-1"), manager=Person("Boss", "boss@contoso.com"),
                     usage={"reports": 120}, annual_spend=1_200_000.0, products=("A",), stage="onboarding")
-    people = [replace(base, name=name, contact_name=name, owner=Person(name, "rep@contoso.com"))
-              for name in HOSTILE_NAMES]
-    return [base, *people, replace(base, owner=None, manager=None), replace(base, owner=Person(None, None))]
+    people = [replace(base, name=name, contact_name=name, owner=Person(name, "rep@contoso.com"), plan=name,
+                      stage=name) for name in HOSTILE_NAMES]
+    return [base, *people, replace(base, owner=None, manager=None), replace(base, owner=Person(None, None)),
+            replace(base, plan="", contract_end=None, annual_spend=None), replace(base, contract_end="2027-02-15")]
 
 
 def _outcome(function, *args):
@@ -114,7 +122,9 @@ def test_the_shipped_summaries_and_task_subjects_take_the_fast_path():
     assert "【クロスセル機会】{{ customer.name }}" in simple and "Cross-sell opportunity: {{ customer.name }}" in simple
     assert len(simple) >= len(texts) // 2
     # What is not plain text and values goes through Jinja.
-    for source in ("{{ customer.name|upper }}", "{% if x %}{% endif %}", "{{ true }}", "{{ a }}\r\n",
+    assert _substitutions("【ご契約更新のご案内】{{ customer.plan or '' }}（{{ customer.contract_end|date }}）")
+    for source in ("{{ customer.name|upper }}", "{{ a|e }}", "{{ a or 'x' }}", "{{ a|date or '' }}",
+                   "{% if x %}{% endif %}", "{{ true }}", "{{ a }}\r\n",
                    "{{ customer._x }}", "{# c #}{{ a }}", "{{- a }}", "{{ a }} }}"):
         assert _substitutions(source) is None, source
 
