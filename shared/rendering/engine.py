@@ -552,7 +552,9 @@ def _substitutions(source: str) -> tuple[str | _Value, ...] | None:
             return None
         pieces.append((path, match.group("empty") is not None, match.group("filter")))
         start = match.end()
-    pieces.append(source[start:])
+    # one_line(text + "\n") == one_line(text): the final newline of a template file is dropped here rather than
+    # folded to a space and stripped again on every render (which takes one_line's slow path).
+    pieces.append(source[start:].rstrip("\n"))
     if any(piece.__class__ is str and ("{" in piece or "}" in piece or "\r" in piece) for piece in pieces):
         return None
     return tuple(piece for piece in pieces if piece != "")

@@ -184,7 +184,7 @@ class Evaluator:
             status, note = _NEEDS_APPROVAL, f"approval required ({one_line(spec.approval.source)})"
         due_days = spec.due_in_days if spec.due_in_days is not None else \
             (None if spec.channel == _EMAIL_CHANNEL else DEFAULT_DUE_DAYS)
-        due = local + timedelta(days=due_days) if due_days is not None else None
+        due = local + (_DAYS.get(due_days) or timedelta(days=due_days)) if due_days is not None else None
         subject, content = None, {}
         if status != _SUPPRESSED:  # render only what may be sent (or previewed by an approver)
             context = dict(base, importance=spec.importance, due_date=due)
@@ -213,14 +213,14 @@ class Evaluator:
             return address, _PLANNED, None
         if spec.channel == _CRM_TASK_CHANNEL:
             owner = customer.owner.email if customer.owner else None
-            return (owner if valid_address(owner) else "unassigned"), _PLANNED, None
+            return (owner if _valid_staff_address(owner) else "unassigned"), _PLANNED, None
         if spec.route.startswith("channel:"):
             return spec.route, _PLANNED, None
         person: Person | None = customer.owner if spec.route == "owner" else customer.manager
         address = person.email if person else None
         if not address:
             return "", _SUPPRESSED, f"{spec.route} has no email address"
-        if not valid_address(address):
+        if not _valid_staff_address(address):
             return address, _SUPPRESSED, "invalid recipient address"
         return address, _PLANNED, None
 
@@ -278,6 +278,20 @@ class Evaluator:
 # What a firing (or a mail action) adds to the template context besides the customer, at a cost (texts rendered,
 # links signed); rendering only subjects skips those no subject reads.
 _FIRING_TEXTS = frozenset({"reason", "recommendation", "outcome_url", "unsubscribe_url"})
+
+
+_DAYS = {days: timedelta(days=days) for days in range(1, 366)}  # due dates: one addition, no timedelta made
+_STAFF_ADDRESSES: dict[str | None, bool] = {}  # owners' and managers' addresses recur on most firings
+_MAX_STAFF_ADDRESSES = 10_000
+
+
+def _valid_staff_address(address: str | None) -> bool:
+    valid = _STAFF_ADDRESSES.get(address)
+    if valid is None:
+        valid = valid_address(address)
+        if len(_STAFF_ADDRESSES) < _MAX_STAFF_ADDRESSES:
+            _STAFF_ADDRESSES[address] = valid
+    return valid
 
 
 def _new(cls: type, fields: dict[str, Any]) -> Any:

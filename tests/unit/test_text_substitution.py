@@ -3,6 +3,7 @@ error) as the sandboxed render, for every shipped text template and rule text an
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from datetime import date
@@ -133,3 +134,11 @@ def test_the_shipped_summaries_and_task_subjects_take_the_fast_path():
 def test_a_broken_rule_text_is_still_a_load_error(renderer, source):
     with pytest.raises(TemplateSyntaxError):
         renderer.compile_text(source)
+
+
+def test_a_final_newline_changes_no_one_lined_text():
+    # The fast path drops a template file's final newline instead of letting one_line fold and strip it.
+    chars = ["a", " ", "\n", "\r", "\x00", "\u2028", "\x85", "\u3000", "\x0b", "\t", "*"]
+    for size in range(5):
+        for text in map("".join, itertools.product(chars, repeat=size)):
+            assert one_line(text + "\n") == one_line(text + "\n\n") == one_line(text), repr(text)
