@@ -1,11 +1,13 @@
 """The rule expression language: semantics (null-safety, dates in the customer's calendar) and load-time rejection."""
 
+import itertools
 from datetime import date
 
 import pytest
 
-from shared.domain.model import Customer, Person
+from shared.domain.model import Customer, Person, Purchase
 from shared.rules.expressions import ExpressionError, compile_expression
+from shared.rules.expressions.helpers import _first_purchase, _last_purchase, _matching_purchases
 
 TODAY = date(2026, 1, 1)
 CUSTOMER = Customer.from_dict({
@@ -202,3 +204,16 @@ def test_null_guards_of_nested_values_and_chains():
     assert run("0 <= annual_spend <= 2000000", EMPTY) is False
     assert run("days_until(contract_end) + 1", EMPTY) is None and run("days_until(contract_end) + 1") == 46
     assert run("birthday.month == 2 and birthday.day == 29") and not run("birthday.month == 2", EMPTY)
+
+
+def test_first_and_last_purchase_pick_the_dates_the_matching_purchases_give():
+    today = date(2026, 11, 24)
+    kinds = [Purchase("A", date(2025, 1, 5)), Purchase("A", date(2024, 3, 1)), Purchase("B", date(2023, 1, 1)),
+             Purchase("A", None), Purchase("B", date(2027, 1, 1)), Purchase("A", date(2024, 3, 1), amount=5)]
+    for size in range(4):
+        for purchases in itertools.product(kinds, repeat=size):
+            for product in (None, "A", "B", "C"):
+                dates = [p.date for p in _matching_purchases(purchases, today, product, None) if p.date]
+                assert _first_purchase(purchases, today, product) == (min(dates) if dates else None)
+                assert _last_purchase(purchases, today, product) == (max(dates) if dates else None)
+    assert _first_purchase(None, today) is None and _last_purchase((), today, "A") is None

@@ -136,13 +136,20 @@ def _spend(purchases, today, product=None, within_days=None) -> float:
 
 
 def _last_purchase(purchases, today, product=None) -> date | None:
-    dates = [p.date for p in _matching_purchases(purchases or (), today, product, None) if p.date]
-    return max(dates) if dates else None
+    # A plain loop rather than _matching_purchases (no date window here): these run for every customer.
+    last = None
+    for p in purchases or ():
+        if (product is None or p.product == product) and p.date and (last is None or p.date > last):
+            last = p.date
+    return last
 
 
 def _first_purchase(purchases, today, product=None) -> date | None:
-    dates = [p.date for p in _matching_purchases(purchases or (), today, product, None) if p.date]
-    return min(dates) if dates else None
+    first = None
+    for p in purchases or ():
+        if (product is None or p.product == product) and p.date and (first is None or p.date < first):
+            first = p.date
+    return first
 
 
 def _get(obj: Any, key: Any) -> Any:
