@@ -97,12 +97,17 @@ def run(args: argparse.Namespace) -> int:
         # writing the firing out.
         statuses: dict[str, int] = {}
         customers_seen = firing_count = transitions = 0
+        collecting = gc.isenabled()
+        gc.disable()  # until the first customer: a JSON array is decoded whole, and its containers are the input
         try:
             for customer in customers:
                 if not customers_seen:
-                    # The input is parsed by now (a JSON array is read whole): keep the collector from walking it
-                    # again and again while planning allocates. Frozen objects are the input, alive until exit.
+                    # The input is parsed by now: keep the collector from walking it (once in full, right after the
+                    # decoding, and again and again while planning allocates). Frozen objects are the input, alive
+                    # until exit.
                     gc.freeze()
+                    if collecting:
+                        gc.enable()
                 customers_seen += 1
                 if engine is not None:
                     customer, steps = engine.advance(customer, now=now, prev=None,
@@ -121,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
                         statuses[action.status] = statuses.get(action.status, 0) + 1
                     yield firing
         finally:
+            if collecting:
+                gc.enable()
             stats.update(statuses)
             stats.update(customers=customers_seen, firings=firing_count, transitions=transitions)
 
