@@ -42,8 +42,9 @@ _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
 _Number = int | float
 
 
-class _Person(msgspec.Struct, gc=False):
-    # Unknown keys are ignored, as the general parser reads only these three.
+class _Person(msgspec.Struct, gc=False, frozen=True):
+    # Unknown keys are ignored, as the general parser reads only these three. Frozen: hashable, so the struct
+    # itself keys the cache of people.
     name: _Text | None = None
     email: _Text | None = None
     aad_object_id: _Text | None = None
@@ -189,27 +190,20 @@ def _general_decoded(item: Any, location: Location) -> Customer | InvalidInput:
         return exc
 
 
-def _finite(value: int | float | None) -> int | float | None:
-    if value.__class__ is float and not math.isfinite(value):
-        raise _NotCanonical  # JSON has no NaN, but a decoded mapping may hold one: the general parser refuses it
-    return value
-
-
-_PEOPLE: dict[tuple[str | None, str | None, str | None], Person] = {}  # owners and managers repeat: shared, frozen
+_PEOPLE: dict[_Person, Person] = {}  # owners and managers repeat: shared, frozen
 _MAX_PEOPLE = 10_000
 
 
 def _person(struct: _Person | None) -> Person | None:
     if struct is None:
         return None
-    key = (struct.name, struct.email, struct.aad_object_id)
-    person = _PEOPLE.get(key)
+    person = _PEOPLE.get(struct)
     if person is None:
-        if key == (None, None, None):
+        if struct.name is None and struct.email is None and struct.aad_object_id is None:
             return None
-        person = Person(*key)
+        person = Person(struct.name, struct.email, struct.aad_object_id)
         if len(_PEOPLE) < _MAX_PEOPLE:
-            _PEOPLE[key] = person
+            _PEOPLE[struct] = person
     return person
 
 
@@ -242,13 +236,16 @@ def _to_customer(s: _Customer, location: Location) -> Customer:
     else:
         deals = ()
     purchases = s.purchases
+    annual_spend = s.annual_spend
+    if annual_spend.__class__ is float and not math.isfinite(annual_spend):
+        raise _NotCanonical  # JSON has no NaN, but a decoded mapping may hold one: the general parser refuses it
     return _checked_instance(Customer, {
         "id": customer_id, "name": s.name, "contact_name": s.contact_name, "email": s.email,
         "owner": _person(s.owner), "manager": _person(s.manager), "locale": s.locale, "timezone": timezone,
         "products": tuple(dict.fromkeys(s.products)) if s.products else (),
         "purchases": _purchases(purchases) if purchases else (), "plan": s.plan,
         "contract_start": s.contract_start, "contract_end": s.contract_end, "contract_status": s.contract_status,
-        "birthday": s.birthday, "last_purchase_date": s.last_purchase_date, "annual_spend": _finite(s.annual_spend),
+        "birthday": s.birthday, "last_purchase_date": s.last_purchase_date, "annual_spend": annual_spend,
         "usage": s.usage if s.usage is not None else {}, "stage": s.stage, "deals": deals,
         "email_opt_out": bool(s.email_opt_out), "requires_approval": bool(s.requires_approval),
         "crm_url": s.crm_url, "custom": s.custom if s.custom is not None else {}, "updated_at": updated_at,
