@@ -195,7 +195,7 @@ class _Chunked:
     """Writes in pieces of about 64 KB. With PYTHONUNBUFFERED (or any write-through stream) each small write would
     be a system call of its own, one per firing; on a pipe that costs more than rendering the firing."""
 
-    def __init__(self, out: TextIO, size: int = 1 << 16):
+    def __init__(self, out: TextIO, size: int = CHUNK_BYTES):
         self.out, self.size = out, size
         self.parts: list[str] = []
         self.pending = 0
