@@ -263,7 +263,10 @@ class ContactGuard:
 
     def requests(self, firings: Sequence[Firing]) -> list[ContactRequest]:
         """The cappable contacts of one customer's firings, higher priority first (what `apply` reserves)."""
-        if not firings or not any(self._may_be_capped(firing) for firing in firings):
+        for firing in firings:  # a loop, not any(...): asked for every customer with firings
+            if self._may_be_capped(firing):
+                break
+        else:
             return []
         ranked = sorted(range(len(firings)), key=lambda i: (-self._priority(firings[i]), firings[i].rule_id))
         requests = []

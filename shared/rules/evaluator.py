@@ -60,6 +60,7 @@ class Evaluator:
         self.settings = settings
         self.renderer = ruleset.renderer
         self._subjects = SubjectRenderer(self.renderer) if subjects_only else None
+        self._render_action = self._render_subject if subjects_only else self._render
         # Per rule, the firing texts no rendered subject reads, so rendering only subjects need not make them.
         self._unread = _unread_by_rule(ruleset, self._subjects) if subjects_only else {}
         self._by_trigger = {t: tuple((r, r.when.fn) for r in ruleset.rules if t in r.on) for t in Trigger}
@@ -153,7 +154,7 @@ class Evaluator:
                 and any(spec.channel == "teams" for spec in rule.actions):
             context["outcome_url"] = TrustedUrl(outcome_url(
                 self.settings, opportunity_id(customer.id, key, self.settings.customer_shards), now))
-        arm = arm_of(rule.id, customer.id, rule.holdout)
+        arm = arm_of(rule.id, customer.id, rule.holdout) if rule.holdout else None
         actions: list[PlannedAction] = []
         for index, spec in enumerate(rule.actions):
             actions.append(self._action(rule, spec, action_key(key, index), customer, local, prev, locale,
@@ -190,7 +191,7 @@ class Evaluator:
             context = dict(base, importance=spec.importance, due_date=due)
             if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL:
                 context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
-            subject, content, warning = self._render(rule, spec, customer, locale, context, now)
+            subject, content, warning = self._render_action(rule, spec, customer, locale, context, now)
             if warning:
                 note = f"{note}; {warning}" if note else warning
         return _new(PlannedAction, {
