@@ -89,7 +89,6 @@ class _Customer(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _ONE = msgspec.json.Decoder(_Customer)
-_ARRAY = msgspec.json.Decoder(list[_Customer])
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -100,29 +99,28 @@ class _NotCanonical(Exception):
 def decode_customer_array(data: bytes, location: Location) -> Iterator[tuple[int, Customer | InvalidInput]]:
     """Every item of a JSON array of canonical customers as (1-based number, Customer or the InvalidInput that
     rejects it). Raises InvalidInput (with the line) when the text is not JSON at all."""
+    # The array is split into its items' raw JSON first (checked as JSON, nothing built), and each item is decoded
+    # into its struct only when its turn comes: the same work as decoding the whole array into structs, but one
+    # struct alive at a time instead of all of them (a quarter of the memory, and faster for the page faults and
+    # cache misses saved).
     collecting = gc.isenabled()
-    gc.disable()  # millions of containers, none of them garbage: the collector would walk them again and again
+    gc.disable()
     try:
-        structs = _ARRAY.decode(data)
-    except msgspec.ValidationError:
-        structs = None  # some item is not in the strict shape: decide item by item
-    except msgspec.DecodeError:
-        structs = False  # not JSON msgspec reads (NaN, a stray comma ...): the standard decoder says what is wrong
+        raws = _RAW_ARRAY.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raws = None  # not an array, or not JSON msgspec reads (NaN, a stray comma ...): the standard decoder says
     finally:
         if collecting:
             gc.enable()
-    if structs is False:
+    if raws is None:
         yield from _general_array(data, location)
         return
-    if structs is None:
-        yield from _mixed_array(data, location)
-        return
-    for number, struct in enumerate(structs, start=1):
-        structs[number - 1] = None  # each struct is needed once: free it as the customers go
+    for number, raw in enumerate(raws, start=1):
+        raws[number - 1] = None  # each item is needed once: free it as the customers go
         try:
-            item: Customer | InvalidInput = _to_customer(struct, location)
-        except _NotCanonical:
-            item = _general_item(msgspec.json.encode(struct), location)
+            item: Customer | InvalidInput = _to_customer(_ONE.decode(raw), location)
+        except (msgspec.ValidationError, _NotCanonical):  # not in the strict shape: the general parser decides
+            item = _general_item(raw, location)
         except InvalidInput as exc:  # from the general parser's deal or instant checks
             item = exc
         yield number, item
@@ -159,22 +157,6 @@ def _general_array(data: bytes, location: Location) -> Iterator[tuple[int, Custo
         raise InvalidInput("expected a JSON array of customers", Location(file=location.file))
     for number, item in enumerate(items, start=1):
         yield number, _general_decoded(item, location)
-
-
-def _mixed_array(data: bytes, location: Location) -> Iterator[tuple[int, Customer | InvalidInput]]:
-    try:
-        raws = _RAW_ARRAY.decode(data)
-    except msgspec.ValidationError:  # not an array at all
-        yield from _general_array(data, location)
-        return
-    for number, raw in enumerate(raws, start=1):
-        try:
-            item: Customer | InvalidInput = _to_customer(_ONE.decode(raw), location)
-        except (msgspec.ValidationError, _NotCanonical):
-            item = _general_item(raw, location)
-        except InvalidInput as exc:
-            item = exc
-        yield number, item
 
 
 def _general_item(raw: bytes | msgspec.Raw, location: Location) -> Customer | InvalidInput:

@@ -87,6 +87,10 @@ def test_what_msgspec_cannot_read_goes_to_the_standard_decoder():
     # NaN is not JSON, but Python's decoder reads it and the general parser refuses it by field.
     items = list(decode_customer_array(b'[{"id": "a"}, {"id": "b", "annual_spend": NaN}]', WHERE))
     assert items[0] == (1, Customer(id="a")) and outcome(items[1][1]) == ("annual_spend", "not a finite number: nan")
+    # Also when an item before it is off the strict shape (this once escaped as msgspec's DecodeError).
+    items = list(decode_customer_array(b'[{"id": "a", "plan": 3}, {"id": "b", "annual_spend": NaN}]', WHERE))
+    assert items[0] == (1, Customer(id="a", plan="3")) and outcome(items[1][1]) == ("annual_spend",
+                                                                                  "not a finite number: nan")
     with pytest.raises(InvalidInput, match="not valid JSON") as raised:
         list(decode_customer_array(b'[{"id": "a"},\n {"id": ', WHERE))
     assert raised.value.location.line == 2
