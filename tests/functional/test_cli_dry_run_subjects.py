@@ -125,8 +125,31 @@ def test_the_json_output_is_what_json_dumps_writes():
                       actions=(PlannedAction(dedupe_key="a", channel="teams", to=text, status=ActionStatus.PLANNED,
                                              reason=None, subject=text),))
                for i, text in enumerate(texts)]
-    out = io.StringIO()
-    write_json(iter(firings), out)
+    firings *= 500  # a few hundred KB: written in several chunks
     expected = "[\n" + ",\n".join(json.dumps(f.to_dry_run_dict(), ensure_ascii=False, separators=(",", ":"))
                                   for f in firings) + "\n]\n"
+    out = io.StringIO()
+    write_json(iter(firings), out)
     assert out.getvalue() == expected
+
+    class Trickle(io.RawIOBase):
+        """A byte stream that takes at most 1,000 bytes per write, as an unbuffered pipe may."""
+
+        def __init__(self):
+            self.data = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            taken = bytes(data[:1000])
+            self.data += taken
+            return len(taken)
+
+    for raw in (io.BytesIO(), Trickle()):  # UTF-8 text streams: the bytes go straight to the byte stream
+        text = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        text.write("")
+        write_json(iter(firings), text)
+        text.flush()
+        written = raw.getvalue() if isinstance(raw, io.BytesIO) else bytes(raw.data)
+        assert written.decode("utf-8") == expected

@@ -13,12 +13,13 @@ a rule warning); the output is otherwise the same.
 from __future__ import annotations
 
 import argparse
+import codecs
 import gc
 import os
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -218,6 +219,7 @@ def write_json(firings: Iterable[Firing], out: TextIO) -> None:
     # The same text as json.dumps(..., ensure_ascii=False, separators=(",", ":")), a few times faster: encoded into
     # one buffer, decoded and written once per ~64 KB of whole firings (so never inside a character).
     encode_into = msgspec.json.Encoder().encode_into
+    emit = _bytes_writer(out)
     buffer = bytearray(b"[")
     separator = b"\n"
     for firing in firings:
@@ -225,10 +227,31 @@ def write_json(firings: Iterable[Firing], out: TextIO) -> None:
         encode_into(firing.to_dry_run_dict(), buffer, -1)
         separator = b",\n"
         if len(buffer) >= CHUNK_BYTES:
-            out.write(buffer.decode())
+            emit(buffer)
             buffer.clear()
     buffer += b"\n]\n" if separator != b"\n" else b"]\n"
-    out.write(buffer.decode())
+    emit(buffer)
+
+
+def _bytes_writer(out: TextIO) -> Callable[[bytearray], None]:
+    """Writes UTF-8 bytes to `out`: straight to its byte stream when the text layer would only decode and encode
+    them again (a UTF-8 stream that translates no newlines; tens of megabytes for a large input), else as text."""
+    raw = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None)
+    if raw is None or not encoding or codecs.lookup(encoding).name != "utf-8" or os.linesep != "\n":
+        return lambda data: out.write(data.decode())
+    out.flush()  # whatever was written as text goes first
+
+    def write(data: bytearray) -> None:
+        view = memoryview(data)
+        while view:  # an unbuffered stream (PYTHONUNBUFFERED) may take only part of it
+            written = raw.write(view)
+            if written is None:
+                raise BlockingIOError("standard output would block")
+            view = view[written:]
+        view.release()
+
+    return write
 
 
 COLUMNS = (("RULE", 30), ("CUSTOMER", 12), ("CHANNEL", 8), ("TO", 28), ("STATUS", 14), ("SUBJECT / REASON", 60))
