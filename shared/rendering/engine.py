@@ -587,11 +587,12 @@ def _substituting(pieces: tuple[str | _Value, ...], filters: Mapping[str, Mappin
                 value = function(value)
             if value is None:
                 parts.append("")  # as _finalize_text
-            elif value.__class__ is _str:
-                parts.append(one_line(value))
+            elif value.__class__ is _str:  # one_line(value), its common case inline
+                parts.append(value.strip() if value.isprintable() else one_line(value))
             else:
                 return render(locale, context)
-        return one_line("".join(parts))
+        text = "".join(parts)
+        return text.strip() if text.isprintable() else one_line(text)
 
     return substitute
 
