@@ -14,10 +14,13 @@ CPU per entity, more than Azurite takes to store it), then:
    number of Table requests it made, against the median of one Table point read measured in the same run.
    Target: a page costs ≤ 5 point reads.
 
-The default (a million rows) takes a while and a few GB of memory in Azurite; use --rows 20000 for a quick look.
-`--storage memory` runs the same steps on the in-memory backend (`shared/storage/memory.py`): no Azurite, so the
-refresh's own CPU per row at a million rows and what a page costs in this process; its point read is a dictionary
-lookup, so the render ratios there say nothing about Table Storage (use Azurite for those).
+Azurite answers each query page by scanning the whole table and each write by scanning the row's partition, so its
+cost grows faster than the rows: a million rows there take hours (100,000-200,000 with --shards 16 take tens of
+minutes); use --rows 20000 for a quick look. `--storage memory` runs the same steps on the in-memory backend
+(`shared/storage/memory.py`; a million rows in ~11 minutes and ~2.3 GB): the refresh's CPU per row (the backend's
+work included) and the Table requests the same calls would make (queries paged as the service pages them); its
+point read is a dictionary lookup, so the render ratios there say nothing about Table Storage (use Azurite for them).
+Progress (tqdm) goes to stderr.
 """
 
 from __future__ import annotations
