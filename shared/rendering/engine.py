@@ -573,10 +573,11 @@ def _substituting(pieces: tuple[str | _Value, ...], filters: Mapping[str, Mappin
             try:
                 value = context[path[0]]
                 for attribute in path[1:]:
-                    found = getattr(value, attribute)
-                    if attribute not in _safe[_type(value)] or _type(found) in _methods:
+                    if attribute not in _safe[_type(value)]:  # judged before it is read: no getattr on trust
                         return render(locale, context)
-                    value = found
+                    value = getattr(value, attribute)
+                    if _type(value) in _methods:
+                        return render(locale, context)
                 if name is not None:
                     function = filters[locale][name]
             except (KeyError, AttributeError):
