@@ -21,7 +21,10 @@ $(NODE_STAMP): package.json
 	cp node_modules/@microsoft/teams-js/dist/umd/MicrosoftTeams.min.js shared/web/static/
 	touch $@
 
+# Byte-compiled as an installed package is (pip compiles what it installs): with PYTHONDONTWRITEBYTECODE set, every
+# command would otherwise recompile the app's modules from source. Stale files are redone by their timestamps.
 install: $(STAMP) $(NODE_STAMP)
+	$(PY) -m compileall -q shared
 
 demo: install
 	$(PY) -m shared.cli demo
