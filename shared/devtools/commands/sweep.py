@@ -12,7 +12,7 @@ from shared.devtools.commands._local import local_stack
 from shared.devtools.commands._time import add_time_options, resolve_time
 from shared.devtools.progress import Progress
 from shared.pipeline.planner import PlanReport, summarize_reports
-from shared.pipeline.sweep import ShardTask, evaluate_shard
+from shared.pipeline.sweep import ShardTask, evaluate_shard, evaluate_shards
 
 
 def register(subparsers) -> None:
@@ -29,9 +29,10 @@ def run_sweep(container: Container, now: datetime, today: date | None = None, wo
     shards = list(range(container.settings.customer_shards))
     reports = []
     if workers <= 1:
-        for shard in shards:
-            reports.append(evaluate_shard(container.customers, container.evaluator, container.planner,
-                                          ShardTask(shard, now, today), journeys=container.journeys))
+        tasks = [ShardTask(shard, now, today) for shard in shards]
+        for report in evaluate_shards(container.customers, container.evaluator, container.planner, tasks,
+                                      journeys=container.journeys):
+            reports.append(report)
             if progress:
                 progress.advance()
         return summarize_reports(reports)
