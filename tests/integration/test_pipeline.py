@@ -97,6 +97,17 @@ def test_reading_ahead_plans_what_shard_by_shard_plans_and_its_rerun_only_reads(
     assert requests["GET"] == 2 * loaded.settings.customer_shards, requests
 
 
+def test_a_sweep_spread_over_two_worker_processes_plans_each_firing_once(loaded):
+    from shared.devtools.commands.sweep import run_sweep
+
+    expected = _reference(loaded)
+    first = run_sweep(loaded, DEMO_NOW, workers=2)
+    assert first.customers == 260 and first.planned == first.firings > 100
+    assert {m.dedupe_key for q in ACTION_QUEUES for m in drain(loaded, q)} == expected
+    again = run_sweep(loaded, DEMO_NOW, workers=2)
+    assert again.customers == 260 and again.planned == 0 and again.already_planned == first.planned
+
+
 def test_messages_carry_rendered_content_and_emails_wait_for_business_hours(loaded):
     sweep(loaded)
     emails = drain(loaded, EMAIL)
