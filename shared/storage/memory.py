@@ -10,8 +10,10 @@ send them: None is dropped, enums become text, datetimes become UTC, ints must f
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,7 +42,7 @@ from shared.storage.codec import (
     MAX_PROPERTY_BYTES,
     entity_size,
 )
-from shared.storage.odata import compile_filter
+from shared.storage.odata import EVERY_KEY, KeyRange, compile_filter, partition_range
 
 _KEYS = ("PartitionKey", "RowKey")
 
@@ -60,9 +62,62 @@ class _Row:
         self.timestamp = timestamp
 
 
-def _forbidden_key_char(ch: str) -> bool:
-    code = ord(ch)
-    return ch in "/\\#?" or code < 0x20 or 0x7F <= code <= 0x9F
+class _Rows:
+    """A table's rows by PartitionKey, then RowKey (a mapping keyed by (PartitionKey, RowKey) to its writers), so a
+    query of one partition or a range of them reads those rows only, as the service does, not the whole table."""
+
+    __slots__ = ("names", "partitions")
+
+    def __init__(self) -> None:
+        self.partitions: dict[str, dict[str, _Row]] = {}
+        self.names: list[str] = []  # the partitions' keys, sorted
+
+    def get(self, key: tuple[str, str], default: _Row | None = None) -> _Row | None:
+        partition = self.partitions.get(key[0])
+        return default if partition is None else partition.get(key[1], default)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        partition = self.partitions.get(key[0])
+        return partition is not None and key[1] in partition
+
+    def __getitem__(self, key: tuple[str, str]) -> _Row:
+        return self.partitions[key[0]][key[1]]
+
+    def __setitem__(self, key: tuple[str, str], row: _Row) -> None:
+        partition = self.partitions.get(key[0])
+        if partition is None:
+            partition = self.partitions[key[0]] = {}
+            bisect.insort(self.names, key[0])
+        partition[key[1]] = row
+
+    def pop(self, key: tuple[str, str], default: _Row | None = None) -> _Row | None:
+        partition = self.partitions.get(key[0])
+        if partition is None or key[1] not in partition:
+            return default
+        row = partition.pop(key[1])
+        if not partition:
+            del self.partitions[key[0]]
+            del self.names[bisect.bisect_left(self.names, key[0])]
+        return row
+
+    def in_order(self, keys: KeyRange = EVERY_KEY) -> list[_Row]:
+        """The rows of the partitions in `keys`, sorted by PartitionKey then RowKey."""
+        if keys.low is not None and keys.low == keys.high:
+            names = [keys.low] if keys.low_inclusive and keys.high_inclusive and keys.low in self.partitions else []
+        else:
+            start = 0 if keys.low is None else (bisect.bisect_left if keys.low_inclusive else bisect.bisect_right)(
+                self.names, keys.low)
+            stop = len(self.names) if keys.high is None else (
+                bisect.bisect_right if keys.high_inclusive else bisect.bisect_left)(self.names, keys.high)
+            names = self.names[start:stop]
+        found: list[_Row] = []
+        for name in names:
+            partition = self.partitions[name]
+            found.extend(partition[row] for row in sorted(partition))
+        return found
+
+
+_FORBIDDEN_KEY_CHAR = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")  # what the service refuses in a key
 
 
 def _normalise(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +127,7 @@ def _normalise(entity: Mapping[str, Any]) -> dict[str, Any]:
         value = entity.get(key)
         if not isinstance(value, str):
             raise InvalidInput(f"{key} must be text")
-        if len(value) > MAX_KEY_CHARS or any(_forbidden_key_char(ch) for ch in value):
+        if len(value) > MAX_KEY_CHARS or _FORBIDDEN_KEY_CHAR.search(value):
             raise InvalidInput(f"{key} {value[:40]!r} is not a valid key (OutOfRangeInput)")
         properties[key] = value
     for name, value in entity.items():
@@ -101,6 +156,9 @@ def _normalise(entity: Mapping[str, Any]) -> dict[str, Any]:
     return properties
 
 
+_NO_ROWS = _Rows()
+
+
 class MemoryTable(Table):
     """One table held in a dict; every operation takes the storage's lock, so each is atomic."""
 
@@ -110,7 +168,7 @@ class MemoryTable(Table):
 
     # --- internals -----------------------------------------------------------------------------------------
     @property
-    def _rows(self) -> dict[tuple[str, str], _Row]:
+    def _rows(self) -> _Rows:
         rows = self.storage._tables.get(self.name)
         if rows is None:
             raise NotFound(f"table {self.name} does not exist (TableNotFound)")
@@ -128,7 +186,7 @@ class MemoryTable(Table):
         found.metadata = {"etag": row.etag, "timestamp": row.timestamp}
         return found
 
-    def _apply(self, rows: dict[tuple[str, str], _Row], operation: Operation) -> str | None:
+    def _apply(self, rows: _Rows | dict[tuple[str, str], _Row], operation: Operation) -> str | None:
         """One write against `rows` (the table, or a transaction's copy of it)."""
         op, etag = operation.op, operation.etag
         if op is Op.DELETE:
@@ -167,7 +225,7 @@ class MemoryTable(Table):
     # --- primitives ----------------------------------------------------------------------------------------
     def get(self, partition: str, row: str, select: Sequence[str] | None = None) -> MemoryEntity | None:
         with self.storage._lock:
-            found = self.storage._tables.get(self.name, {}).get((partition, row))
+            found = self.storage._tables.get(self.name, _NO_ROWS).get((partition, row))
             return None if found is None else self._read(found, select)
 
     def insert(self, entity: Mapping[str, Any]) -> str:
@@ -191,9 +249,10 @@ class MemoryTable(Table):
         predicate = compile_filter(filter, parameters) if filter else None
         if not 1 <= page_size <= 1000:
             raise InvalidInput("results per page must be between 1 and 1000")
+        keys = partition_range(filter, parameters) if filter else EVERY_KEY
         with self.storage._lock:
-            rows = sorted(self._rows.items())  # a snapshot: writes during iteration are not seen, like paging
-        return (self._read(row, select) for _, row in rows if predicate is None or predicate(row.properties))
+            rows = self._rows.in_order(keys)  # a snapshot: writes during iteration are not seen, like paging
+        return (self._read(row, select) for row in rows if predicate is None or predicate(row.properties))
 
     def submit(self, operations: Sequence[Operation]) -> None:
         check_transaction(operations)
@@ -228,7 +287,7 @@ class MemoryStorage(Storage):
     def __init__(self, tables: Sequence[str] = TABLES):
         self._lock = threading.RLock()
         self._versions = itertools.count(1)
-        self._tables: dict[str, dict[tuple[str, str], _Row]] = {name: {} for name in tables}
+        self._tables: dict[str, _Rows] = {name: _Rows() for name in tables}
         self._handles: dict[str, MemoryTable] = {}
 
     def table(self, name: str) -> MemoryTable:
@@ -240,7 +299,7 @@ class MemoryStorage(Storage):
     def ensure_tables(self, names: Sequence[str] | None = None) -> None:
         with self._lock:
             for name in names or TABLES:
-                self._tables.setdefault(name, {})
+                self._tables.setdefault(name, _Rows())
 
     def delete_table(self, name: str) -> None:
         with self._lock:
@@ -249,5 +308,5 @@ class MemoryStorage(Storage):
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every table's entities (copies), for test assertions."""
         with self._lock:
-            return {name: [copy.copy(row.properties) for _, row in sorted(rows.items())]
+            return {name: [copy.copy(row.properties) for row in rows.in_order()]
                     for name, rows in self._tables.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -74,6 +75,73 @@ def compile_filter(filter: str, parameters: Mapping[str, Any] | None = None) -> 
     if parser.position != len(tokens):
         raise InvalidInput(f"unexpected {tokens[parser.position][1]!r} in filter {filter!r}")
     return predicate
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """PartitionKeys a filter's matches can have: between `low` and `high` (None: unbounded)."""
+
+    low: str | None = None
+    low_inclusive: bool = True
+    high: str | None = None
+    high_inclusive: bool = True
+
+    def narrowed(self, operator: str, value: str) -> KeyRange:
+        low, low_inclusive, high, high_inclusive = self.low, self.low_inclusive, self.high, self.high_inclusive
+        if operator in ("eq", "gt", "ge") and (low is None or value > low or (value == low and operator == "gt")):
+            low, low_inclusive = value, operator != "gt"
+        if operator in ("eq", "lt", "le") and (high is None or value < high or (value == high and operator == "lt")):
+            high, high_inclusive = value, operator != "lt"
+        return KeyRange(low, low_inclusive, high, high_inclusive)
+
+
+EVERY_KEY = KeyRange()
+_FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
+
+
+def partition_range(filter: str, parameters: Mapping[str, Any] | None = None) -> KeyRange:
+    """The PartitionKey range every entity matching `filter` lies in, from the PartitionKey comparisons it joins with
+    `and` (a comparison under `or` or `not` leaves the range open): lets a store read only those partitions. Only
+    narrows: the filter itself still decides each entity. `filter` must compile (`compile_filter`)."""
+    return _narrow(_tokenize(substitute(filter, parameters)), EVERY_KEY)
+
+
+def _narrow(tokens: list[tuple[str, Any]], found: KeyRange) -> KeyRange:
+    tokens = _unwrap(tokens)
+    conjuncts: list[list[tuple[str, Any]]] = [[]]
+    depth = 0
+    for token in tokens:
+        depth += {"(": 1, ")": -1}.get(token[0], 0)
+        if depth == 0 and token[0] == "or":
+            return found
+        if depth == 0 and token[0] == "and":
+            conjuncts.append([])
+        else:
+            conjuncts[-1].append(token)
+    if len(conjuncts) > 1:
+        for conjunct in conjuncts:
+            found = _narrow(conjunct, found)
+        return found
+    if len(tokens) != 3 or tokens[1][0] not in _COMPARISONS or tokens[1][0] == "ne":
+        return found  # `not …`, another property, or a comparison that bounds nothing
+    (left_kind, left), (operator, _), (right_kind, right) = tokens
+    if left_kind == "name" and left == "PartitionKey" and right_kind == "value" and isinstance(right, str):
+        return found.narrowed(operator, right)
+    if right_kind == "name" and right == "PartitionKey" and left_kind == "value" and isinstance(left, str):
+        return found.narrowed(_FLIPPED[operator], left)
+    return found
+
+
+def _unwrap(tokens: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`tokens` without parentheses around all of them."""
+    while len(tokens) >= 2 and tokens[0][0] == "(" and tokens[-1][0] == ")":
+        depth = 0
+        for index, token in enumerate(tokens):
+            depth += {"(": 1, ")": -1}.get(token[0], 0)
+            if depth == 0 and index < len(tokens) - 1:
+                return tokens  # the first parenthesis closes before the end: `(a) and (b)`
+        tokens = tokens[1:-1]
+    return tokens
 
 
 def _tokenize(text: str) -> list[tuple[str, Any]]:

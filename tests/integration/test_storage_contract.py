@@ -116,6 +116,10 @@ def test_queries_filter_sort_and_select_like_the_service(table):
     assert keys("PartitionKey eq 's0002' or (status eq 'sent' and n gt 0)") == [("audit-20261120", "x"),
                                                                                 ("s0002", "b")]
     assert keys("not (published eq true)") == [("s0001", "a"), ("s0001", "z")]
+    assert keys("'s0001' lt PartitionKey") == [("s0002", "b")]  # the memory backend reads only the partitions
+    assert keys("(PartitionKey gt 'audit-' and RowKey ge 'm') and PartitionKey le @pk", pk="s0001") == [
+        ("audit-20261120", "x"), ("s0001", "m"), ("s0001", "z")]  # a range's bounds, and filters within it
+    assert keys("PartitionKey eq 's0003'") == keys("PartitionKey gt 's0002' and PartitionKey lt 's0001'") == []
     assert keys("RowKey eq @quote", quote="it's") == []
     selected = list(table.query("PartitionKey eq @pk", {"pk": "s0002"}, select=["status"]))
     assert [e.get("status") for e in selected] == ["queued"] and "at" not in selected[0]
