@@ -4,11 +4,11 @@ Why not `TableClient.submit_transaction` / `query_entities`: on a sweep they wer
 each `$batch` body as `email` MIME objects (one per operation, flattened by the `email` generator) and parses the
 reply with the `email` parser, tags every string property `@odata.type: Edm.String` (doubling the JSON), and runs
 query pages through its generic model deserialiser. The wire formats are small and documented (Table service REST:
-"Performing entity group transactions", "Query Entities"), so this module writes the multipart body as text,
-reads the reply's status lines and decodes query pages with msgspec (in C), a page at a time; everything else — authentication (shared key or Entra ID), retries, the client's
-response hooks, error decoding, property typing (`_add_entity_properties` for anything but plain strings, booleans
-and 32-bit ints) and entity conversion (`_convert_to_entity`) — stays the SDK's, so entities look exactly as the SDK
-would write and return them.
+"Performing entity group transactions", "Query Entities"), so this module writes the multipart body as text, reads
+the reply's status lines and decodes query pages with msgspec (in C), a page at a time; everything else —
+authentication (shared key or Entra ID), retries, the client's response hooks, error decoding, property typing
+(`_add_entity_properties` for anything but plain strings, booleans and 32-bit ints) and entity conversion
+(`_convert_to_entity`) — stays the SDK's, so entities look exactly as the SDK would write and return them.
 """
 
 from __future__ import annotations
