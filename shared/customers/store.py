@@ -19,7 +19,7 @@ from shared.customers.canonical import customer_from_mapping
 from shared.domain.errors import Conflict, InvalidInput, Location, NotFound, PayloadTooLarge
 from shared.domain.model import Customer
 from shared.domain.names import CUSTOMERS
-from shared.storage.backend import AlreadyExists, Op, Operation, Storage, Table, etag_of
+from shared.storage.backend import AlreadyExists, Entity, Op, Operation, ReadAhead, Storage, Table, etag_of
 from shared.storage.codec import BATCH_LIMIT, MAX_ENTITY_BYTES, MAX_STRING_CHARS, entity_size, join_text, put_json
 from shared.storage.keys import readable_key, shard_of, shard_partition
 
@@ -31,6 +31,7 @@ SCALAR_FIELDS = tuple(
     name for name in Customer.__dataclass_fields__ if name not in NESTED_FIELDS and name != "id")
 partition_key = shard_partition
 _STORED = Location(file=CUSTOMERS, field=None)
+_NESTED_COLUMNS = tuple((name, f"{name}_json", f"{name}_json_1") for name in NESTED_FIELDS)
 _decode_json = msgspec.json.Decoder().decode  # nested fields are JSON this module wrote: decoded in C
 
 
@@ -55,9 +56,11 @@ def entity_to_customer(entity: dict) -> Customer:
     for name in SCALAR_FIELDS:
         if name in entity:
             data[name] = entity[name]
-    for name in NESTED_FIELDS:
-        text = join_text(entity, f"{name}_json")
-        if text is not None:
+    for name, column, second in _NESTED_COLUMNS:
+        text = entity.get(column)
+        if text:
+            if second in entity:  # split over several properties
+                text = join_text(entity, column)
             data[name] = _decode_json(text)
     return customer_from_mapping(data, _STORED)
 
@@ -134,23 +137,33 @@ class CustomerStore:
             return None
         return StoredCustomer(entity_to_customer(entity), etag_of(entity))
 
+    def read_shard(self, shard: int, page_size: int = 1000) -> ReadAhead:
+        """Start reading one shard now: its pages are fetched in the background, one ahead of the caller (hand
+        them to `iter_shard`)."""
+        return self.table.read_ahead(shard_partition(shard), page_size=page_size)
+
     def iter_shard(self, shard: int, page_size: int = 1000,
-                   on_invalid: Callable[[str, str], None] | None = None) -> Iterator[Customer]:
-        """Every customer of one shard, read page by page (one request per `page_size` rows).
+                   on_invalid: Callable[[str, str], None] | None = None,
+                   pages: Iterable[list[Entity]] | None = None) -> Iterator[Customer]:
+        """Every customer of one shard, read page by page (one request per `page_size` rows), the next page
+        requested while the caller works on this one; `pages`: a read `read_shard` started earlier.
 
         A stored row that is no longer a valid customer (written before a limit existed, or by hand) is passed
         to `on_invalid(customer_id, reason)` and skipped, so it cannot stop the shard; without a callback it
         raises InvalidInput. The reason names the field, never its value (safe to log)."""
-        for entity in self.table.partition(shard_partition(shard), page_size=page_size):
-            try:
-                customer = entity_to_customer(entity)
-            except (InvalidInput, ValueError) as exc:
-                if on_invalid is None:
-                    raise
-                field = exc.location.field if isinstance(exc, InvalidInput) else None
-                on_invalid(str(entity.get("RowKey")), f"{type(exc).__name__}{f' at {field}' if field else ''}")
-                continue
-            yield customer
+        if pages is None:
+            pages = self.read_shard(shard, page_size)
+        for page in pages:
+            for entity in page:
+                try:
+                    customer = entity_to_customer(entity)
+                except (InvalidInput, ValueError) as exc:
+                    if on_invalid is None:
+                        raise
+                    field = exc.location.field if isinstance(exc, InvalidInput) else None
+                    on_invalid(str(entity.get("RowKey")), f"{type(exc).__name__}{f' at {field}' if field else ''}")
+                    continue
+                yield customer
 
     def iter_all(self, page_size: int = 1000) -> Iterator[Customer]:
         for shard in range(self.shards):

@@ -7,6 +7,7 @@ Dates are `datetime.date`; a missing optional field is None, never an error; unk
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -240,22 +241,25 @@ class _CustomerParser:
         return Person(name, email, aad_object_id) if (name or email or aad_object_id) else None
 
     def deals(self, items: list | tuple) -> tuple[Deal, ...]:
-        text, day = self.text, self.day
         deals = []
         for index, raw in enumerate(items):
-            where = f"deals[{index}]"
-            if not isinstance(raw, Mapping):
-                raise self.fail(where, "must be an object")
-            deal_id = text(raw, "id", where)
-            if not deal_id:
-                raise self.fail(f"{where}.id", "is required")
-            deals.append(Deal(
-                id=deal_id, stage=text(raw, "stage", where), type=text(raw, "type", where),
-                amount=self.number(raw, "amount", where), onboarding_due=day(raw, "onboarding_due", where),
-                renewal_notice_date=day(raw, "renewal_notice_date", where),
-                campaign_id=text(raw, "campaign_id", where), closed_on=day(raw, "closed_on", where),
-                extra={k: v for k, v in raw.items() if k not in _DEAL_FIELDS}))
+            deal = _plain_deal(raw) if raw.__class__ is dict else None
+            deals.append(deal if deal is not None else self.deal(raw, f"deals[{index}]"))
         return tuple(deals)
+
+    def deal(self, raw: Any, where: str) -> Deal:
+        text, day = self.text, self.day
+        if not isinstance(raw, Mapping):
+            raise self.fail(where, "must be an object")
+        deal_id = text(raw, "id", where)
+        if not deal_id:
+            raise self.fail(f"{where}.id", "is required")
+        return Deal(
+            id=deal_id, stage=text(raw, "stage", where), type=text(raw, "type", where),
+            amount=self.number(raw, "amount", where), onboarding_due=day(raw, "onboarding_due", where),
+            renewal_notice_date=day(raw, "renewal_notice_date", where),
+            campaign_id=text(raw, "campaign_id", where), closed_on=day(raw, "closed_on", where),
+            extra={k: v for k, v in raw.items() if k not in _DEAL_FIELDS})
 
     def instant(self, value: Any) -> datetime:
         """`updated_at`: a datetime, or ISO-8601 text (a trailing Z is UTC)."""
@@ -334,6 +338,43 @@ def _checked_instance(cls: type, fields: dict[str, Any]) -> Any:
     instance = object.__new__(cls)
     instance.__dict__.update(fields)
     return instance
+
+
+_DEAL_TEXTS = ("stage", "type", "campaign_id")
+_DEAL_DATES = ("onboarding_due", "renewal_notice_date", "closed_on")
+
+
+def _plain_deal(raw: dict) -> Deal | None:
+    """The deal `_CustomerParser.deal` would make, when every value already has its exact type (text within the
+    limit, a whole-date string, a finite number or None: what this app writes and nearly every CRM sends); None
+    otherwise, and the general path decides, with its coercions and errors. Saves a call per field and the
+    frozen dataclass's per-field __setattr__ (deals are most of reading a stored customer)."""
+    deal_id = raw.get("id")
+    if deal_id.__class__ is not str or not deal_id or len(deal_id) > MAX_TEXT_CHARS:
+        return None
+    amount = raw.get("amount")
+    if not (amount is None or amount.__class__ is int or (amount.__class__ is float and math.isfinite(amount))):
+        return None
+    fields: dict[str, Any] = {"id": deal_id, "amount": amount}
+    for name in _DEAL_TEXTS:
+        value = raw.get(name)
+        if value is not None:
+            if value.__class__ is not str or len(value) > MAX_TEXT_CHARS:
+                return None
+            value = value or None
+        fields[name] = value
+    for name in _DEAL_DATES:
+        value = raw.get(name)
+        if value is not None:
+            if value.__class__ is not str or len(value) != 10:
+                return None
+            try:
+                value = date.fromisoformat(value)
+            except ValueError:
+                return None
+        fields[name] = value
+    fields["extra"] = {k: v for k, v in raw.items() if k not in _DEAL_FIELDS}
+    return _checked_instance(Deal, fields)
 
 
 def _path(where: str | None, key: str) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -17,11 +16,12 @@ from shared.domain.errors import InvalidInput, PermanentError
 from shared.domain.model import Customer
 from shared.domain.names import SWEEP_SHARDS
 from shared.domain.vocabulary import Trigger
-from shared.opportunities.ledger import row_key
+from shared.opportunities.ledger import KnownKeys, row_key
 from shared.pipeline.planner import PLAN_CHUNK, Planner, PlanReport, loggable
 from shared.rules import Evaluator
 from shared.rules.model import Firing
 from shared.settings import Settings
+from shared.storage.backend import ReadAhead, background
 
 if TYPE_CHECKING:
     from shared.journeys.service import JourneyRunner
@@ -61,39 +61,62 @@ def plan_sweep(settings: Settings, broker: Broker, now: datetime, today: date | 
     return len(messages)
 
 
+@dataclass(frozen=True)
+class ShardReads:
+    """The two reads a shard's evaluation starts with, under way in the background: the ledger's firings of the
+    partition (planned before, and any outbox row a crash left) and the customers' pages."""
+
+    known: Future[KnownKeys]
+    customers: ReadAhead
+
+
+def start_shard_reads(customers: CustomerStore, planner: Planner, shard: int) -> ShardReads:
+    """Start both reads of a shard now (reads only: nothing is claimed until the shard is evaluated)."""
+    return ShardReads(background().submit(planner.ledger.known_keys, partition_key(shard)),
+                      customers.read_shard(shard))
+
+
 def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Planner, task: ShardTask,
                    on_customer: Callable[[int], None] | None = None,
-                   journeys: JourneyRunner | None = None) -> PlanReport:
+                   journeys: JourneyRunner | None = None, reads: ShardReads | None = None) -> PlanReport:
     """Evaluate every customer of a shard against the `sweep` rules and plan what fires.
 
     With `journeys`, each customer first takes the journey steps due on its local date (a date that passed while
-    no sweep ran still counts), and the rules see the customer as it is after them.
+    no sweep ran still counts), and the rules see the customer as it is after them. `reads`: the shard's reads,
+    started earlier (`start_shard_reads`); else they start here, the ledger read and the first page of customers
+    at once, and each next page while this one is evaluated.
     """
-    partition = partition_key(task.shard)
     report = PlanReport()
 
     def unreadable(customer_id: str, reason: str) -> None:
         log.warning("customer %s of shard %d skipped: %s", customer_id, task.shard, reason)
         report.rejected += 1
 
-    # The ledger read (the firings planned before, and any outbox row a crash left) runs while the first page of
-    # customers is fetched: two round trips in the time of one.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        reading = pool.submit(planner.ledger.known_keys, partition)
-        stream = customers.iter_shard(task.shard, on_invalid=unreadable)
-        first = next(stream, None)
-        known = reading.result()
-    report.add(planner.recover(partition, task.now, known))
+    if reads is None:
+        reads = start_shard_reads(customers, planner, task.shard)
+    try:
+        return _evaluate(customers, evaluator, planner, task, reads, report, unreadable, on_customer, journeys)
+    finally:
+        reads.customers.close()  # when evaluating failed half-way: stop reading ahead
+
+
+def _evaluate(customers: CustomerStore, evaluator: Evaluator, planner: Planner, task: ShardTask, reads: ShardReads,
+              report: PlanReport, unreadable: Callable[[str, str], None], on_customer: Callable[[int], None] | None,
+              journeys: JourneyRunner | None) -> PlanReport:
+    known = reads.known.result()
+    report.add(planner.recover(partition_key(task.shard), task.now, known))
+    stream = customers.iter_shard(task.shard, on_invalid=unreadable, pages=reads.customers)
 
     def planned_before(key: str) -> bool:  # checked before rendering: re-matches cost no template work
-        if row_key(key) in known:
+        # A key that is a RowKey is its own row key (hashed keys are valid keys too): most need no key check.
+        if key in known or row_key(key) in known:
             report.already_planned += 1
             report.firings += 1
             return True
         return False
 
     pending: list[tuple[Customer, Firing]] = []
-    for customer in itertools.chain((first,) if first is not None else (), stream):
+    for customer in stream:
         report.customers += 1
         if journeys is not None:
             customer, moved = journeys.sweep_customer(customer, task.now, task.today)
@@ -114,3 +137,21 @@ def evaluate_shard(customers: CustomerStore, evaluator: Evaluator, planner: Plan
     if pending:
         report.add(planner.plan(pending, task.now))
     return report
+
+
+def evaluate_shards(customers: CustomerStore, evaluator: Evaluator, planner: Planner, tasks: Sequence[ShardTask],
+                    journeys: JourneyRunner | None = None) -> Iterator[PlanReport]:
+    """Evaluate shards one after another in this process, each shard's report as it is done. The next shard's
+    reads are under way while this one is evaluated, so the storage's answer time hides behind the evaluation
+    instead of adding to it."""
+    ahead: ShardReads | None = None
+    try:
+        for index, task in enumerate(tasks):
+            reads = ahead or start_shard_reads(customers, planner, task.shard)
+            ahead = None
+            if index + 1 < len(tasks):
+                ahead = start_shard_reads(customers, planner, tasks[index + 1].shard)
+            yield evaluate_shard(customers, evaluator, planner, task, journeys=journeys, reads=reads)
+    finally:
+        if ahead is not None:
+            ahead.customers.close()

@@ -14,12 +14,15 @@ datetime, bytes); `etag_of(entity)` reads the ETag a read returned. Every failur
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -138,11 +141,24 @@ class Table(ABC):
     def submit(self, operations: Sequence[Operation]) -> None:
         """One transaction: ≤ BATCH_LIMIT operations of one partition, all or nothing (BatchFailed)."""
 
+    def pages(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
+              select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[list[Entity]]:
+        """`query`'s entities a page (≤ page_size) at a time; a backend that reads page by page yields its pages."""
+        entities = self.query(filter, parameters, select=select, page_size=page_size)
+        while page := list(itertools.islice(entities, page_size)):
+            yield page
+
     # --- logic -----------------------------------------------------------------------------------------------
     def partition(self, partition: str, *, select: Sequence[str] | None = None,
                   page_size: int = 1000) -> Iterator[Entity]:
         """Every entity of one partition."""
         return self.query("PartitionKey eq @pk", {"pk": partition}, select=select, page_size=page_size)
+
+    def read_ahead(self, partition: str, *, select: Sequence[str] | None = None,
+                   page_size: int = 1000) -> ReadAhead:
+        """Every entity of one partition, page by page, read in the background from now on, one page ahead of
+        the caller (see `ReadAhead`)."""
+        return ReadAhead(self.pages("PartitionKey eq @pk", {"pk": partition}, select=select, page_size=page_size))
 
     def write_batches(self, operations: Iterable[Operation], *, batch_size: int = BATCH_LIMIT,
                       parallel: int = 1) -> BatchResult:
@@ -223,6 +239,66 @@ class Table(ABC):
             # A jittered pause spreads contenders out instead of letting them collide again.
             time.sleep(random.uniform(0, pause * (attempt + 1)))
         raise TransientError(f"{self.name} row {row!r} is contended; try again")
+
+
+class ReadAhead:
+    """Pages of a read, each fetched in a background thread while the caller works on the one before: the first
+    is requested when this is made, the next as soon as a page is handed over. The service answers (and the
+    transport waits, without holding the GIL) while this process evaluates, so a read-evaluate loop takes about
+    the longer of the two instead of their sum. At most one page is held ahead; a read error is raised where the
+    page would have been handed over. Reads only: dropping one unfinished costs at most a page read for nothing."""
+
+    def __init__(self, pages: Iterator[list[Entity]]):
+        self._pages = pages
+        self._next: Future | None = background().submit(next, pages, None)
+
+    def __iter__(self) -> ReadAhead:
+        return self
+
+    def __next__(self) -> list[Entity]:
+        pending = self._next
+        if pending is None:
+            raise StopIteration
+        try:
+            page = pending.result()
+        except BaseException:
+            self._next = None
+            raise
+        if page is None:
+            self._next = None
+            raise StopIteration
+        self._next = background().submit(next, self._pages, None)
+        return page
+
+    def entities(self) -> Iterator[Entity]:
+        """The entities, flattened."""
+        for page in self:
+            yield from page
+
+    def close(self) -> None:
+        """Stop reading ahead (a page on the way is dropped)."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+
+
+_BACKGROUND_THREADS = 8  # reads under way at once: a shard's pages and ledger, and the next shard's
+_background: tuple[int, ThreadPoolExecutor] | None = None
+_background_lock = threading.Lock()
+
+
+def background() -> ThreadPoolExecutor:
+    """The process's pool for background reads. Tasks on it must never wait for other tasks on it (no nested
+    read-ahead), so it cannot run out of threads. Made again in a forked child: a fork copies no threads."""
+    global _background
+    current = _background
+    if current is None or current[0] != os.getpid():
+        with _background_lock:
+            current = _background
+            if current is None or current[0] != os.getpid():
+                current = _background = (os.getpid(), ThreadPoolExecutor(_BACKGROUND_THREADS,
+                                                                         thread_name_prefix="storage-read"))
+    return current[1]
 
 
 def check_transaction(operations: Sequence[Operation]) -> None:

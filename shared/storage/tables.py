@@ -198,6 +198,11 @@ class AzureTable(Table):
 
     def query(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
               select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
+        for page in self.pages(filter, parameters, select=select, page_size=page_size):
+            yield from page
+
+    def pages(self, filter: str | None = None, parameters: Mapping[str, Any] | None = None, *,
+              select: Sequence[str] | None = None, page_size: int = 1000) -> Iterator[list[Mapping[str, Any]]]:
         try:
             yield from self.wire.query(filter, parameters, select, page_size)
         except AzureError as exc:

@@ -4,11 +4,11 @@ Why not `TableClient.submit_transaction` / `query_entities`: on a sweep they wer
 each `$batch` body as `email` MIME objects (one per operation, flattened by the `email` generator) and parses the
 reply with the `email` parser, tags every string property `@odata.type: Edm.String` (doubling the JSON), and runs
 query pages through its generic model deserialiser. The wire formats are small and documented (Table service REST:
-"Performing entity group transactions", "Query Entities"), so this module writes the multipart body as text and
-reads the reply's status lines; everything else — authentication (shared key or Entra ID), retries, the client's
-response hooks, error decoding, property typing (`_add_entity_properties` for anything but plain strings, booleans
-and 32-bit ints) and entity conversion (`_convert_to_entity`) — stays the SDK's, so entities look exactly as the SDK
-would write and return them.
+"Performing entity group transactions", "Query Entities"), so this module writes the multipart body as text, reads
+the reply's status lines and decodes query pages with msgspec (in C), a page at a time; everything else —
+authentication (shared key or Entra ID), retries, the client's response hooks, error decoding, property typing
+(`_add_entity_properties` for anything but plain strings, booleans and 32-bit ints) and entity conversion
+(`_convert_to_entity`) — stays the SDK's, so entities look exactly as the SDK would write and return them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 from azure.core.rest import HttpRequest
 from azure.data.tables import EntityProperty, TableClient, TableEntity
 from azure.data.tables._deserialize import _ENTITY_TO_PYTHON_CONVERSIONS
@@ -162,8 +163,8 @@ class TableWire:
 
     # --- queries -------------------------------------------------------------------------------------------
     def query(self, filter: str | None, parameters: Mapping[str, Any] | None, select: Sequence[str] | None,
-              page_size: int) -> Iterator[Mapping[str, Any]]:
-        """Entities matching `filter`, page by page (continuation headers followed)."""
+              page_size: int) -> Iterator[list[TableEntity]]:
+        """Entities matching `filter`, a page per request (continuation headers followed)."""
         query = {"$top": str(page_size)}
         if filter:
             query["$filter"] = _parameter_filter_substitution(dict(parameters or {}), filter)
@@ -179,8 +180,7 @@ class TableWire:
             response.read()
             if response.status_code != 200:
                 raise _decode_error(response)
-            for row in json.loads(response.content)["value"]:
-                yield to_entity(row)
+            yield [to_entity(row) for row in _decode_page(response.content).value]
             next_partition = response.headers.get("x-ms-continuation-NextPartitionKey")
             next_row = response.headers.get("x-ms-continuation-NextRowKey")
             if not (next_partition or next_row):
@@ -189,20 +189,29 @@ class TableWire:
                                    (("NextPartitionKey", next_partition), ("NextRowKey", next_row)) if value)
 
 
+class _Page(msgspec.Struct):
+    """A query's answer: `{"odata.metadata": ..., "value": [entity, ...]}` (the rest is not read)."""
+
+    value: list[dict[str, Any]] = []
+
+
+_decode_page = msgspec.json.Decoder(_Page).decode  # in C: a page of 1,000 customers is ~2 MB of JSON
+
+
 _AS_SENT = ("Edm.String", "Edm.Int32")
 
 
-def to_entity(row: Mapping[str, Any]) -> TableEntity:
+def to_entity(row: dict[str, Any]) -> TableEntity:
     """A returned entity as the SDK's `_convert_to_entity` makes it (typed properties converted, ETag in
-    `metadata`), in one pass: property names are identifiers, so only annotations and `odata.` fields hold a dot.
-    The metadata's `timestamp` stays the service's text (nothing here reads it)."""
-    entity = TableEntity()
+    `metadata`). Property names are identifiers, so only annotations and `odata.` fields hold a dot: the row is
+    copied whole and those few taken out again. The metadata's `timestamp` stays the service's text (nothing here
+    reads it)."""
+    entity = TableEntity(row)
     metadata: dict[str, Any] = {}
     types: list[tuple[str, str]] = []
-    for name, value in row.items():
-        if "." not in name:
-            entity[name] = value
-        elif name.startswith("odata."):
+    for name in [name for name in row if "." in name]:
+        value = entity.pop(name)
+        if name.startswith("odata."):
             metadata[name[6:]] = value
         elif name.endswith("@odata.type"):
             types.append((name[:-11], value))

@@ -22,7 +22,7 @@ from shared.domain.names import CRM_TASKS, EMAIL, SWEEP_SHARDS, TEAMS
 from shared.domain.vocabulary import OpportunityStatus
 from shared.opportunities.ledger import row_key
 from shared.pipeline.changes import handle_crm_event
-from shared.pipeline.sweep import ShardTask, evaluate_shard, plan_sweep
+from shared.pipeline.sweep import ShardTask, evaluate_shard, evaluate_shards, plan_sweep
 from shared.storage.tables import TableAccess
 from tests.queues import drain as drain_actions
 
@@ -44,6 +44,14 @@ def sweep(container: Container, now: datetime = DEMO_NOW):
     return summarize_reports(
         evaluate_shard(container.customers, container.evaluator, container.planner, ShardTask(shard, now))
         for shard in range(container.settings.customer_shards))
+
+
+def sweep_reading_ahead(container: Container, now: datetime = DEMO_NOW):
+    """The whole sweep in one process the way `crmflow sweep` runs it: each next shard read while one is evaluated."""
+    from shared.pipeline.planner import summarize_reports
+
+    tasks = [ShardTask(shard, now) for shard in range(container.settings.customer_shards)]
+    return summarize_reports(evaluate_shards(container.customers, container.evaluator, container.planner, tasks))
 
 
 def queued(container: Container) -> dict[str, int]:
@@ -69,6 +77,35 @@ def test_sweep_plans_each_firing_once_and_a_rerun_writes_nothing(loaded):
     assert second.planned == 0 and second.already_planned == first.planned and second.messages == 0
     assert set(writes) == {"GET"}, writes  # reads only: no claim, no update, no publish
     assert queued(loaded)["teams"] == first.messages - queued(loaded)["email"] - queued(loaded)["crm-tasks"]
+
+
+def test_reading_ahead_plans_what_shard_by_shard_plans_and_its_rerun_only_reads(loaded):
+    expected = _reference(loaded)
+    first = sweep_reading_ahead(loaded)
+    assert first.customers == 260 and first.planned == first.firings > 100
+    assert {m.dedupe_key for q in ACTION_QUEUES for m in drain(loaded, q)} == expected
+
+    requests = Counter()
+    rerun_container = Container(loaded.settings)
+    rerun_container.tables = TableAccess(
+        loaded.settings, raw_response_hook=lambda response: requests.update([response.http_request.method]))
+    rerun_container.broker = loaded.broker
+    second = sweep_reading_ahead(rerun_container)
+    assert second.planned == 0 and second.already_planned == first.planned and second.messages == 0
+    assert set(requests) == {"GET"}, requests
+    # Two reads a shard (its ledger, its one page of customers), none twice, none left over.
+    assert requests["GET"] == 2 * loaded.settings.customer_shards, requests
+
+
+def test_a_sweep_spread_over_two_worker_processes_plans_each_firing_once(loaded):
+    from shared.devtools.commands.sweep import run_sweep
+
+    expected = _reference(loaded)
+    first = run_sweep(loaded, DEMO_NOW, workers=2)
+    assert first.customers == 260 and first.planned == first.firings > 100
+    assert {m.dedupe_key for q in ACTION_QUEUES for m in drain(loaded, q)} == expected
+    again = run_sweep(loaded, DEMO_NOW, workers=2)
+    assert again.customers == 260 and again.planned == 0 and again.already_planned == first.planned
 
 
 def test_messages_carry_rendered_content_and_emails_wait_for_business_hours(loaded):
@@ -116,20 +153,22 @@ def test_two_instances_on_the_same_shards_plan_each_firing_once(loaded):
 
 
 # --- crash safety: a worker process killed at the worst moments --------------------------------------------
-def _die_during(settings, step: str) -> None:
-    """Child process: sweep shard by shard, and hard-exit (no cleanup, like a killed host) at `step`."""
+def _die_during(settings, step: str, ahead: bool = False) -> None:
+    """Child process: sweep shard by shard (`ahead`: reading the next shard while one is evaluated), and hard-exit
+    (no cleanup, like a killed host) at `step`."""
     container = Container(settings)
     if step == "publish":
         container.broker.publish = lambda queue, messages: os._exit(17)
     else:
         container.ledger.mark_published = lambda claims, now: os._exit(17)
-    sweep(container)
+    (sweep_reading_ahead if ahead else sweep)(container)
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["shard-by-shard", "reading-ahead"])
 @pytest.mark.parametrize("step", ["publish", "mark"])
-def test_worker_killed_between_steps_loses_nothing_and_duplicates_nothing(loaded, step):
+def test_worker_killed_between_steps_loses_nothing_and_duplicates_nothing(loaded, step, ahead):
     expected = _reference(loaded)
-    process = multiprocessing.get_context("fork").Process(target=_die_during, args=(loaded.settings, step))
+    process = multiprocessing.get_context("fork").Process(target=_die_during, args=(loaded.settings, step, ahead))
     process.start()
     process.join(60)
     assert process.exitcode == 17
@@ -137,6 +176,8 @@ def test_worker_killed_between_steps_loses_nothing_and_duplicates_nothing(loaded
     assert (before == 0) if step == "publish" else before > 0  # killed before / after the first publish
     recovered = sweep(Container(loaded.settings))
     assert recovered.recovered >= 1
+    if ahead:
+        assert sweep_reading_ahead(Container(loaded.settings)).recovered == 0  # recovered once, nothing left
     messages = [m for q in ACTION_QUEUES for m in drain(loaded, q)]
     keys = [m.dedupe_key for m in messages]
     assert len(keys) == len(set(keys)), "a message was published twice"

@@ -18,6 +18,7 @@ from shared.storage.backend import (
     ETagMismatch,
     Op,
     Operation,
+    ReadAhead,
     Table,
     etag_of,
 )
@@ -123,6 +124,32 @@ def test_queries_filter_sort_and_select_like_the_service(table):
     selected = list(table.query("PartitionKey eq @pk", {"pk": "s0002"}, select=["status"]))
     assert [e.get("status") for e in selected] == ["queued"] and "at" not in selected[0]
     assert len(list(table.query(page_size=2))) == 5  # paged transparently
+
+
+def test_pages_and_reading_ahead_return_what_the_query_returns(table):
+    table.write_batches([Operation(Op.INSERT, row("s0001", f"r{i:02d}", n=i)) for i in range(7)]).raise_first()
+    table.insert(row("s0002", "x", n=99))
+    pages = list(table.pages("PartitionKey eq @pk", {"pk": "s0001"}, page_size=3))
+    assert [[e["RowKey"] for e in page] for page in pages] == [["r00", "r01", "r02"], ["r03", "r04", "r05"],
+                                                               ["r06"]]
+    ahead = table.read_ahead("s0001", select=["n"], page_size=3)
+    table.insert(row("s0001", "r07", n=7))  # written after the read started: a read sees it or not, never twice
+    read = [e["n"] for e in ahead.entities()]
+    assert read[:7] == list(range(7)) and read[7:] in ([], [7])
+    assert etag_of(pages[0][0]) and list(ahead) == []  # done: nothing more, nothing raised
+    assert list(table.read_ahead("nobody").entities()) == []
+
+    early = table.read_ahead("s0001", page_size=2)
+    assert [e["RowKey"] for e in next(early)] == ["r00", "r01"]
+    early.close()  # dropped half-way: the rest is never handed over
+    assert list(early) == []
+
+
+def test_a_read_ahead_raises_the_read_error_where_the_page_would_come(table):
+    ahead = ReadAhead(table.pages("PartitionKey eq"))  # refused by the service (and by the memory backend)
+    with pytest.raises(InvalidInput):
+        next(ahead)
+    assert list(ahead) == []
 
 
 def test_a_transaction_is_all_or_nothing(table):

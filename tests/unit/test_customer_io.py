@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -141,6 +142,40 @@ def test_parsed_customer_is_the_constructed_one():
     parsed = Customer.from_dict(data)
     assert parsed.__dict__ == Customer(**{**parsed.__dict__}).__dict__ and parsed.products == ("A", "B")
     assert hash(parsed.products) and parsed == Customer.from_dict(parsed.to_dict())
+
+
+DEALS = [
+    {"id": "D-1", "stage": "won", "type": "one_time", "amount": 1200, "onboarding_due": None,
+     "renewal_notice_date": None, "campaign_id": None, "closed_on": "2026-09-04", "product": "C"},
+    {"id": "D-2", "stage": "", "type": None, "amount": 12.5, "renewal_notice_date": "2027-01-31"},
+    {"id": "D-3", "amount": "1,200", "closed_on": "2026-09-04T10:00:00"},  # coerced by the general path only
+    {"id": 7, "stage": "open"},  # a numeric id becomes text
+    {"id": "D-4", "stage": "x" * 4000, "closed_on": ""},
+]
+
+
+@pytest.mark.parametrize("deal", DEALS)
+def test_plain_deals_read_as_the_general_path_reads_them(deal):
+    """The exact-type fast path for deals gives the constructed, generally parsed deal: equal fields, same type."""
+    from shared.domain.errors import Location
+    from shared.domain.model import _CustomerParser
+
+    parser = _CustomerParser(Location())
+    (fast,) = parser.deals([deal])
+    assert fast.__dict__ == parser.deal(deal, "deals[0]").__dict__
+    assert type(fast.closed_on) is type(parser.deal(deal, "deals[0]").closed_on)
+
+
+@pytest.mark.parametrize(("deal", "field"), [
+    ({"id": ""}, r"deals\[0\]\.id"), ({"id": "D", "closed_on": "2026-02-30"}, r"deals\[0\]\.closed_on"),
+    ({"id": "D", "amount": float("nan")}, r"deals\[0\]\.amount"),
+    ({"id": "D", "stage": "x" * 4001}, r"deals\[0\]\.stage"),
+    ({"id": "D", "amount": True}, r"deals\[0\]\.amount"),
+])
+def test_deals_the_fast_path_refuses_fail_with_the_field_named(deal, field):
+    with pytest.raises(InvalidInput) as raised:
+        Customer.from_dict({"id": "x", "deals": [deal]})
+    assert re.fullmatch(field, raised.value.location.field)
 
 
 def test_addresses_no_mail_can_go_to_are_warnings_naming_line_and_column():

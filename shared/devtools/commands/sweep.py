@@ -12,7 +12,7 @@ from shared.devtools.commands._local import local_stack
 from shared.devtools.commands._time import add_time_options, resolve_time
 from shared.devtools.progress import Progress
 from shared.pipeline.planner import PlanReport, summarize_reports
-from shared.pipeline.sweep import ShardTask, evaluate_shard
+from shared.pipeline.sweep import ShardTask, evaluate_shards
 
 
 def register(subparsers) -> None:
@@ -29,30 +29,37 @@ def run_sweep(container: Container, now: datetime, today: date | None = None, wo
     shards = list(range(container.settings.customer_shards))
     reports = []
     if workers <= 1:
-        for shard in shards:
-            reports.append(evaluate_shard(container.customers, container.evaluator, container.planner,
-                                          ShardTask(shard, now, today), journeys=container.journeys))
+        tasks = [ShardTask(shard, now, today) for shard in shards]
+        for report in evaluate_shards(container.customers, container.evaluator, container.planner, tasks,
+                                      journeys=container.journeys):
+            reports.append(report)
             if progress:
                 progress.advance()
         return summarize_reports(reports)
+    # A few shards a task: a worker reads each next shard of its run while it evaluates one, and the runs are
+    # short enough that the workers finish together.
+    runs = [shards[start:start + WORKER_RUN] for start in range(0, len(shards), WORKER_RUN)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_evaluate_in_worker, container.settings, shard, now, today) for shard in shards]
+        futures = [pool.submit(_evaluate_in_worker, container.settings, run, now, today) for run in runs]
         for future in futures:
-            reports.append(future.result())
+            done = future.result()
+            reports.extend(done)
             if progress:
-                progress.advance()
+                progress.advance(len(done))
     return summarize_reports(reports)
 
 
+WORKER_RUN = 4  # shards a worker process evaluates one after another
 _worker_container: Container | None = None
 
 
-def _evaluate_in_worker(settings, shard: int, now: datetime, today: date | None) -> PlanReport:
+def _evaluate_in_worker(settings, shards: list[int], now: datetime, today: date | None) -> list[PlanReport]:
     global _worker_container
     if _worker_container is None:  # one container per worker process, like one per Functions instance
         _worker_container = Container(settings)
     c = _worker_container
-    return evaluate_shard(c.customers, c.evaluator, c.planner, ShardTask(shard, now, today), journeys=c.journeys)
+    tasks = [ShardTask(shard, now, today) for shard in shards]
+    return list(evaluate_shards(c.customers, c.evaluator, c.planner, tasks, journeys=c.journeys))
 
 
 def format_report(report: PlanReport) -> str:
