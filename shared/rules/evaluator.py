@@ -167,7 +167,7 @@ class Evaluator:
             "arm": arm})
 
     def _action(self, rule: Rule, spec: ActionSpec, key: str, customer: Customer, local: date,
-                prev: Customer | None, locale: str, base: Mapping[str, Any], earlier: list[PlannedAction],
+                prev: Customer | None, locale: str, base: dict[str, Any], earlier: list[PlannedAction],
                 now: datetime, held_out: bool = False) -> PlannedAction:
         to, status, note = self._recipient(spec, customer)
         waits_for = earlier[spec.after] if spec.after is not None else None
@@ -188,9 +188,19 @@ class Evaluator:
         due = local + (_DAYS.get(due_days) or timedelta(days=due_days)) if due_days is not None else None
         subject, content = None, {}
         if status != _SUPPRESSED:  # render only what may be sent (or previewed by an approver)
-            context = dict(base, importance=spec.importance, due_date=due)
-            if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL:
-                context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
+            if self._subjects is not None:
+                # Only a subject is made, a string, and nothing keeps the context once it is: the firing's context
+                # serves each action in turn, every key an action sets or a render adds set afresh (the same keys
+                # and values as a copy, which would cost more than most subjects).
+                context = base
+                context["importance"], context["due_date"] = spec.importance, due
+                context["email"] = {"subject": waits_for.subject, "to": waits_for.to} \
+                    if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL else None
+                context["unsubscribe_url"] = None
+            else:
+                context = dict(base, importance=spec.importance, due_date=due)
+                if waits_for is not None and waits_for.channel == _EMAIL_CHANNEL:
+                    context["email"] = {"subject": waits_for.subject, "to": waits_for.to}
             subject, content, warning = self._render_action(rule, spec, customer, locale, context, now)
             if warning:
                 note = f"{note}; {warning}" if note else warning

@@ -75,6 +75,11 @@ def test_subjects_that_read_the_firings_texts_print_the_same(monkeypatch, capsys
     subjects = {a["subject"] for f in json.loads(shown[0]) for a in f["actions"]}
     assert "理由 A*B_C / 提案" in subjects and "A constant summary" in subjects and "reads-nothing" in subjects
     assert any("/api/opportunities/" in s for s in subjects)  # the card summary that shows its outcome link
+    per_action = [a["subject"] for f in json.loads(shown[0]) if f["rule"] == "per-action-context"
+                  for a in f["actions"]]
+    assert per_action[0].startswith("一 normal 2026-11-27 no mail no link")
+    assert per_action[2].startswith("送信後 high ") and "no mail" not in per_action[2]
+    assert per_action[3].startswith("四 normal 2026-12-03 no mail no link")  # nothing left by the mail or card
 
 
 def test_a_card_summary_is_the_full_cards_fallback_text():
