@@ -238,8 +238,6 @@ class Evaluator:
     def _render(self, rule: Rule, spec: ActionSpec, customer: Customer, locale: str, context: dict,
                 now: datetime) -> tuple[str | None, dict, str | None]:
         """(subject, content, warning) in the shape shared.domain.messages.ActionMessage documents per channel."""
-        if self._subjects is not None:
-            return self._render_subject(rule, spec, customer, locale, context, now)
         if spec.channel == _TEAMS_CHANNEL:
             card = self.renderer.card(spec.template, locale, context)
             summary = one_line(card.get("fallbackText") or rule.id)
